@@ -1,0 +1,153 @@
+"""Which positions of a compiled schedule each rank and dataloader worker serves, computed lazily.
+
+Global batch ``g`` is positions ``[g*B, (g+1)*B)`` of the schedule. Rank ``r`` of ``W`` (``W`` divides
+``B``) serves the contiguous slice ``[g*B + r*b, g*B + (r+1)*b)``, ``b = B/W``, of every global batch, so
+concatenating the ranks' batches in rank order gives the global batch whatever ``W`` is. A PyTorch
+DataLoader with ``N`` workers over an IterableDataset takes its ``k``-th batch from worker ``k mod N``, so
+worker ``w`` serves the rank's slice of global batches ``g0 + w, g0 + w + N, ...`` where ``g0`` is the
+first global batch not yet consumed.
+
+A worker never materialises its share: :class:`WorkerOrder` is a sequence that asks the schedule for one
+chunk of batches at a time (``schedule.take`` per batch) and keeps one chunk per reading thread. Memory per
+worker is ``O(chunk)``, independent of the schedule's length (8,192 samples by default, about 300 KB).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from mixture.errors import MixtureError
+
+Take = Callable[[int, int], tuple[NDArray[np.int32], NDArray[np.int64]]]
+"""``schedule.take(start, stop) -> (source ids, sample ids)`` for positions ``[start, stop)``."""
+
+
+@dataclass(frozen=True)
+class WorkerShare:
+    """The global batches one worker of one rank serves, and the slice of each it owns.
+
+    Attributes:
+        global_batch_size: ``B``, samples per global batch (all ranks together).
+        num_ranks: ``W``; must divide ``B``.
+        rank: This rank, ``0 <= rank < W``.
+        num_workers: Dataloader workers of this rank (1 when the dataloader has none).
+        worker: This worker, ``0 <= worker < num_workers``.
+        first_batch: First global batch not yet consumed (resume point divided by ``B``).
+        num_batches: Global batches in the schedule.
+    """
+
+    global_batch_size: int
+    num_ranks: int
+    rank: int
+    num_workers: int
+    worker: int
+    first_batch: int
+    num_batches: int
+
+    @property
+    def device_batch_size(self) -> int:
+        """Samples per batch on each rank: ``B / W``."""
+        return self.global_batch_size // self.num_ranks
+
+    @property
+    def batches(self) -> range:
+        """The global batches this worker serves, in the order it serves them."""
+        return range(self.first_batch + self.worker, self.num_batches, self.num_workers)
+
+    def __len__(self) -> int:
+        return len(self.batches) * self.device_batch_size
+
+    def position(self, i: int) -> int:
+        """Schedule position of this worker's ``i``-th sample."""
+        k, j = divmod(i, self.device_batch_size)
+        return self.batch_start(self.batches[k]) + j
+
+    def batch_start(self, global_batch: int) -> int:
+        """First position of this rank's slice of ``global_batch``."""
+        return global_batch * self.global_batch_size + self.rank * self.device_batch_size
+
+
+class WorkerOrder:
+    """A worker's share as a lazy sequence of Streaming sample ids (what ``_get_work`` returns).
+
+    Streaming reads it from three threads (download, ready, yield), each moving forward; each thread
+    keeps its own current chunk, so there is no lock and no shared mutable state.
+
+    Args:
+        share: Which batches and slices this worker serves.
+        take: The schedule's ``take``.
+        stream_offsets: First Streaming sample id of each source's stream.
+        stream_sizes: Samples in each source's stream (sample ids are checked against it).
+        source_names: Source names, for errors.
+        chunk_samples: Samples fetched from the schedule at once (rounded up to whole batches).
+    """
+
+    def __init__(
+        self,
+        share: WorkerShare,
+        take: Take,
+        stream_offsets: NDArray[np.int64],
+        stream_sizes: NDArray[np.int64],
+        source_names: list[str],
+        chunk_samples: int = 8192,
+    ) -> None:
+        self.share = share
+        self._take = take
+        self._offsets = np.asarray(stream_offsets, np.int64)
+        self._sizes = np.asarray(stream_sizes, np.int64)
+        self._names = source_names
+        self._batches_per_chunk = max(1, -(-chunk_samples // share.device_batch_size))
+        self._chunk_samples = self._batches_per_chunk * share.device_batch_size
+        self._len = len(share)
+        self._local = threading.local()
+
+    def __len__(self) -> int:
+        return self._len
+
+    def __getitem__(self, i: int) -> int:
+        """Streaming sample id of this worker's ``i``-th sample."""
+        ids, _ = self._chunk_of(i)
+        return ids[i % self._chunk_samples]
+
+    def source_id(self, i: int) -> int:
+        """Source id (index into the schedule's sources) of this worker's ``i``-th sample."""
+        _, sources = self._chunk_of(i)
+        return sources[i % self._chunk_samples]
+
+    def _chunk_of(self, i: int) -> tuple[list[int], list[int]]:
+        if not 0 <= i < self._len:
+            raise IndexError(f"worker sample {i} out of range [0, {self._len})")
+        c = i // self._chunk_samples
+        local = self._local
+        if getattr(local, "key", None) != c:
+            local.ids, local.sources = self._fetch(c)
+            local.key = c
+        return local.ids, local.sources
+
+    def _fetch(self, c: int) -> tuple[list[int], list[int]]:
+        batches = self.share.batches[c * self._batches_per_chunk : (c + 1) * self._batches_per_chunk]
+        b = self.share.device_batch_size
+        parts = [self._take(start, start + b) for start in map(self.share.batch_start, batches)]
+        sources = np.concatenate([p[0] for p in parts]).astype(np.int64, copy=False)
+        samples = np.concatenate([p[1] for p in parts]).astype(np.int64, copy=False)
+        self._check(sources, samples, self.share.batch_start(batches[0]))
+        return (self._offsets[sources] + samples).tolist(), sources.tolist()
+
+    def _check(self, sources: NDArray[np.int64], samples: NDArray[np.int64], first: int) -> None:
+        if len(sources) and (sources.min() < 0 or sources.max() >= len(self._sizes)):
+            raise MixtureError(f"schedule names source id {int(sources.max())} near position {first}, "
+                               f"but it has {len(self._sizes)} sources", hint="recompile the schedule")
+        bad = (samples < 0) | (samples >= self._sizes[sources])
+        if bad.any():
+            k = int(np.argmax(bad))
+            name = self._names[int(sources[k])]
+            raise MixtureError(
+                f"schedule asks for sample {int(samples[k])} of source '{name}', which has "
+                f"{int(self._sizes[sources[k]])} samples",
+                hint="the source changed after compiling: recompile the schedule",
+            )

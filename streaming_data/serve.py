@@ -1,0 +1,363 @@
+"""Serve a compiled schedule exactly through MosaicML Streaming.
+
+:class:`ScheduledDataset` is a ``StreamingDataset`` (download, local cache, ``cache_limit`` eviction,
+remote schemes, shared-memory coordination are all Streaming's) whose sample order is the schedule's:
+
+- global batch ``b`` is exactly ``order[b*B:(b+1)*B]``; rank ``r`` of ``W`` gets the ``r``-th of ``W``
+  equal contiguous slices of it, and dataloader worker ``w`` of ``N`` serves the rank's batches
+  ``w, w+N, ...`` (which is the round-robin order a PyTorch DataLoader reads them in);
+- one schedule spans several MDS sources: source id ``i`` of the schedule is Streaming stream ``i``;
+- the resume state is one integer (samples consumed) plus the schedule fingerprint; a state made with
+  another schedule is refused unless ``ignore_schedule_fingerprint=True``;
+- any ``W`` dividing ``B`` gives the same global batches, so resuming on a different number of ranks is
+  exact;
+- before anything is served, each source's fingerprint (``index.json`` + ``samples.parquet``) is checked
+  against the schedule's manifest, and each remote source's cached ``index.json`` against the remote one.
+
+Each yielded sample is the MDS row (a dict of columns) plus ``source`` (name), ``source_id`` and
+``position`` (in the schedule), so that a collator can route text, image-caption and instruction samples.
+Streaming's ordering knobs (shuffle, sampling, canonical nodes, partition, stream proportions) do nothing
+under a schedule, so they are refused rather than silently ignored.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Protocol
+
+import fsspec
+import numpy as np
+from numpy.typing import NDArray
+from torch.utils.data import DataLoader
+
+from mixture.errors import MixtureError, Problem
+from mixture.sources import INDEX_JSON, source_fingerprint
+from streaming_data._serve_order import WorkerOrder, WorkerShare
+from streaming_data._streaming_compat import (
+    OrderDrivenDataset,
+    Placement,
+    check_streaming_version,
+    detect_ranks,
+    make_stream,
+    streaming_state_keys,
+)
+
+RESERVED_KEYS = ("source", "source_id", "position")
+"""Keys added to every served sample; an MDS column with one of these names is refused."""
+OVERRIDE_FLAG = "ignore_schedule_fingerprint"
+
+
+class SourceRecordLike(Protocol):
+    name: str
+    kind: str
+    location: str
+    fingerprint: str
+    num_samples: int
+
+
+class ScheduleLike(Protocol):
+    """The part of ``mixture.schedule.Schedule`` that serving uses."""
+
+    fingerprint: str
+    global_batch_size: int
+    sources: Sequence[SourceRecordLike]
+
+    def __len__(self) -> int: ...
+
+    def take(self, start: int, stop: int) -> tuple[NDArray[np.int32], NDArray[np.int64]]: ...
+
+
+def open_compiled_schedule(path: str) -> ScheduleLike:
+    """Open a compiled schedule directory with ``mixture.schedule.load_schedule``."""
+    from mixture.schedule import load_schedule  # the compiler; imported lazily, cheap
+
+    return load_schedule(path)
+
+
+def is_remote(location: str) -> bool:
+    """Whether a source location is a URL Streaming must download from (``s3://``, ``gs://``, ...)."""
+    return "://" in location and not location.startswith("file://")
+
+
+def default_storage_options(location: str) -> dict[str, object]:
+    """fsspec options matching what Streaming uses: ``S3_ENDPOINT_URL`` for S3-compatible stores."""
+    endpoint = os.environ.get("S3_ENDPOINT_URL")
+    if location.startswith("s3://") and endpoint:
+        return {"client_kwargs": {"endpoint_url": endpoint}}
+    return {}
+
+
+def check_sources(
+    schedule: ScheduleLike, cache_dir: str | None, storage_options: dict[str, object] | None = None
+) -> list[Problem]:
+    """Every reason the sources on disk are not the ones the schedule was compiled from.
+
+    Args:
+        schedule: The compiled schedule (its manifest's source records).
+        cache_dir: Where remote sources are cached (``cache_dir/<source name>``).
+        storage_options: fsspec options for remote sources; by default derived from ``S3_ENDPOINT_URL``.
+
+    Returns:
+        One problem per changed, missing or stale-cached source (empty when all match).
+    """
+    problems = []
+    for record in schedule.sources:
+        opts = storage_options if storage_options is not None else default_storage_options(record.location)
+        problem = _check_source(record, opts, cache_dir)
+        if problem is not None:
+            problems.append(problem)
+    return problems
+
+
+def _check_source(record: SourceRecordLike, opts: dict[str, object], cache_dir: str | None) -> Problem | None:
+    path = f"sources.{record.name}"
+    try:
+        found = source_fingerprint(record.location, opts)
+    except MixtureError as error:
+        return Problem(f"source '{record.name}' is missing: {error}", path=path,
+                       hint="restore the data the schedule was compiled from, or recompile the schedule")
+    if found != record.fingerprint:
+        return Problem(
+            f"source '{record.name}' at {record.location} changed since the schedule was compiled "
+            f"(fingerprint {found}, manifest says {record.fingerprint})",
+            path=path, hint="recompile the schedule against this data, or restore the data it was compiled from",
+        )
+    if is_remote(record.location) and cache_dir is not None:
+        cached = os.path.join(cache_dir, record.name, INDEX_JSON)
+        if os.path.exists(cached):
+            with open(cached, "rb") as mine, fsspec.open(f"{record.location.rstrip('/')}/{INDEX_JSON}", "rb", **opts) as theirs:
+                if mine.read() != theirs.read():
+                    return Problem(
+                        f"the local cache {os.path.dirname(cached)} holds another version of source "
+                        f"'{record.name}' than {record.location}", path=path,
+                        hint=f"delete {os.path.dirname(cached)} (Streaming never refreshes a cached index.json)",
+                    )
+    return None
+
+
+class ScheduledDataset(OrderDrivenDataset):
+    """A StreamingDataset that serves a compiled schedule's global order, exactly.
+
+    Use :func:`build_dataloader` (it sets the per-rank batch size to ``B / W``). The schedule is opened
+    from its path in each process and worker, never pickled.
+
+    Args:
+        schedule: Path of the compiled schedule directory.
+        cache_dir: Local cache root for remote sources (each cached in ``cache_dir/<source name>``);
+            required when any source is remote. Local sources are read in place.
+        cache_limit: Streaming's cache limit (bytes or ``"1gb"``), at least 4x the largest shard.
+        predownload: Samples each worker downloads ahead (Streaming's default: 8 batches).
+        download_retry: Streaming's download retries.
+        storage_options: fsspec options for the fingerprint check of remote sources (by default the
+            ``S3_ENDPOINT_URL`` that Streaming itself reads).
+        ignore_schedule_fingerprint: Resume from a state made with another schedule (serving this one
+            from the saved position). Only for those who mean to switch schedules mid-run.
+        open_schedule: Opens the schedule from its path (default: ``mixture.schedule.load_schedule``);
+            must be a module-level function (it is pickled into workers).
+        chunk_samples: Positions each worker reads from the schedule at a time.
+        **streaming_kwargs: Refused: Streaming's ordering options have no meaning under a schedule.
+
+    Raises:
+        MixtureError: For refused options, a global batch size not divisible by the number of ranks, and
+            any source that is missing, changed, stale in the cache or of the wrong size.
+    """
+
+    def __init__(
+        self,
+        schedule: str | os.PathLike[str],
+        *,
+        cache_dir: str | None = None,
+        cache_limit: int | str | None = None,
+        predownload: int | None = None,
+        download_retry: int = 2,
+        storage_options: dict[str, object] | None = None,
+        ignore_schedule_fingerprint: bool = False,
+        open_schedule: Callable[[str], ScheduleLike] = open_compiled_schedule,
+        chunk_samples: int = 8192,
+        **streaming_kwargs: Any,
+    ) -> None:
+        check_streaming_version()
+        if streaming_kwargs:
+            raise MixtureError(
+                f"{', '.join(sorted(streaming_kwargs))}: not an option of ScheduledDataset; Streaming's "
+                "ordering options (shuffle, sampling, canonical nodes, partition, proportions) do nothing "
+                "when serving a compiled schedule: the schedule is the order", hint="remove them")
+        self.schedule_path = os.fspath(schedule)
+        self._open_schedule = open_schedule
+        self._schedule: ScheduleLike | None = None
+        sched = self.schedule
+        self._check_shape(sched)
+        remote = [is_remote(r.location) for r in sched.sources]
+        if any(remote) and cache_dir is None:
+            raise MixtureError("some sources are remote but no cache_dir was given", hint="pass cache_dir=")
+        problems = check_sources(sched, cache_dir, storage_options)
+        if problems:
+            raise MixtureError(problems)
+        streams = [
+            make_stream(r.location, os.path.join(cache_dir, r.name) if rem and cache_dir else None, rem, download_retry)
+            for r, rem in zip(sched.sources, remote)
+        ]
+        super().__init__(streams=streams, batch_size=self.global_batch_size // self._num_ranks,
+                         cache_limit=cache_limit, predownload=predownload, shuffle=False)
+        self._set_epoch_positions(self.num_positions)
+        self._check_streams(sched)
+        self.ignore_schedule_fingerprint = ignore_schedule_fingerprint
+        self.source_names = [r.name for r in sched.sources]
+        self.chunk_samples = chunk_samples
+        self._resume_samples: int | None = None
+        self._work: WorkerOrder | None = None
+
+    @property
+    def schedule(self) -> ScheduleLike:
+        """The compiled schedule, opened from its path on first use in this process."""
+        if self._schedule is None:
+            self._schedule = self._open_schedule(self.schedule_path)
+        return self._schedule
+
+    def _check_shape(self, sched: ScheduleLike) -> None:
+        self.schedule_fingerprint = sched.fingerprint
+        self.global_batch_size = int(sched.global_batch_size)
+        self.num_positions = len(sched)
+        _, self._num_ranks = detect_ranks()
+        if self.num_positions % self.global_batch_size:
+            raise MixtureError(f"schedule {self.schedule_path} has {self.num_positions} positions, not a "
+                               f"multiple of its global batch size {self.global_batch_size}",
+                               hint="recompile the schedule")
+        if self.global_batch_size % self._num_ranks:
+            raise MixtureError(f"global batch size {self.global_batch_size} is not divisible by the "
+                               f"{self._num_ranks} ranks of this run",
+                               hint="run on a number of ranks that divides the global batch size")
+
+    def _check_streams(self, sched: ScheduleLike) -> None:
+        _, sizes = self._stream_offsets()
+        problems = []
+        for i, record in enumerate(sched.sources):
+            if int(sizes[i]) != record.num_samples:
+                problems.append(Problem(f"source '{record.name}' has {int(sizes[i])} samples in its "
+                                        f"index.json, the manifest says {record.num_samples}",
+                                        path=f"sources.{record.name}", hint="recompile the schedule"))
+            clash = self._stream_columns(i) & set(RESERVED_KEYS)
+            if clash:
+                problems.append(Problem(f"source '{record.name}' has MDS columns {sorted(clash)}, which "
+                                        "serving adds to every sample", path=f"sources.{record.name}",
+                                        hint="rename those columns at ingest"))
+        if problems:
+            raise MixtureError(problems)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_schedule"] = None  # reopened from its path in each worker (memory-mapped, not copied)
+        state["_work"] = None
+        return state
+
+    # --- the order ---
+
+    def _worker_order(self, epoch: int, sample_in_epoch: int, place: Placement) -> WorkerOrder:
+        share = WorkerShare(self.global_batch_size, place.num_ranks, place.rank, place.num_workers,
+                            place.worker, sample_in_epoch // self.global_batch_size,
+                            self.num_positions // self.global_batch_size)
+        offsets, sizes = self._stream_offsets()
+        self._work = WorkerOrder(share, self.schedule.take, offsets, sizes, self.source_names, self.chunk_samples)
+        return self._work
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        """This worker's samples, in schedule order, each with ``source``, ``source_id`` and ``position``."""
+        self._work = None
+        served = 0
+        for served, sample in enumerate(super().__iter__(), start=1):
+            work = self._work
+            source_id = work.source_id(served - 1)
+            sample["source_id"] = source_id
+            sample["source"] = self.source_names[source_id]
+            sample["position"] = work.share.position(served - 1)
+            yield sample
+        if self._work is not None and served != len(self._work):
+            raise MixtureError(f"serving stopped after {served} of this worker's {len(self._work)} "
+                               "samples: a download or schedule error was raised in Streaming's "
+                               "threads (see the traceback above)")
+
+    # --- resume ---
+
+    def _resume_point(self, presumed_epoch: int) -> tuple[int, int]:
+        if self._resume_samples is None:
+            return presumed_epoch, 0
+        epoch, sample_in_epoch = divmod(self._resume_samples, self.num_positions)
+        if epoch < presumed_epoch:  # that resume point is behind us
+            return presumed_epoch, 0
+        return epoch, sample_in_epoch
+
+    def state_dict(self, num_samples: int, from_beginning: bool) -> dict[str, Any]:
+        """The resume state: samples consumed since the start of training, and the schedule fingerprint.
+
+        Args:
+            num_samples: Samples consumed in the current epoch by all ranks together (Composer passes
+                its ``sample_in_epoch`` with ``from_beginning=True``).
+            from_beginning: Whether ``num_samples`` counts from the start of the epoch (``True``) or
+                from where this run resumed (``False``).
+
+        Returns:
+            ``{"samples_consumed", "schedule_fingerprint", "global_batch_size"}``.
+        """
+        epoch = max(self._current_epoch(), 0)
+        if num_samples == 0 and self._current_epoch() >= 0 and from_beginning:
+            epoch += 1  # Composer saves at an epoch's end with sample_in_epoch reset to 0
+        if not from_beginning:
+            resumed_epoch, resumed_at = self._resume_point(epoch)
+            num_samples += resumed_at if resumed_epoch == epoch else 0
+        return {"samples_consumed": epoch * self.num_positions + num_samples,
+                "schedule_fingerprint": self.schedule_fingerprint,
+                "global_batch_size": self.global_batch_size}
+
+    def load_state_dict(self, obj: dict[str, Any]) -> None:
+        """Resume from a state made by :meth:`state_dict` (call before iterating).
+
+        Raises:
+            MixtureError: If the state is not ours, was made with another schedule (unless
+                ``ignore_schedule_fingerprint``), or is not on a global batch boundary.
+        """
+        self._resume_samples = resume_samples(obj, self.schedule_fingerprint, self.global_batch_size,
+                                              self.schedule_path, self.ignore_schedule_fingerprint)
+
+
+def resume_samples(obj: dict[str, Any], fingerprint: str, global_batch_size: int, schedule_path: str,
+                   ignore_fingerprint: bool) -> int:
+    """Validate a saved serving state against the schedule being served; return samples consumed."""
+    if "samples_consumed" not in obj:
+        kind = "Streaming's own dataset state" if set(streaming_state_keys()) <= set(obj) else "not a serving state"
+        raise MixtureError(f"cannot resume a scheduled dataset from {sorted(obj)} ({kind})",
+                           hint="resume from a checkpoint made with ScheduledDataset")
+    consumed = int(obj["samples_consumed"])
+    saved = obj.get("schedule_fingerprint")
+    if saved != fingerprint and not ignore_fingerprint:
+        raise MixtureError(
+            f"the checkpoint was made with schedule {saved}, but {schedule_path} is schedule {fingerprint}: "
+            f"resuming at sample {consumed} would serve a different order than the run so far",
+            hint=f"resume with the schedule the run started with, or pass {OVERRIDE_FLAG}=True to switch "
+            "schedules at this point on purpose")
+    if consumed < 0 or consumed % global_batch_size:
+        raise MixtureError(f"resume point {consumed} samples is not a whole number of global batches of "
+                           f"{global_batch_size}", hint="resume from a checkpoint saved at a batch boundary")
+    return consumed
+
+
+def build_dataloader(dataset: ScheduledDataset, *, num_workers: int = 0,
+                     collate_fn: Callable[[list[dict[str, Any]]], Any] | None = None, **kwargs: Any) -> DataLoader:
+    """A DataLoader over ``dataset`` with the per-rank batch size ``B / W`` it needs.
+
+    Args:
+        dataset: The scheduled dataset.
+        num_workers: Dataloader worker processes; any number serves the same global batches.
+        collate_fn: Turns a list of sample dicts into a batch (default: keep the list).
+        **kwargs: Passed to ``DataLoader`` (``pin_memory``, ``prefetch_factor``, ...); ``batch_size``,
+            ``shuffle``, ``sampler`` and ``drop_last`` are fixed by the schedule.
+    """
+    fixed = {"batch_size", "shuffle", "sampler", "batch_sampler", "drop_last"} & set(kwargs)
+    if fixed:
+        raise MixtureError(f"{', '.join(sorted(fixed))}: fixed by the schedule", hint="remove them")
+    return DataLoader(dataset, batch_size=dataset.batch_size, num_workers=num_workers,
+                      collate_fn=collate_fn or _as_list, drop_last=False, **kwargs)
+
+
+def _as_list(samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return samples
