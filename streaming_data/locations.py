@@ -1,0 +1,40 @@
+"""Local paths and remote URLs for datasets: the one place that tells them apart and publishes files."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+
+def is_remote(location: str) -> bool:
+    """True for a URL Streaming uploads to (s3://, gs://, ...), False for a local path or file://."""
+    return "://" in location and not location.startswith("file://")
+
+
+def local_path(location: str) -> str:
+    """A local location without its ``file://`` prefix."""
+    return location[len("file://") :] if location.startswith("file://") else location
+
+
+def storage_options() -> dict[str, Any]:
+    """fsspec options matching what Streaming uses (``S3_ENDPOINT_URL`` for S3-compatible stores)."""
+    endpoint = os.environ.get("S3_ENDPOINT_URL")
+    return {"client_kwargs": {"endpoint_url": endpoint}} if endpoint else {}
+
+
+def publish(staging: str, out: str, names: Sequence[str]) -> None:
+    """Move ``names`` from the local ``staging`` directory to ``out``, one at a time, in the given order.
+
+    Locally each is a rename (atomic on one file system); remotely each is one upload through Streaming's
+    uploader (one PUT, atomic on object stores). Callers put ``index.json`` last.
+    """
+    if not is_remote(out):
+        for name in names:
+            os.replace(os.path.join(staging, name), os.path.join(local_path(out), name))
+        return
+    from streaming.base.storage.upload import CloudUploader
+
+    uploader = CloudUploader.get((staging, out.rstrip("/")), keep_local=True, exist_ok=True)
+    for name in names:
+        uploader.upload_file(name)
