@@ -1,0 +1,229 @@
+"""Serving a schedule on one rank: exact order, stop/resume, refusals, mixed kinds (in-process, fast)."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import pickle
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from serve_helpers import (  # noqa: E402
+    FakeSource,
+    decode_batch,
+    expected_batches,
+    load_fake_schedule,
+    make_sources,
+    save_fake_schedule,
+    write_fake_schedule,
+)
+
+from mixture.errors import MixtureError  # noqa: E402
+
+serve = pytest.importorskip("streaming_data.serve")
+
+B = 8
+NUM_BATCHES = 30
+SPEC = [("web", "text", 300), ("caps", "image_caption", 200), ("chat", "instruction", 120)]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    root = str(tmp_path_factory.mktemp("serve"))
+    sources = make_sources(root, SPEC)
+    path = write_fake_schedule(os.path.join(root, "schedule"), sources, B, NUM_BATCHES, seed=1)
+    other = write_fake_schedule(os.path.join(root, "other"), sources, B, NUM_BATCHES, seed=2)
+    return {"root": root, "sources": sources, "path": path, "other": other,
+            "kinds": {i: s.kind for i, s in enumerate(sources)}}
+
+
+def dataset(path: str, **kwargs) -> serve.ScheduledDataset:
+    return serve.ScheduledDataset(path, open_schedule=load_fake_schedule, **kwargs)
+
+
+def batches(ds: serve.ScheduledDataset, kinds: dict, num_workers: int, stop: int | None = None) -> list[list[list[int]]]:
+    """Served batches as [position, source id (from data), sample id (from data)] rows."""
+    loader = serve.build_dataloader(ds, num_workers=num_workers, collate_fn=functools.partial(decode_batch, kinds=kinds))
+    out = []
+    for batch in loader:
+        out.append(batch)
+        if stop is not None and len(out) == stop:
+            break
+    return out
+
+
+def check_exact(got: list[list[list[int]]], path: str, first_batch: int = 0, complete: bool = True) -> None:
+    """Batch k of ``got`` is global batch first_batch + k (positions, sources, samples); all of them."""
+    want = expected_batches(load_fake_schedule(path), first_batch)
+    want = want if complete else want[: len(got)]
+    assert [[(r[1], r[2]) for r in b] for b in got] == want
+    for k, b in enumerate(got):
+        start = (first_batch + k) * B
+        assert [r[0] for r in b] == list(range(start, start + B))
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_exact_order_one_rank(world: dict, num_workers: int) -> None:
+    ds = dataset(world["path"])
+    assert len(ds) == NUM_BATCHES * B
+    check_exact(batches(ds, world["kinds"], num_workers), world["path"])
+
+
+def test_mixed_batches_route_by_kind(world: dict) -> None:
+    """A collator that routes by kind gets each sample's own columns, in schedule order."""
+    kinds = world["kinds"]
+
+    def route(samples: list[dict]) -> dict[str, list]:
+        routed: dict[str, list] = {}
+        for s in samples:
+            routed.setdefault(kinds[s["source_id"]], []).append(s)
+        return routed
+
+    loader = serve.build_dataloader(dataset(world["path"]), collate_fn=route)
+    sched = load_fake_schedule(world["path"])
+    mixed = 0
+    for g, routed in enumerate(loader):
+        src, _ = sched.take(g * B, (g + 1) * B)
+        for kind, samples in routed.items():
+            assert sum(kinds[int(s)] == kind for s in src) == len(samples)
+            columns = {"text": {"input_ids"}, "instruction": {"input_ids", "loss_mask"},
+                       "image_caption": {"image", "caption", "caption_ids", "width", "height"}}[kind]
+            assert all(columns <= set(s) for s in samples)
+        mixed += len(routed) > 1
+    assert mixed > NUM_BATCHES // 2
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_stop_resume_rest_identical(world: dict, num_workers: int) -> None:
+    k = 7
+    first = dataset(world["path"])
+    assert len(batches(first, world["kinds"], num_workers, stop=k)) == k
+    state = first.state_dict(k * B, from_beginning=True)
+    assert state == {"samples_consumed": k * B, "schedule_fingerprint": first.schedule_fingerprint,
+                     "global_batch_size": B}
+    second = dataset(world["path"])
+    second.load_state_dict(json.loads(json.dumps(state)))
+    check_exact(batches(second, world["kinds"], num_workers), world["path"], first_batch=k)
+
+
+def test_chained_stop_resume(world: dict) -> None:
+    """0 workers for 5 batches, 2 workers for 4 more, then the rest: identical to one pass."""
+    a = dataset(world["path"])
+    got = batches(a, world["kinds"], 0, stop=5)
+    b = dataset(world["path"])
+    b.load_state_dict(a.state_dict(5 * B, from_beginning=True))
+    got += batches(b, world["kinds"], 2, stop=4)
+    state = b.state_dict(4 * B, from_beginning=False)  # counted from where b resumed
+    assert state["samples_consumed"] == 9 * B
+    c = dataset(world["path"])
+    c.load_state_dict(state)
+    got += batches(c, world["kinds"], 0)
+    check_exact(got, world["path"])
+
+
+def test_second_epoch_replays_and_resumes_like_one(world: dict) -> None:
+    """Iterating again replays the schedule; a state past the end resumes inside that replay."""
+    ds = dataset(world["path"])
+    assert len(batches(ds, world["kinds"], 0)) == NUM_BATCHES
+    check_exact(batches(ds, world["kinds"], 0, stop=3), world["path"], complete=False)  # epoch 1
+    assert ds.state_dict(3 * B, from_beginning=True)["samples_consumed"] == (NUM_BATCHES + 3) * B
+    resumed = dataset(world["path"])
+    resumed.load_state_dict({"samples_consumed": (NUM_BATCHES + 3) * B, "schedule_fingerprint": ds.schedule_fingerprint})
+    check_exact(batches(resumed, world["kinds"], 2), world["path"], first_batch=3)
+
+
+def test_refuses_state_of_another_schedule(world: dict) -> None:
+    state = dataset(world["path"]).state_dict(3 * B, from_beginning=True)
+    other = dataset(world["other"])
+    with pytest.raises(MixtureError, match="ignore_schedule_fingerprint=True") as error:
+        other.load_state_dict(state)
+    assert state["schedule_fingerprint"] in str(error.value) and other.schedule_fingerprint in str(error.value)
+    switched = dataset(world["other"], ignore_schedule_fingerprint=True)
+    switched.load_state_dict(state)
+    check_exact(batches(switched, world["kinds"], 0), world["other"], first_batch=3)
+
+
+@pytest.mark.parametrize("state, message", [
+    ({"samples_consumed": B + 1}, "not a whole number of global batches"),
+    ({"epoch": 0, "sample_in_epoch": 8, "num_canonical_nodes": 1, "shuffle_seed": 9176}, "Streaming's own"),
+])
+def test_refuses_bad_state(world: dict, state: dict, message: str) -> None:
+    ds = dataset(world["path"])
+    state = {k: v for k, v in state.items()}
+    if "samples_consumed" in state:
+        state["schedule_fingerprint"] = ds.schedule_fingerprint
+    with pytest.raises(MixtureError, match=message):
+        ds.load_state_dict(state)
+
+
+def _copy_world(world: dict, tmp_path: Path) -> tuple[str, list[FakeSource]]:
+    """Sources copied under tmp_path and a schedule over the copies (so the test may damage them)."""
+    sources = []
+    for s in world["sources"]:
+        where = str(tmp_path / s.name)
+        shutil.copytree(s.location, where)
+        sources.append(FakeSource(s.name, s.kind, where, s.fingerprint, s.num_samples))
+    sched = load_fake_schedule(world["path"])
+    source, sample = sched.take(0, len(sched))
+    return save_fake_schedule(str(tmp_path / "schedule"), sources, B, source, sample), sources
+
+
+def test_refuses_changed_and_missing_sources(world: dict, tmp_path: Path) -> None:
+    path, sources = _copy_world(world, tmp_path)
+    dataset(path)  # intact copies serve
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"tokens": pa.array([1] * 300, pa.int64())}), os.path.join(sources[0].location, "samples.parquet"))
+    shutil.rmtree(sources[1].location)
+    with pytest.raises(MixtureError) as error:
+        dataset(path)
+    message = str(error.value)
+    assert "source 'web'" in message and "changed since the schedule was compiled" in message
+    assert "source 'caps' is missing" in message
+    assert "chat" not in message
+
+
+def test_refuses_wrong_sample_count(world: dict, tmp_path: Path) -> None:
+    path, _ = _copy_world(world, tmp_path)
+    manifest = json.loads(Path(path, "manifest.json").read_text())
+    manifest["sources"][2]["num_samples"] = 999
+    Path(path, "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(MixtureError, match="source 'chat' has 120 samples in its index.json"):
+        dataset(path)
+
+
+def test_refuses_streaming_ordering_options(world: dict) -> None:
+    with pytest.raises(MixtureError, match="num_canonical_nodes, shuffle: not an option"):
+        dataset(world["path"], shuffle=True, num_canonical_nodes=4)
+
+
+def test_refuses_ranks_not_dividing_batch(world: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    for key, value in {"RANK": "0", "WORLD_SIZE": "3", "LOCAL_RANK": "0", "LOCAL_WORLD_SIZE": "3"}.items():
+        monkeypatch.setenv(key, value)
+    with pytest.raises(MixtureError, match="global batch size 8 is not divisible by the 3 ranks"):
+        dataset(world["path"])
+
+
+def test_pickled_dataset_carries_no_order(world: dict, tmp_path: Path) -> None:
+    """Workers get the schedule's path, not its arrays: the pickle does not grow with the schedule."""
+    sched = load_fake_schedule(world["path"])
+    reps = 50
+    source, sample = sched.take(0, len(sched))
+    long_path = save_fake_schedule(str(tmp_path / "long"), world["sources"], B, np.tile(source, reps), np.tile(sample, reps))
+    short, long = dataset(world["path"]), dataset(long_path)
+    _ = short.schedule, long.schedule  # opened in this process
+    size_short, size_long = len(pickle.dumps(short)), len(pickle.dumps(long))
+    assert abs(size_long - size_short) < 200, (size_short, size_long)
+    assert pickle.loads(pickle.dumps(long))._schedule is None
+
+
+def test_refuses_dataloader_options_fixed_by_schedule(world: dict) -> None:
+    with pytest.raises(MixtureError, match="batch_size, shuffle: fixed by the schedule"):
+        serve.build_dataloader(dataset(world["path"]), batch_size=3, shuffle=True)
