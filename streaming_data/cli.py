@@ -19,6 +19,7 @@ def register(subparsers: Any) -> None:
     ingest = subparsers.add_parser("ingest", help="turn raw data into MDS plus a sample index")
     kinds = ingest.add_subparsers(dest="ingest_kind", metavar="KIND", required=True)
     _add_text(kinds)
+    _add_image_caption(kinds)
     _add_train_tokenizer(kinds)
     index = subparsers.add_parser("index", help="build samples.parquet for an MDS dataset made elsewhere")
     index.add_argument("location", help="MDS directory (local path or URL)")
@@ -62,6 +63,35 @@ def _add_text(kinds: Any) -> None:
     text.set_defaults(func=_run_text)
 
 
+def _add_image_caption(kinds: Any) -> None:
+    images = kinds.add_parser("image-caption", help="image-caption pairs -> MDS (original image bytes kept)")
+    source = images.add_mutually_exclusive_group(required=True)
+    source.add_argument("--urls", help="URL list (parquet/CSV/TSV/JSONL with url and caption columns) to "
+                        "download with img2dataset")
+    source.add_argument("--img2dataset", dest="img2dataset_dir", help="an img2dataset output folder to convert")
+    source.add_argument("--images", dest="images_dir", help="a local folder of images")
+    images.add_argument("--captions", help="with --images: CSV/JSONL/parquet of image path + caption "
+                        "(default: <image>.txt beside each image)")
+    _common_output(images)
+    _tokenizer_options(images)
+    images.add_argument("--visual-tokens", type=int, default=DEFAULT_VISUAL_TOKENS,
+                        help=f"visual tokens per image, counted in `tokens` (default {DEFAULT_VISUAL_TOKENS})")
+    images.add_argument("--verify", choices=("decode", "header"), default="decode",
+                        help="decode every image fully (default; catches truncation) or read headers only")
+    images.add_argument("--url-column", default="url", help="URL column of --urls (default url)")
+    images.add_argument("--caption-column", default="caption", help="caption column (default caption)")
+    images.add_argument("--image-column", default="image", help="image path column of --captions (default image)")
+    images.add_argument("--processes", type=int, default=1, help="img2dataset processes (default 1)")
+    images.add_argument("--threads", type=int, default=16, help="img2dataset threads per process (default 16)")
+    images.add_argument("--distributor", choices=("multiprocessing", "pyspark"), default="multiprocessing",
+                        help="img2dataset distributor (pyspark where a Spark session exists)")
+    images.add_argument("--resize", type=int, default=None,
+                        help="let img2dataset resize to this many pixels (lossy re-encode; default: keep bytes)")
+    images.add_argument("--images-per-part", type=int, default=10_000,
+                        help="--images: images per resumable part (default 10000)")
+    images.set_defaults(func=_run_image_caption)
+
+
 def _add_train_tokenizer(kinds: Any) -> None:
     train = kinds.add_parser("train-tokenizer", help="train a small byte-level BPE tokenizer on your text")
     train.add_argument("inputs", nargs="+", help="files, globs or fsspec URLs (JSONL, parquet, txt)")
@@ -88,8 +118,28 @@ def _run_text(args: argparse.Namespace) -> int:
         size_limit=args.size_limit, compression=args.compression,
     )
     _print(ingest_text(config, work_dir=args.work_dir, overwrite=args.overwrite,
-                       show_progress=not args.no_progress and sys.stderr.isatty()))
+                       show_progress=_show_progress(args)))
     return 0
+
+
+def _run_image_caption(args: argparse.Namespace) -> int:
+    from streaming_data.image_caption import ImageCaptionIngestConfig, ingest_image_caption
+
+    config = ImageCaptionIngestConfig(
+        out=args.out, img2dataset_dir=args.img2dataset_dir, images_dir=args.images_dir, captions=args.captions,
+        urls=args.urls, url_column=args.url_column, caption_column=args.caption_column,
+        image_column=args.image_column, tokenizer=args.tokenizer, eos_token=args.eos_token,
+        visual_tokens=args.visual_tokens, verify=args.verify, processes=args.processes, threads=args.threads,
+        distributor=args.distributor, resize=args.resize, images_per_part=args.images_per_part,
+        size_limit=args.size_limit, compression=args.compression,
+    )
+    _print(ingest_image_caption(config, work_dir=args.work_dir, overwrite=args.overwrite,
+                                show_progress=_show_progress(args)))
+    return 0
+
+
+def _show_progress(args: argparse.Namespace) -> bool:
+    return not args.no_progress and sys.stderr.isatty()
 
 
 def _run_train_tokenizer(args: argparse.Namespace) -> int:

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
-from collections.abc import Iterator, Sequence
-from typing import Any
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, TypeVar
 
 from mixture.errors import MixtureError
 
 TEXT_FORMATS = ("jsonl", "parquet", "txt")
+T = TypeVar("T")
 
 
 def expand_inputs(patterns: Sequence[str]) -> list[str]:
@@ -37,6 +39,13 @@ def expand_inputs(patterns: Sequence[str]) -> list[str]:
             raise MixtureError(f"input {pattern!r} matches no file", hint="check the path or glob")
         files.extend(fs.unstrip_protocol(p) if "://" in pattern else p for p in paths)
     return list(dict.fromkeys(files))
+
+
+def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """Consecutive lists of ``size`` items (the last may be shorter)."""
+    iterator = iter(items)
+    while batch := list(itertools.islice(iterator, size)):
+        yield batch
 
 
 def text_format(path: str, forced: str | None = None) -> str:

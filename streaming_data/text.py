@@ -18,7 +18,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from mixture.errors import MixtureError
-from streaming_data.inputs import expand_inputs, iter_documents
+from streaming_data.inputs import batched, expand_inputs, iter_documents
 from streaming_data.progress import Counters, progress
 from streaming_data.sample_index import INDEX_SCHEMAS, MDS_COLUMNS, TEXT, index_row
 from streaming_data.tokenizer import Tokenizer, load_tokenizer
@@ -125,7 +125,7 @@ def ingest_text(config: TextIngestConfig, *, work_dir: str | None = None, overwr
 def _write_chunk(chunk: Iterable[str], tokenizer: Tokenizer, packer: Packer | None, batch_docs: int, writer: Any,
                  result: PartResult, counters: Counters) -> None:
     eos = np.array([tokenizer.eos_id], np.int32)
-    for batch in _batched(chunk, batch_docs):
+    for batch in batched(chunk, batch_docs):
         ids = tokenizer.encode_batch(batch)
         kept = [d for d in ids if len(d)]
         result.dropped["empty_document"] += len(ids) - len(kept)
@@ -157,9 +157,3 @@ def _parts(docs: Iterable[str], size: int) -> Iterator[Iterator[str]]:
     end = object()
     while (first := next(iterator, end)) is not end:
         yield itertools.chain([first], itertools.islice(iterator, size - 1))
-
-
-def _batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
-    iterator = iter(items)
-    while batch := list(itertools.islice(iterator, size)):
-        yield batch

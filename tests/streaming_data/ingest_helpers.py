@@ -45,3 +45,29 @@ def bpe_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
     from streaming_data.tokenizer import train_bpe
 
     return train_bpe(make_documents(300, seed=1), str(tmp_path_factory.mktemp("bpe")), vocab_size=320)
+
+
+def make_image(width: int, height: int, fmt: str = "JPEG", seed: int = 0) -> bytes:
+    """Encoded bytes of a small noisy image (noise keeps JPEG entropy data long enough to truncate)."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    pixels = np.random.default_rng(seed).integers(0, 255, (height, width, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def make_image_set(num_good: int) -> dict[str, tuple[bytes, str]]:
+    """Name -> (bytes, caption): JPEGs and PNGs of varied sizes, plus three broken files."""
+    images = {}
+    for i in range(num_good):
+        fmt = "PNG" if i % 3 == 0 else "JPEG"
+        images[f"img{i:03d}.{'png' if fmt == 'PNG' else 'jpg'}"] = (
+            make_image(16 + 3 * i, 12 + 2 * i, fmt, seed=i), f"a photo number {i} of {WORDS[i % len(WORDS)]}")
+    good = make_image(64, 48, "JPEG", seed=99)
+    images["broken_text.jpg"] = (b"<html>not an image</html>", "text pretending")
+    images["broken_truncated.jpg"] = (good[: len(good) // 2], "cut in half")
+    return images
