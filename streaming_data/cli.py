@@ -20,6 +20,7 @@ def register(subparsers: Any) -> None:
     kinds = ingest.add_subparsers(dest="ingest_kind", metavar="KIND", required=True)
     _add_text(kinds)
     _add_image_caption(kinds)
+    _add_instruction(kinds)
     _add_train_tokenizer(kinds)
     index = subparsers.add_parser("index", help="build samples.parquet for an MDS dataset made elsewhere")
     index.add_argument("location", help="MDS directory (local path or URL)")
@@ -44,6 +45,13 @@ def _tokenizer_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tokenizer", default="bytes",
                         help="`bytes` (no files) or a local Hugging Face tokenizer directory / tokenizer.json")
     parser.add_argument("--eos-token", default=None, help="end-of-sequence token (default: from the tokenizer)")
+
+
+def _image_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--visual-tokens", type=int, default=DEFAULT_VISUAL_TOKENS,
+                        help=f"visual tokens per image, counted in `tokens` (default {DEFAULT_VISUAL_TOKENS})")
+    parser.add_argument("--verify", choices=("decode", "header"), default="decode",
+                        help="decode every image fully (default; catches truncation) or read headers only")
 
 
 def _add_text(kinds: Any) -> None:
@@ -74,10 +82,7 @@ def _add_image_caption(kinds: Any) -> None:
                         "(default: <image>.txt beside each image)")
     _common_output(images)
     _tokenizer_options(images)
-    images.add_argument("--visual-tokens", type=int, default=DEFAULT_VISUAL_TOKENS,
-                        help=f"visual tokens per image, counted in `tokens` (default {DEFAULT_VISUAL_TOKENS})")
-    images.add_argument("--verify", choices=("decode", "header"), default="decode",
-                        help="decode every image fully (default; catches truncation) or read headers only")
+    _image_options(images)
     images.add_argument("--url-column", default="url", help="URL column of --urls (default url)")
     images.add_argument("--caption-column", default="caption", help="caption column (default caption)")
     images.add_argument("--image-column", default="image", help="image path column of --captions (default image)")
@@ -90,6 +95,18 @@ def _add_image_caption(kinds: Any) -> None:
     images.add_argument("--images-per-part", type=int, default=10_000,
                         help="--images: images per resumable part (default 10000)")
     images.set_defaults(func=_run_image_caption)
+
+
+def _add_instruction(kinds: Any) -> None:
+    chat = kinds.add_parser("instruction", help="LLaVA-format conversations -> MDS with an assistant loss mask")
+    chat.add_argument("inputs", nargs="+", help="LLaVA JSON (a list) or JSONL files, globs")
+    chat.add_argument("--image-root", default=None, help="directory the records' image paths are relative to")
+    _common_output(chat)
+    _tokenizer_options(chat)
+    _image_options(chat)
+    chat.add_argument("--records-per-part", type=int, default=10_000,
+                      help="conversations per resumable part (default 10000)")
+    chat.set_defaults(func=_run_instruction)
 
 
 def _add_train_tokenizer(kinds: Any) -> None:
@@ -135,6 +152,19 @@ def _run_image_caption(args: argparse.Namespace) -> int:
     )
     _print(ingest_image_caption(config, work_dir=args.work_dir, overwrite=args.overwrite,
                                 show_progress=_show_progress(args)))
+    return 0
+
+
+def _run_instruction(args: argparse.Namespace) -> int:
+    from streaming_data.instruction import InstructionIngestConfig, ingest_instruction
+
+    config = InstructionIngestConfig(
+        inputs=tuple(args.inputs), out=args.out, image_root=args.image_root, tokenizer=args.tokenizer,
+        eos_token=args.eos_token, visual_tokens=args.visual_tokens, verify=args.verify,
+        records_per_part=args.records_per_part, size_limit=args.size_limit, compression=args.compression,
+    )
+    _print(ingest_instruction(config, work_dir=args.work_dir, overwrite=args.overwrite,
+                              show_progress=_show_progress(args)))
     return 0
 
 

@@ -22,22 +22,14 @@ from streaming_data.inputs import batched
 from streaming_data.progress import progress
 from streaming_data.sample_index import DEFAULT_VISUAL_TOKENS, IMAGE_CAPTION, INDEX_SCHEMAS, MDS_COLUMNS, index_row
 from streaming_data.tokenizer import Tokenizer, load_tokenizer
-from streaming_data.writer import Ingest, PartResult
+from streaming_data.writer import Drop, Ingest, PartResult
 
 VERIFY_MODES = ("decode", "header")
 _BATCH = 256
 
 
-class ImageDrop(Exception):
-    """An image that cannot be a sample; ``reason`` is what the sample index counts."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
 def inspect_image(data: bytes, verify: str = "decode") -> tuple[int, int]:
-    """Width and height of an encoded image; raises :class:`ImageDrop` if it does not decode."""
+    """Width and height of an encoded image; raises :class:`Drop` if it does not decode."""
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -48,11 +40,11 @@ def inspect_image(data: bytes, verify: str = "decode") -> tuple[int, int]:
                     image.draft(image.mode, (max(1, size[0] // 8), max(1, size[1] // 8)))
                 image.load()
     except UnidentifiedImageError:
-        raise ImageDrop("not_an_image") from None
+        raise Drop("not_an_image") from None
     except (OSError, SyntaxError, ValueError) as exc:
-        raise ImageDrop("truncated" if "truncated" in str(exc) else "decode_error") from None
+        raise Drop("truncated" if "truncated" in str(exc) else "decode_error") from None
     except Image.DecompressionBombError:
-        raise ImageDrop("too_large") from None
+        raise Drop("too_large") from None
     return size
 
 
@@ -162,7 +154,7 @@ def write_pairs(pairs: list[Pair], tokenizer: Tokenizer, config: ImageCaptionIng
             continue
         try:
             kept.append((pair, inspect_image(pair.image, config.verify)))
-        except ImageDrop as drop:
+        except Drop as drop:
             result.dropped[drop.reason] += 1
     for (pair, (width, height)), ids in zip(kept, tokenizer.encode_batch([p.caption for p, _ in kept])):
         assert pair.image is not None

@@ -53,6 +53,14 @@ def default_work_dir(out: str) -> str:
     return os.path.join(tempfile.gettempdir(), "mixture-ingest", key)
 
 
+class Drop(Exception):
+    """An input row that cannot become a sample; ``reason`` is what the sample index counts."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 @dataclass
 class PartResult:
     """What one finished part contributes to the sample index."""

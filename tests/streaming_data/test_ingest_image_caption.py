@@ -17,7 +17,8 @@ import pytest
 from ingest_helpers import make_image_set, read_mds
 
 from mixture.sources import read_sample_index
-from streaming_data.image_caption import ImageCaptionIngestConfig, ImageDrop, ingest_image_caption, inspect_image
+from streaming_data.image_caption import ImageCaptionIngestConfig, ingest_image_caption, inspect_image
+from streaming_data.writer import Drop
 from streaming_data.tokenizer import ByteTokenizer
 
 
@@ -45,7 +46,7 @@ def test_inspect_image_drops_with_reasons() -> None:
     images = make_image_set(3)
     assert inspect_image(images["img001.jpg"][0]) == (19, 14)
     for name, reason in (("broken_text.jpg", "not_an_image"), ("broken_truncated.jpg", "truncated")):
-        with pytest.raises(ImageDrop, match=reason):
+        with pytest.raises(Drop, match=reason):
             inspect_image(images[name][0])
 
 
