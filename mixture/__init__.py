@@ -1,1 +1,3 @@
-"""mixture package."""
+"""The mixture DSL and its compiler."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,65 @@
+"""The `mixture` command line: one thin subcommand per task.
+
+Each subcommand parses its arguments, calls one library function and prints the result. This module is
+the one place that reaches into the other packages, and it does so inside the subcommand that needs them,
+so that `mixture validate|compile|explain|export` never import torch, streaming or composer.
+Subcommands of other packages register themselves through a `register(subparsers)` function in a module
+that is itself cheap to import (it must not import torch, streaming or composer at module level).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+from mixture.errors import MixtureError
+
+# Modules whose `register(subparsers)` adds subcommands; each is imported at start-up, so each must keep
+# heavy imports inside its handlers.
+_REGISTRARS: tuple[str, ...] = (
+    "mixture.commands",
+    "streaming_data.cli",
+    "trainer.cli",
+    "analysis.cli",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the full argument parser (every subcommand of every package)."""
+    parser = argparse.ArgumentParser(
+        prog="mixture",
+        description="Data mixtures and curricula for vision-language model pre-training.",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in _REGISTRARS:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:  # a package without a CLI yet
+            if exc.name != name:
+                raise
+            continue
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the process exit code."""
+    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Callable[[argparse.Namespace], int | None] = args.func
+    try:
+        return int(handler(args) or 0)
+    except MixtureError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

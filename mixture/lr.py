@@ -1,0 +1,108 @@
+"""The learning rate per step, from the run's plan and each phase's directive.
+
+The plan (``run.lr``) is a function of the run's clocks: linear warm-up to ``peak``, then ``schedule``
+decay to ``final`` at the end of ``plan`` (in tokens, samples or batches; the default is the whole run),
+constant afterwards. A phase either follows the plan (``continue``), decays from wherever the LR stands
+at its start (``cooldown``), restarts (``rewarm``: warm-up to a new peak, then decay within the phase), or
+holds a ``constant``. The result is one float64 per global batch, stored as ``lr.npy`` beside the order,
+so the trainer, reports and plots read the very same numbers.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numpy.typing import NDArray
+
+from mixture.spec import MixtureSpec
+from mixture.units import Duration, Unit, parse_duration
+
+
+def _decay(shape: str, frac: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Fraction of the way from start to end value (0 -> 1) for progress ``frac`` in [0, 1]."""
+    frac = np.clip(frac, 0.0, 1.0)
+    if shape == "cosine":
+        return 0.5 * (1.0 - np.cos(math.pi * frac))
+    if shape == "sqrt":
+        return np.sqrt(frac)
+    if shape == "constant":
+        return np.zeros_like(frac)
+    return frac
+
+
+def _amount(d: Duration, ref: float, clocks: dict[str, NDArray[np.float64]], batch: int) -> tuple[str, float]:
+    if d.unit is Unit.TOKENS:
+        return "tokens", float(d.value)
+    if d.unit is Unit.SAMPLES:
+        return "samples", float(d.value)
+    if d.unit is Unit.BATCHES:
+        return "steps", float(d.value)
+    return "fraction", float(d.value) / 100.0 * ref
+
+
+def _resolve_percent(spec: MixtureSpec, text: str) -> Duration:
+    d = parse_duration(text)
+    if d.unit is not Unit.PERCENT:
+        return d
+    base_text = spec.references[d.ref] if d.ref else spec.run.duration
+    assert base_text is not None  # resolve() checked it
+    base = parse_duration(base_text)
+    return Duration(base.value * d.value / 100, base.unit, None, text)
+
+
+def lr_per_step(spec: MixtureSpec, phases: list[dict[str, object]],
+                batch_tokens: NDArray[np.int64]) -> NDArray[np.float64] | None:
+    """LR for every global batch of the compiled schedule, or None when the run has no LR plan."""
+    plan = spec.run.lr
+    if plan is None:
+        return None
+    batch = spec.run.global_batch_size
+    num_steps = len(batch_tokens) - 1
+    steps = np.arange(num_steps, dtype=np.float64)
+    clocks = {"steps": steps, "samples": steps * batch, "tokens": batch_tokens[:-1].astype(np.float64)}
+    totals = {"steps": float(num_steps), "samples": float(num_steps * batch), "tokens": float(batch_tokens[-1])}
+    plan_d = _resolve_percent(spec, plan.plan) if plan.plan else None
+    plan_clock, plan_len = ("steps", float(num_steps)) if plan_d is None else _amount(plan_d, 0, clocks, batch)
+    warm_d = _resolve_percent(spec, plan.warmup)
+    warm_clock, warm_len = _amount(warm_d, 1.0, clocks, batch)
+    if warm_clock == "fraction":
+        warm_clock, warm_len = plan_clock, warm_len * plan_len
+    if plan_clock == "fraction":  # pragma: no cover - percentages were resolved above
+        plan_clock = "steps"
+    t_plan = clocks[plan_clock] / max(plan_len, 1.0)
+    warm = clocks[warm_clock] / warm_len if warm_len > 0 else np.ones(num_steps)
+    shape = "linear" if plan.schedule == "linear" else plan.schedule
+    after = plan.peak + (plan.final - plan.peak) * _decay(shape, t_plan)
+    if warm_len > 0 and warm_clock == plan_clock:
+        span = max(plan_len - warm_len, 1.0)
+        after = plan.peak + (plan.final - plan.peak) * _decay(shape, (clocks[plan_clock] - warm_len) / span)
+    planned = np.where(warm < 1.0, plan.peak * np.minimum(warm + 1.0 / max(warm_len, 1.0), 1.0), after)
+    lr = planned.copy()
+    for rec, phase in zip(phases, spec.phases):
+        a, b = int(rec["start"]) // batch, int(rec["stop"]) // batch  # type: ignore[call-overload]
+        if b <= a:
+            continue
+        n = b - a
+        frac = np.arange(n, dtype=np.float64) / n
+        start_lr = lr[a - 1] if a > 0 else planned[0]
+        directive = phase.lr
+        if directive.cooldown is not None:
+            c = directive.cooldown
+            lr[a:b] = start_lr + (c.to - start_lr) * _decay(c.shape, (np.arange(n) + 1.0) / n)
+        elif directive.rewarm is not None:
+            r = directive.rewarm
+            wd = parse_duration(r.warmup)
+            wclock, wlen = _amount(wd, float(n), {}, batch)
+            wsteps = {"steps": wlen, "samples": wlen / batch, "fraction": wlen}.get(wclock)
+            if wsteps is None:  # tokens: convert with this phase's tokens per step
+                per_step = (batch_tokens[b] - batch_tokens[a]) / n
+                wsteps = wlen / max(per_step, 1.0)
+            wsteps = max(int(round(wsteps)), 0)
+            k = np.arange(n, dtype=np.float64)
+            rise = r.peak * (k + 1.0) / max(wsteps, 1)
+            fall = r.peak + (r.to - r.peak) * _decay(r.decay, (k - wsteps + 1.0) / max(n - wsteps, 1))
+            lr[a:b] = np.where(k < wsteps, rise, fall)
+        elif directive.constant is not None:
+            lr[a:b] = directive.constant
+    return lr

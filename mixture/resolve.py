@@ -1,0 +1,240 @@
+"""Semantic checks and resolution: a schema-valid spec -> phases with stop rules in clock units.
+
+Checks everything that needs more than one field at a time (undefined sources, weights that do not sum,
+percentages of unknown references, phases that overrun the run, epochs of mixed phases, ramps with
+nothing to ramp from) and reports all problems at once, each located in the file.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from decimal import Decimal
+
+from mixture.errors import MixtureError, Problem
+from mixture.spec import MixtureSpec, Phase
+from mixture.units import Duration, Unit, ceil_int, parse_duration
+from mixture.yaml_loader import Located
+
+_WEIGHT_TOL = 1e-6
+
+
+@dataclass(frozen=True)
+class Stop:
+    """When a phase ends, in one clock.
+
+    Attributes:
+        kind: ``tokens_rel`` (tokens since phase start), ``tokens_abs`` (tokens since run start),
+            ``positions_rel``, ``positions_abs`` or ``epochs`` (passes over the phase's one source).
+        value: The amount (Decimal: exact).
+    """
+
+    kind: str
+    value: Decimal
+
+
+@dataclass(frozen=True)
+class ResolvedPhase:
+    """A phase ready for the compiler."""
+
+    index: int
+    name: str
+    unit: str
+    weights: dict[str, float]
+    stop: Stop
+    ramp_clock: float
+    ramp_shape: str
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A checked spec with durations converted to clocks."""
+
+    spec: MixtureSpec
+    phases: tuple[ResolvedPhase, ...]
+    used_sources: tuple[str, ...]
+
+
+class _Ctx:
+    def __init__(self, spec: MixtureSpec, located: Located | None) -> None:
+        self.spec = spec
+        self.located = located
+        self.problems: list[Problem] = []
+
+    def add(self, path: str, message: str, hint: str = "") -> None:
+        if self.located is not None:
+            self.problems.append(self.located.problem(path, message, hint))
+        else:
+            self.problems.append(Problem(message, path=path, hint=hint))
+
+    def absolute(self, text: str, path: str) -> Duration | None:
+        """A duration with percentages replaced by an amount in the reference's unit."""
+        duration = parse_duration(text)
+        if duration.unit is not Unit.PERCENT:
+            return duration
+        if duration.ref is None:
+            if self.spec.run.duration is None:
+                self.add(path, f"{text!r} is a percentage of the run, but run.duration is not set",
+                         "set run.duration, or write a percentage of a reference: '80% of NAME'")
+                return None
+            base_text, base_path = self.spec.run.duration, "run.duration"
+        elif duration.ref not in self.spec.references:
+            close = difflib.get_close_matches(duration.ref, list(self.spec.references), n=1)
+            hint = f"did you mean {close[0]!r}?" if close else "define it under references:"
+            self.add(path, f"unknown reference {duration.ref!r}", hint)
+            return None
+        else:
+            base_text, base_path = self.spec.references[duration.ref], f"references.{duration.ref}"
+        base = parse_duration(base_text)
+        if base.unit is Unit.PERCENT:
+            self.add(base_path, "a reference duration cannot itself be a percentage")
+            return None
+        value = base.value * duration.value / 100
+        return Duration(value, base.unit, None, text)
+
+
+def _positions(d: Duration, batch: int) -> Decimal:
+    return d.value * batch if d.unit is Unit.BATCHES else d.value
+
+
+def _stop(ctx: _Ctx, phase: Phase, path: str) -> Stop | None:
+    field = "duration" if phase.duration is not None else "end"
+    text = phase.duration if phase.duration is not None else phase.end
+    assert text is not None  # the schema guarantees one of the two
+    d = ctx.absolute(text, f"{path}.{field}")
+    if d is None:
+        return None
+    rel = field == "duration"
+    if d.unit is Unit.TOKENS:
+        return Stop("tokens_rel" if rel else "tokens_abs", d.value)
+    if d.unit in (Unit.SAMPLES, Unit.BATCHES):
+        return Stop("positions_rel" if rel else "positions_abs", _positions(d, ctx.spec.run.global_batch_size))
+    if d.unit is Unit.EPOCHS:
+        if not rel:
+            ctx.add(f"{path}.end", "an end point cannot be given in epochs", "use duration: N ep")
+            return None
+        active = [s for s, w in phase.mix.items() if w > 0]
+        if len(active) != 1:
+            ctx.add(f"{path}.duration", f"a duration in epochs needs a phase with one source, this one mixes "
+                    f"{len(active)}", "give the duration in tokens or samples")
+            return None
+        return Stop("epochs", d.value)
+    return None  # pragma: no cover
+
+
+def _weights(ctx: _Ctx, phase: Phase, path: str) -> dict[str, float] | None:
+    ok = True
+    for name, weight in phase.mix.items():
+        if name not in ctx.spec.sources:
+            close = difflib.get_close_matches(name, list(ctx.spec.sources), n=1)
+            ctx.add(f"{path}.mix.{name}", f"undefined source {name!r}",
+                    f"did you mean {close[0]!r}?" if close else "define it under sources:")
+            ok = False
+        if weight < 0:
+            ctx.add(f"{path}.mix.{name}", f"weight must be >= 0, got {weight}")
+            ok = False
+    total = sum(phase.mix.values())
+    if total <= 0:
+        ctx.add(f"{path}.mix", "the mix has no positive weight")
+        return None
+    if not phase.normalize and abs(total - 1.0) > _WEIGHT_TOL:
+        ctx.add(f"{path}.mix", f"weights sum to {total:g}, not 1",
+                "fix the weights, or set normalize: true to divide them by their sum")
+        ok = False
+    return {k: v / total for k, v in sorted(phase.mix.items())} if ok else None
+
+
+def _ramp(ctx: _Ctx, phase: Phase, index: int, path: str) -> float:
+    if phase.ramp is None:
+        return 0.0
+    if index == 0:
+        ctx.add(f"{path}.ramp", "the first phase has no previous mix to ramp from", "remove the ramp")
+        return 0.0
+    d = ctx.absolute(phase.ramp.length, f"{path}.ramp.length")
+    if d is None:
+        return 0.0
+    if phase.unit == "tokens" and d.unit is not Unit.TOKENS:
+        ctx.add(f"{path}.ramp.length", "a token-unit mix ramps over tokens", "write e.g. '1B tok'")
+        return 0.0
+    if phase.unit == "samples" and d.unit not in (Unit.SAMPLES, Unit.BATCHES):
+        ctx.add(f"{path}.ramp.length", "a sample-unit mix ramps over samples or batches", "write e.g. '500ba'")
+        return 0.0
+    return float(_positions(d, ctx.spec.run.global_batch_size))
+
+
+def _check_lengths(ctx: _Ctx, stops: list[Stop | None]) -> None:
+    """Static overrun checks where units allow (the compiler re-checks with realised clocks)."""
+    last_abs: dict[str, Decimal] = {}
+    cumulative: dict[str, Decimal] = {"tokens": Decimal(0), "positions": Decimal(0)}
+    exact = {"tokens": True, "positions": True}
+    for i, stop in enumerate(stops):
+        if stop is None:
+            continue
+        clock = "tokens" if stop.kind.startswith("tokens") else "positions"
+        path = f"phases[{i}].{'end' if stop.kind.endswith('abs') else 'duration'}"
+        if stop.kind.endswith("abs"):
+            if clock in last_abs and stop.value < last_abs[clock]:
+                ctx.add(path, f"ends at {stop.value} {clock}, before an earlier phase's end {last_abs[clock]}",
+                        "phase ends must not decrease")
+            if exact[clock] and stop.value < cumulative[clock]:
+                ctx.add(path, f"ends at {stop.value} {clock}, but the phases before it already take "
+                        f"{cumulative[clock]}", "move the end later or shorten earlier phases")
+            last_abs[clock] = stop.value
+            cumulative[clock] = max(cumulative[clock], stop.value)
+        elif stop.kind.endswith("rel"):
+            cumulative[clock] += stop.value
+        for other in cumulative:
+            if other != clock:
+                exact[other] = False
+    run = ctx.spec.run.duration
+    if run is not None:
+        total = ctx.absolute(run, "run.duration")
+        if total is not None and total.unit in (Unit.TOKENS, Unit.SAMPLES, Unit.BATCHES):
+            clock = "tokens" if total.unit is Unit.TOKENS else "positions"
+            limit = _positions(total, ctx.spec.run.global_batch_size)
+            if exact[clock] and cumulative[clock] > limit:
+                ctx.add("run.duration", f"the phases take {cumulative[clock]} {clock}, more than the run's "
+                        f"{limit}", "lengthen run.duration or shorten the phases")
+
+
+def resolve(spec: MixtureSpec, located: Located | None = None) -> Resolved:
+    """Check cross-field rules and convert durations.
+
+    Raises:
+        MixtureError: Listing every problem found.
+    """
+    ctx = _Ctx(spec, located)
+    names = [p.name for p in spec.phases]
+    for i, name in enumerate(names):
+        if names.index(name) != i:
+            ctx.add(f"phases[{i}].name", f"duplicate phase name {name!r}", "phase names must be unique")
+    for ref, text in spec.references.items():
+        if parse_duration(text).unit is Unit.PERCENT:
+            ctx.add(f"references.{ref}", "a reference duration cannot itself be a percentage")
+    phases: list[ResolvedPhase] = []
+    stops: list[Stop | None] = []
+    for i, phase in enumerate(spec.phases):
+        path = f"phases[{i}]"
+        weights = _weights(ctx, phase, path)
+        stop = _stop(ctx, phase, path)
+        stops.append(stop)
+        ramp = _ramp(ctx, phase, i, path)
+        if weights is not None and stop is not None:
+            shape = phase.ramp.shape if phase.ramp else "linear"
+            phases.append(ResolvedPhase(i, phase.name, phase.unit, weights, stop, ramp, shape))
+    _check_lengths(ctx, stops)
+    if spec.run.lr is not None:
+        for field in ("warmup", "plan"):
+            text = getattr(spec.run.lr, field)
+            if text is not None:
+                ctx.absolute(text, f"run.lr.{field}")
+    if ctx.problems:
+        raise MixtureError(ctx.problems)
+    used = sorted({s for p in phases for s, w in p.weights.items() if w > 0})
+    return Resolved(spec=spec, phases=tuple(phases), used_sources=tuple(used))
+
+
+def epochs_to_positions(stop: Stop, num_samples: int, batch: int) -> int:
+    """Positions of an epoch-based phase, rounded up to whole global batches."""
+    positions = ceil_int(stop.value * num_samples)
+    return -(-positions // batch) * batch

@@ -1,0 +1,176 @@
+"""A compiled schedule on disk, opened for random access without reading the whole order.
+
+``load_schedule(path)`` memory-maps ``order.bin`` and loads the small arrays. ``schedule[i]`` is
+``(source name, sample id)``; ``schedule.take(a, b)`` gives ``(source ids, sample ids)`` for positions
+``[a, b)``; ``phase_at(i)`` names the phase. Objects are cheap to reopen from their path, which is what
+dataloader workers should do (pickling keeps only the path).
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+
+from mixture.compiler import FORMAT
+from mixture.errors import MixtureError
+from mixture.permute import permute
+from mixture.sourcedata import Pricing
+
+
+@dataclass(frozen=True)
+class SourceRecord:
+    """A source of a compiled schedule (its id is its index in :attr:`Schedule.sources`)."""
+
+    id: int
+    name: str
+    kind: str
+    location: str | None
+    fingerprint: str
+    num_samples: int
+    key: int
+    block: int
+
+
+class Schedule:
+    """Random access to a compiled schedule directory."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        manifest_path = self.path / "manifest.json"
+        if not manifest_path.is_file():
+            raise MixtureError(f"{self.path} is not a compiled schedule (no manifest.json)",
+                               hint="compile one with `mixture compile FILE -o DIR`")
+        self.manifest: dict = json.loads(manifest_path.read_text())
+        if self.manifest.get("format") != FORMAT:
+            raise MixtureError(f"{self.path}: unsupported schedule format {self.manifest.get('format')!r}",
+                               hint="recompile it with this version of the toolkit")
+        m = self.manifest
+        self.sources = [SourceRecord(s["id"], s["name"], s["kind"], s["location"], s["fingerprint"],
+                                     s["num_samples"], int(s["key"]), s["shuffle_block_samples"])
+                        for s in m["sources"]]
+        self.source_names = [s.name for s in self.sources]
+        self.fingerprint: str = m["fingerprint"]
+        self.global_batch_size: int = m["global_batch_size"]
+        self.phases: list[dict] = m["phases"]
+        self._starts = [p["start"] for p in self.phases]
+        self._len: int = m["num_positions"]
+        self._every: int = m["checkpoint_every"]
+        order_file = self.path / "order.bin"
+        dtype = np.dtype(m["order_dtype"])
+        self._order = (np.memmap(order_file, dtype=dtype, mode="r") if order_file.stat().st_size
+                       else np.zeros(0, dtype))
+        self._ckpt = np.load(self.path / "checkpoints.npy", mmap_mode="r")
+        self._pricing: dict[str, Pricing] | None = None
+
+    def __reduce__(self) -> tuple[type, tuple[str]]:
+        return (Schedule, (str(self.path),))
+
+    def __len__(self) -> int:
+        return self._len
+
+    def _phase_index(self, i: int) -> int:
+        if not 0 <= i < self._len:
+            raise IndexError(f"position {i} outside the schedule's {self._len} positions")
+        idx = bisect.bisect_right(self._starts, i) - 1
+        while self.phases[idx]["stop"] <= i:  # skip empty phases that share a start
+            idx += 1
+        return idx
+
+    def phase_at(self, i: int) -> str:
+        """Name of the phase that position ``i`` belongs to."""
+        return self.phases[self._phase_index(i)]["name"]
+
+    def __getitem__(self, i: int) -> tuple[str, int]:
+        if i < 0:
+            i += self._len
+        src, sample = self.take(i, i + 1)
+        return self.source_names[int(src[0])], int(sample[0])
+
+    def take(self, start: int, stop: int) -> tuple[NDArray[np.int32], NDArray[np.int64]]:
+        """Source ids and sample ids of positions ``[start, stop)``."""
+        start, stop = max(start, 0), min(stop, self._len)
+        if stop <= start:
+            return np.zeros(0, np.int32), np.zeros(0, np.int64)
+        src_parts, rank_parts = [], []
+        idx = self._phase_index(start)
+        pos = start
+        while pos < stop:
+            phase = self.phases[idx]
+            end = min(stop, phase["stop"])
+            if end > pos:
+                src, rank = self._phase_take(phase, pos, end)
+                src_parts.append(src)
+                rank_parts.append(rank)
+            pos = end
+            idx += 1
+        src = np.concatenate(src_parts)
+        ranks = np.concatenate(rank_parts)
+        samples = np.empty_like(ranks)
+        for sid in np.unique(src):
+            sel = src == sid
+            rec = self.sources[int(sid)]
+            samples[sel] = permute(ranks[sel], rec.num_samples, rec.block, rec.key)
+        return src, samples
+
+    def _phase_take(self, phase: dict, a: int, b: int) -> tuple[NDArray[np.int32], NDArray[np.int64]]:
+        local_a, local_b = a - phase["start"], b - phase["start"]
+        if not phase["mixed"]:
+            sid = self.source_names.index(phase["source"])
+            base = phase["cursors"][phase["source"]]
+            return (np.full(b - a, sid, np.int32),
+                    np.arange(base + local_a, base + local_b, dtype=np.int64))
+        off = phase["order_offset"]
+        block = local_a // self._every
+        lead_start = block * self._every
+        chunk = np.asarray(self._order[off + lead_start: off + local_b]).astype(np.int32)
+        counts = np.array(self._ckpt[phase["ckpt_offset"] + block], dtype=np.int64)
+        counts += np.bincount(chunk[: local_a - lead_start], minlength=len(self.sources))
+        src = chunk[local_a - lead_start:]
+        ranks = np.empty(src.shape, np.int64)
+        for sid in np.unique(src):
+            sel = src == sid
+            ranks[sel] = counts[sid] + np.arange(int(sel.sum()))
+        return src, ranks
+
+    def pricing(self) -> dict[str, Pricing]:
+        """Budget-token pricing of each source (for tokens per position)."""
+        if self._pricing is None:
+            out = {}
+            for s in self.manifest["sources"]:
+                desc = s["pricing"]
+                if desc.get("array"):
+                    out[s["name"]] = Pricing(array=np.load(self.path / "tokens" / f"{s['name']}.npy",
+                                                           mmap_mode="r"))
+                else:
+                    out[s["name"]] = Pricing(base=desc["base"], mean=desc["mean"], std=desc["std"],
+                                             lo=desc["lo"], hi=desc["hi"], key=int(desc["key"]))
+            self._pricing = out
+        return self._pricing
+
+    def tokens(self, src: NDArray[np.int32], samples: NDArray[np.int64]) -> NDArray[np.int64]:
+        """Budget tokens of the given (source id, sample id) pairs."""
+        out = np.empty(samples.shape, np.int64)
+        pricing = self.pricing()
+        for sid in np.unique(src):
+            sel = src == sid
+            out[sel] = pricing[self.source_names[int(sid)]].tokens_of(samples[sel])
+        return out
+
+    def lr(self) -> NDArray[np.float64] | None:
+        """Learning rate per global batch, if the run has an LR plan."""
+        path = self.path / "lr.npy"
+        return np.load(path) if path.exists() else None
+
+    def batch_tokens(self) -> NDArray[np.int64]:
+        """Cumulative tokens at every global-batch boundary (length ``num_batches + 1``)."""
+        return np.load(self.path / "batch_tokens.npy")
+
+
+def load_schedule(path: str | Path) -> Schedule:
+    """Open a compiled schedule directory."""
+    return Schedule(path)
