@@ -227,3 +227,16 @@ def test_pickled_dataset_carries_no_order(world: dict, tmp_path: Path) -> None:
 def test_refuses_dataloader_options_fixed_by_schedule(world: dict) -> None:
     with pytest.raises(MixtureError, match="batch_size, shuffle: fixed by the schedule"):
         serve.build_dataloader(dataset(world["path"]), batch_size=3, shuffle=True)
+
+
+def test_resume_does_not_depend_on_streaming_shared_memory(world: dict) -> None:
+    """Streaming keeps its resume state in a shm block its creator unlinks at exit (then silently restarts
+    at 0); ours travels with the dataset, so a spawned worker's copy resumes at the same point."""
+    from streaming.base.constant import RESUME
+    from streaming.base.shared.prefix import _get_path
+
+    ds = dataset(world["path"])
+    ds.load_state_dict({"samples_consumed": 5 * B, "schedule_fingerprint": ds.schedule_fingerprint})
+    assert not os.path.exists(f"/dev/shm/{_get_path(ds._shm_prefix_int, RESUME)}")
+    assert pickle.loads(pickle.dumps(ds))._resume_point(0) == (0, 5 * B)
+    check_exact(batches(ds, world["kinds"], 2), world["path"], first_batch=5)
