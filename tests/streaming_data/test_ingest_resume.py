@@ -1,0 +1,137 @@
+"""Interrupt-and-resume of an ingest, atomic finalisation, and remote output to moto's S3 server."""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from ingest_helpers import make_documents, make_image_set, read_mds, write_jsonl
+
+from mixture.cli import main
+from mixture.errors import MixtureError
+from mixture.sources import read_sample_index, source_fingerprint
+from streaming_data import text as text_module
+from streaming_data.image_caption import ImageCaptionIngestConfig, ingest_image_caption
+from streaming_data.text import TextIngestConfig, ingest_text
+from streaming_data.tokenizer import ByteTokenizer
+
+
+class _Crash(Exception):
+    """Stands in for a kill in the middle of an ingest."""
+
+
+class _CountingTokenizer(ByteTokenizer):
+    """Byte tokenizer that counts documents and raises after ``crash_after`` batches."""
+
+    def __init__(self, crash_after: int | None = None) -> None:
+        object.__setattr__(self, "calls", [])
+        object.__setattr__(self, "crash_after", crash_after)
+
+    def encode_batch(self, texts):  # type: ignore[no-untyped-def]
+        if self.crash_after is not None and len(self.calls) == self.crash_after:
+            raise _Crash()
+        self.calls.append(len(texts))
+        return super().encode_batch(texts)
+
+
+def _config(tmp_path: Path, out: str) -> TextIngestConfig:
+    src = tmp_path / "docs.jsonl"
+    if not src.exists():
+        write_jsonl(src, [{"text": d} for d in make_documents(300, seed=7)])
+    return TextIngestConfig(inputs=(str(src),), out=out, seq_len=100, docs_per_part=40, batch_docs=20,
+                            size_limit="4kb")
+
+
+def test_interrupted_text_ingest_resumes_where_it_stopped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    reference = str(tmp_path / "reference")
+    ingest_text(_config(tmp_path, reference), show_progress=False)
+    out = str(tmp_path / "out")
+    crashing = _CountingTokenizer(crash_after=7)  # parts hold 2 batches: 3 parts finish, the 4th dies
+    monkeypatch.setattr(text_module, "load_tokenizer", lambda *a: crashing)
+    with pytest.raises(_Crash):
+        ingest_text(_config(tmp_path, out), show_progress=False)
+    assert not Path(out, "index.json").exists() and not Path(out, "samples.parquet").exists()
+    with pytest.raises(MixtureError, match="does not exist"):
+        source_fingerprint(out)  # an unfinished ingest is not a source the compiler can read
+    Path(out, "part-00004").mkdir()  # debris of a writer killed mid-part: must be cleared, not trusted
+    Path(out, "part-00004", "shard.00000.mds").write_bytes(b"half")
+    resumed = _CountingTokenizer()
+    monkeypatch.setattr(text_module, "load_tokenizer", lambda *a: resumed)
+    ingest_text(_config(tmp_path, out), show_progress=False)
+    assert sum(resumed.calls) == 300 - 3 * 40  # finished parts are not tokenized again
+    got, want = read_mds(out), read_mds(reference)
+    assert len(got) == len(want)
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(a["input_ids"], b["input_ids"])
+    assert pq.read_table(f"{out}/samples.parquet").equals(pq.read_table(f"{reference}/samples.parquet"))
+    assert not Path(out, ".ingest").exists()
+
+
+def test_resume_with_other_settings_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = str(tmp_path / "out")
+    monkeypatch.setattr(text_module, "load_tokenizer", lambda *a: _CountingTokenizer(crash_after=3))
+    with pytest.raises(_Crash):
+        ingest_text(_config(tmp_path, out), show_progress=False)
+    monkeypatch.undo()
+    other = TextIngestConfig(**{**_config(tmp_path, out).__dict__, "seq_len": 50})
+    with pytest.raises(MixtureError, match="unfinished ingest made with other settings"):
+        ingest_text(other, show_progress=False)
+    ingest_text(other, overwrite=True, show_progress=False)
+    assert read_sample_index(out).columns["tokens"].max() == 50
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture()
+def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """moto's S3 server on 127.0.0.1 with a bucket ``ingest``; yields the endpoint URL."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    port = _free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    for name, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"),
+                        ("AWS_DEFAULT_REGION", "us-east-1"), ("S3_ENDPOINT_URL", endpoint)):
+        monkeypatch.setenv(name, value)
+    boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="ingest")
+    yield endpoint
+    server.stop()
+
+
+@pytest.mark.slow
+def test_remote_output_to_s3_and_back(tmp_path: Path, s3: str) -> None:
+    url = "s3://ingest/captions"
+    images = {k: v for k, v in make_image_set(8).items() if not k.startswith("broken")}
+    for name, (data, caption) in images.items():
+        (tmp_path / name).write_bytes(data)
+        (tmp_path / name).with_suffix(".txt").write_text(caption)
+    summary = ingest_image_caption(ImageCaptionIngestConfig(out=url, images_dir=str(tmp_path), images_per_part=3),
+                                   work_dir=str(tmp_path / "work"), show_progress=False)
+    assert summary["samples"] == len(images)
+    options = {"client_kwargs": {"endpoint_url": s3}}
+    index = read_sample_index(url, storage_options=options)
+    assert index.kind == "image_caption" and index.num_samples == len(images)
+    assert source_fingerprint(url, storage_options=options)
+    samples = read_mds(str(tmp_path / "cache"), remote=url)
+    assert sorted(s["image"] for s in samples) == sorted(d for d, _ in images.values())
+    assert index.columns["shard"].tolist() == sorted(index.columns["shard"].tolist())
+    # `mixture index` on the remote dataset rebuilds the same table
+    assert main(["index", url, "--overwrite"]) == 0
+    rebuilt = read_sample_index(url, storage_options=options)
+    for name, column in index.columns.items():
+        np.testing.assert_array_equal(rebuilt.columns[name], column)
+    with pytest.raises(MixtureError, match="already holds a complete dataset"):
+        ingest_image_caption(ImageCaptionIngestConfig(out=url, images_dir=str(tmp_path)), show_progress=False)
+    assert not Path(tmp_path, "work", ".ingest").exists() and not Path(tmp_path, "work", "part-00000").exists()
+    assert json.loads(Path(tmp_path, "cache", "index.json").read_text())["shards"]
