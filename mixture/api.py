@@ -1,0 +1,142 @@
+"""The library entry points the CLI calls: validate, compile, explain, export.
+
+Each is a function of paths and returns data; printing is the CLI's job.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from mixture.errors import MixtureError
+from mixture.load import _problems, read_spec
+from mixture.resolve import Resolved, resolve
+from mixture.spec import MixtureSpec
+from mixture.sweep import expand
+
+if TYPE_CHECKING:  # numpy, numba and pyarrow stay out of `mixture validate`'s start-up
+    from mixture.schedule import Schedule
+
+Progress = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One compilable variant of a mixture file (``name`` is "" without a sweep)."""
+
+    name: str
+    resolved: Resolved
+    base_dir: str
+
+
+def variants(path: str | Path) -> list[Variant]:
+    """Read, check and resolve a mixture file and each of its sweep variants.
+
+    Raises:
+        MixtureError: Every problem in the file (and in any variant), located.
+    """
+    from pydantic import ValidationError
+
+    spec, located = read_spec(path)
+    base_dir = str(Path(path).resolve().parent)
+    out = []
+    problems = []
+    for name, data in expand(located):
+        try:
+            variant_spec = spec if not name else MixtureSpec.model_validate(data)
+            out.append(Variant(name, resolve(variant_spec, located if not name else None), base_dir))
+        except ValidationError as exc:
+            problems += [p.__class__(f"variant {name}: {p.message}", p.path, p.file, p.line, p.col, p.hint)
+                         for p in _problems(exc, located)]
+        except MixtureError as exc:
+            problems += [p.__class__(f"variant {name}: {p.message}" if name else p.message, p.path,
+                                     p.file or str(path), p.line, p.col, p.hint) for p in exc.problems]
+    if problems:
+        raise MixtureError(problems)
+    return out
+
+
+def compile_variant(variant: Variant, out_dir: str | Path, progress: Progress | None = None) -> Schedule:
+    """Load the sources a variant uses and compile it into ``out_dir``."""
+    from mixture.compiler import compile_schedule
+    from mixture.schedule import load_schedule
+    from mixture.sourcedata import load_source
+
+    spec = variant.resolved.spec
+    data = {n: load_source(n, spec.sources[n], spec.seed, variant.base_dir) for n in variant.resolved.used_sources}
+    compile_schedule(variant.resolved, data, out_dir, progress)
+    return load_schedule(out_dir)
+
+
+def open_or_compile(target: str | Path, progress: Progress | None = None) -> Iterator[tuple[str, Schedule]]:
+    """Schedules of a compiled directory, or of a mixture file compiled into a temporary directory."""
+    from mixture.schedule import load_schedule
+
+    target = Path(target)
+    if target.is_dir():
+        yield "", load_schedule(target)
+        return
+    for variant in variants(target):
+        with tempfile.TemporaryDirectory(prefix="mixture-explain-") as tmp:
+            yield variant.name, compile_variant(variant, Path(tmp) / "schedule", progress)
+
+
+def explain_rows(schedule: Schedule) -> list[dict[str, object]]:
+    """Planned samples, tokens, share and epochs per phase and source."""
+    import numpy as np
+
+    m = schedule.manifest
+    sizes = {s["name"]: s["num_samples"] for s in m["sources"]}
+    rows = []
+    for phase in m["phases"]:
+        src, samples = (schedule.take(phase["start"], phase["stop"]) if phase["stop"] > phase["start"]
+                        else (np.zeros(0, np.int32), np.zeros(0, np.int64)))
+        tokens = schedule.tokens(src, samples) if src.size else np.zeros(0, np.int64)
+        total = max(int(tokens.sum()), 1)
+        for sid in np.unique(src):
+            name = schedule.source_names[int(sid)]
+            sel = src == sid
+            rows.append({"phase": phase["name"], "source": name, "samples": int(sel.sum()),
+                         "tokens": int(tokens[sel].sum()), "share": float(tokens[sel].sum()) / total,
+                         "sample_share": float(sel.mean()), "epochs": int(sel.sum()) / sizes[name],
+                         "target": phase["weights"].get(name, 0.0), "unit": phase["unit"]})
+    return rows
+
+
+def export_order(schedule: Schedule, out: str | Path, start: int = 0, stop: int | None = None,
+                 progress: Progress | None = None, chunk: int = 1 << 21) -> int:
+    """Write positions ``[start, stop)`` as parquet: position, phase, source, sample, tokens."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    stop = len(schedule) if stop is None else min(stop, len(schedule))
+    if not 0 <= start <= stop:
+        raise MixtureError(f"bad range {start}:{stop} for a schedule of {len(schedule)} positions",
+                           hint="use --range A:B with 0 <= A <= B")
+    phase_names = [p["name"] for p in schedule.phases]
+    phase_type = pa.dictionary(pa.int16(), pa.string())
+    source_type = pa.dictionary(pa.int32(), pa.string())
+    schema = pa.schema([("position", pa.int64()), ("phase", phase_type), ("source", source_type),
+                        ("sample", pa.int64()), ("tokens", pa.int64())])
+    starts = np.array([p["start"] for p in schedule.phases])
+    stops = np.array([p["stop"] for p in schedule.phases])
+    with pq.ParquetWriter(str(out), schema) as writer:
+        for a in range(start, stop, chunk):
+            b = min(a + chunk, stop)
+            src, samples = schedule.take(a, b)
+            pos = np.arange(a, b, dtype=np.int64)
+            nonempty = np.flatnonzero(stops > starts)
+            phase = nonempty[np.searchsorted(starts[nonempty], pos, side="right") - 1]
+            table = pa.table({
+                "position": pos,
+                "phase": pa.DictionaryArray.from_arrays(pa.array(phase.astype(np.int16)), pa.array(phase_names)),
+                "source": pa.DictionaryArray.from_arrays(pa.array(src), pa.array(schedule.source_names)),
+                "sample": samples, "tokens": schedule.tokens(src, samples)}, schema=schema)
+            writer.write_table(table)
+            if progress:
+                progress(b - a)
+    return stop - start

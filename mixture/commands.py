@@ -1,0 +1,131 @@
+"""CLI subcommands of the compiler: validate, compile, explain, export.
+
+Imports stay light at module level (argparse only): `mixture validate` must start in well under a
+second, and none of these commands ever imports torch, streaming or composer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+
+def _console():  # noqa: ANN202 - rich is imported lazily
+    from rich.console import Console
+
+    return Console(stderr=False, highlight=False, width=max(120, Console().width))
+
+
+@contextlib.contextmanager
+def _progress(total: int, label: str) -> Iterator[object]:
+    """A progress bar over positions (quiet when the output is not a terminal)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, disable=not sys.stderr.isatty(), console=None, transient=True) as bar:
+        task = bar.add_task(label, total=total or None)
+        yield lambda n: bar.advance(task, n)
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from mixture.api import variants
+
+    found = variants(args.file)
+    names = [v.name for v in found if v.name]
+    detail = f", {len(names)} sweep variants" if names else ""
+    phases = len(found[0].resolved.phases)
+    print(f"{args.file}: ok ({phases} phases, {len(found[0].resolved.spec.sources)} sources{detail})")
+    return 0
+
+
+def _compile(args: argparse.Namespace) -> int:
+    from mixture.api import compile_variant, variants
+
+    found = variants(args.file)
+    if args.variant:
+        found = [v for v in found if v.name == args.variant]
+        if not found:
+            from mixture.errors import MixtureError
+
+            raise MixtureError(f"no variant named {args.variant!r}", hint="list them with `mixture validate`")
+    out = Path(args.out)
+    for variant in found:
+        target = out / variant.name if variant.name else out
+        with _progress(0, f"compiling {variant.name or args.file}") as advance:
+            schedule = compile_variant(variant, target, advance)
+        m = schedule.manifest
+        print(f"{target}: {m['num_positions']:,} positions, {m['num_batches']:,} batches, "
+              f"{m['total_tokens']:,} tokens, fingerprint {m['fingerprint']}")
+    return 0
+
+
+def _explain(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from mixture.api import explain_rows, open_or_compile
+
+    console = _console()
+    for name, schedule in open_or_compile(args.target):
+        m = schedule.manifest
+        title = f"{m['name']}{' / ' + name if name else ''}  fingerprint {m['fingerprint']}"
+        table = Table(title=title, title_justify="left")
+        for col in ("phase", "positions", "source", "samples", "tokens", "share", "target", "epochs"):
+            table.add_column(col, justify="left" if col in ("phase", "source") else "right")
+        spans = {p["name"]: f"{p['start']:,}-{p['stop']:,}" for p in m["phases"]}
+        last = None
+        for row in explain_rows(schedule):
+            share = row["sample_share"] if row["unit"] == "samples" else row["share"]
+            target = f"{row['target']:.4f} {'smp' if row['unit'] == 'samples' else 'tok'}"
+            first = row["phase"] != last
+            table.add_row(row["phase"] if first else "", spans[row["phase"]] if first else "", row["source"],
+                          f"{row['samples']:,}", f"{row['tokens']:,}", f"{share:.4f}", target, f"{row['epochs']:.4f}")
+            last = row["phase"]
+        console.print(table)
+        console.print(f"total: {m['num_positions']:,} positions in {m['num_batches']:,} batches of "
+                      f"{m['global_batch_size']}, {m['total_tokens']:,} tokens")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from mixture.api import export_order
+    from mixture.errors import MixtureError
+    from mixture.schedule import load_schedule
+
+    schedule = load_schedule(args.dir)
+    start, stop = 0, len(schedule)
+    if args.range:
+        try:
+            a, b = args.range.split(":")
+            start, stop = int(a or 0), int(b) if b else len(schedule)
+        except ValueError:
+            raise MixtureError(f"cannot read --range {args.range!r}", hint="write A:B, e.g. 0:1000000") from None
+    with _progress(stop - start, "exporting") as advance:
+        n = export_order(schedule, args.out, start, stop, advance)
+    print(f"{args.out}: {n:,} positions")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add validate, compile, explain and export."""
+    p = subparsers.add_parser("validate", help="check a mixture file (and its sweep variants)")
+    p.add_argument("file", help="mixture file (.yaml)")
+    p.set_defaults(func=_validate)
+
+    p = subparsers.add_parser("compile", help="compile a mixture file into a schedule directory")
+    p.add_argument("file", help="mixture file (.yaml)")
+    p.add_argument("-o", "--out", required=True, help="output directory (one subdirectory per sweep variant)")
+    p.add_argument("--variant", help="compile only this sweep variant")
+    p.set_defaults(func=_compile)
+
+    p = subparsers.add_parser("explain", help="table of planned samples, tokens, shares and epochs")
+    p.add_argument("target", help="compiled schedule directory, or a mixture file (compiled on the fly)")
+    p.set_defaults(func=_explain)
+
+    p = subparsers.add_parser("export", help="write the order as parquet (position, phase, source, sample, tokens)")
+    p.add_argument("dir", help="compiled schedule directory")
+    p.add_argument("-o", "--out", required=True, help="output .parquet file")
+    p.add_argument("--range", help="positions A:B (default: all)")
+    p.set_defaults(func=_export)

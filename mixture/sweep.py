@@ -1,0 +1,72 @@
+"""Sweeps: expand a mixture file's ``sweep:`` into variant files with stable names.
+
+A variant is the file's data with each axis's field replaced by one value; ``phases.NAME.field`` selects
+a phase by name, so variant paths do not depend on list positions. Names are ``axis=value`` joined with
+``,`` (sanitised for directories), in the order the axes are written: stable across runs and machines.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import re
+
+from mixture.errors import MixtureError, Problem
+from mixture.yaml_loader import Located
+
+
+def _slug(value: object) -> str:
+    text = str(value).replace("%", "pct").replace(" ", "")
+    return re.sub(r"[^A-Za-z0-9._\-]", "_", text)
+
+
+def _set(data: dict, dotted: str, value: object, axis: str, located: Located) -> None:
+    parts = dotted.split(".")
+    node: object = data
+    path = f"sweep.axes.{axis}.field"
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        if isinstance(node, list) and node and all(isinstance(p, dict) and "name" in p for p in node):
+            match = [p for p in node if p.get("name") == part]
+            if not match:
+                raise MixtureError(located.problem(path, f"no phase named {part!r} in {dotted!r}",
+                                                   f"phases are: {', '.join(p['name'] for p in node)}"))
+            node = match[0]
+            continue
+        if not isinstance(node, dict) or (part not in node and not last):
+            raise MixtureError(located.problem(path, f"{dotted!r} does not name a field of this file",
+                                               "write e.g. phases.cooldown.mix.images"))
+        if last:
+            node[part] = value
+        else:
+            node = node[part]
+
+
+def expand(located: Located) -> list[tuple[str, dict]]:
+    """(variant name, variant data) for every variant; ``[("", data)]`` when there is no sweep."""
+    data = located.data
+    assert isinstance(data, dict)
+    sweep = data.get("sweep")
+    base = {k: v for k, v in data.items() if k != "sweep"}
+    if not sweep:
+        return [("", base)]
+    axes: dict = sweep["axes"]
+    names = list(axes)
+    values = [axes[n]["values"] for n in names]
+    if sweep.get("mode", "grid") == "zip":
+        lengths = {len(v) for v in values}
+        if len(lengths) != 1:
+            raise MixtureError(Problem("zip sweeps need axes of equal length", path="sweep.axes",
+                                       file=located.file, line=located.where("sweep.axes")[0]))
+        combos = list(zip(*values))
+    else:
+        combos = list(itertools.product(*values))
+    out = []
+    for combo in combos:
+        variant = copy.deepcopy(base)
+        for axis, value in zip(names, combo):
+            _set(variant, axes[axis]["field"], value, axis, located)
+        name = ",".join(f"{axis}={_slug(v)}" for axis, v in zip(names, combo))
+        variant["name"] = f"{base['name']}"
+        out.append((name, variant))
+    return out
