@@ -19,8 +19,12 @@ setup: $(VENV)/.synced
 test: setup
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
+# Until the full demo lands (issue 7), the demo runs the real steps that exist: the paper's 1B recipe
+# compiled at full scale and explained.
 demo: setup
-	$(VENV)/bin/mixture demo
+	$(VENV)/bin/mixture validate examples/paper_1b.yaml
+	$(VENV)/bin/mixture compile examples/paper_1b.yaml -o out/paper_1b
+	$(VENV)/bin/mixture explain out/paper_1b
 
 bench: setup
 	$(PY) benchmarks/run_all.py
