@@ -6,7 +6,8 @@ and, independently, the samples inside each block, both with keyed 4-round Feist
 power of four, cycle-walking back into the exact domain. So draw ``k`` -> (epoch ``k // n``, rank
 ``k % n``) -> block slot -> block -> sample is a pure function: nothing is materialised, resume and random
 access cost a few hash evaluations, and a window of ``W`` consecutive draws touches at most
-``ceil(W / block) + 1`` blocks, hence a bounded set of shards.
+``ceil(W / block) + 2`` blocks within an epoch (the 2 only when the last, short block falls inside the
+window), hence a bounded set of shards.
 
 Why not Streaming's own shuffles (py1e, py1br): they are defined over whole epochs of its canonical node
 layout, are not random-access functions of one draw index, and importing streaming costs ~10 s.

@@ -95,4 +95,20 @@ def test_shard_locality_a_window_of_draws_touches_a_bounded_set_of_blocks(block,
     blocks = draws // block
     for start in range(0, max(1, len(draws) - window), max(1, window // 3)):
         seen = np.unique(blocks[start : start + window])
-        assert len(seen) <= math.ceil(window / block) + 1
+        short = 1 if n % block else 0  # the epoch's one short block may sit inside the window
+        assert len(seen) <= math.ceil(window / block) + 1 + short
+
+
+def test_rounding_error_carries_across_consecutive_mixed_phases(tmp_path):
+    """Two sample-unit phases back to back: the bound holds against the run-long target, not per phase."""
+    phases = [{"name": "a", "duration": "203sp", "unit": "samples", "mix": {"web": 1 / 3, "img": 2 / 3},
+               "normalize": True},
+              {"name": "b", "duration": "301sp", "unit": "samples", "mix": {"web": 0.55, "img": 0.45}}]
+    schedule = compile_text(spec_text(phases, batch=7), tmp_path)
+    src, _ = schedule.take(0, len(schedule))
+    a_len = schedule.phases[0]["stop"]
+    pos = np.arange(1, len(src) + 1, dtype=np.float64)
+    for name, wa, wb in (("web", 1 / 3, 0.55), ("img", 2 / 3, 0.45)):
+        target = np.where(pos <= a_len, wa * pos, wa * a_len + wb * (pos - a_len))
+        realised = np.cumsum(src == schedule.source_names.index(name))
+        assert np.all(np.abs(realised - target) <= 1.0 + 1e-9), name
