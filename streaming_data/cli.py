@@ -50,8 +50,9 @@ def _tokenizer_options(parser: argparse.ArgumentParser) -> None:
 def _image_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--visual-tokens", type=int, default=DEFAULT_VISUAL_TOKENS,
                         help=f"visual tokens per image, counted in `tokens` (default {DEFAULT_VISUAL_TOKENS})")
-    parser.add_argument("--verify", choices=("decode", "header"), default="decode",
-                        help="decode every image fully (default; catches truncation) or read headers only")
+    parser.add_argument("--verify", choices=("structure", "decode", "header"), default="structure",
+                        help="structure (default: size + end marker, catches truncation), decode (full "
+                        "decode, catches corrupt data too) or header (size only)")
 
 
 def _add_text(kinds: Any) -> None:
@@ -94,6 +95,8 @@ def _add_image_caption(kinds: Any) -> None:
                         help="let img2dataset resize to this many pixels (lossy re-encode; default: keep bytes)")
     images.add_argument("--images-per-part", type=int, default=10_000,
                         help="--images: images per resumable part (default 10000)")
+    images.add_argument("--workers", type=int, default=0,
+                        help="processes converting parts (shards) in parallel (default: one per core)")
     images.set_defaults(func=_run_image_caption)
 
 
@@ -147,7 +150,7 @@ def _run_image_caption(args: argparse.Namespace) -> int:
         urls=args.urls, url_column=args.url_column, caption_column=args.caption_column,
         image_column=args.image_column, tokenizer=args.tokenizer, eos_token=args.eos_token,
         visual_tokens=args.visual_tokens, verify=args.verify, processes=args.processes, threads=args.threads,
-        distributor=args.distributor, resize=args.resize, images_per_part=args.images_per_part,
+        distributor=args.distributor, resize=args.resize, images_per_part=args.images_per_part, workers=args.workers,
         size_limit=args.size_limit, compression=args.compression,
     )
     _print(ingest_image_caption(config, work_dir=args.work_dir, overwrite=args.overwrite,

@@ -1,51 +1,28 @@
 """Image-caption ingest: pairs from img2dataset output, a local folder or a URL list -> MDS.
 
 Samples keep the image's original encoded bytes (no re-encode), the caption, its token ids, width, height
-and a sha256 content hash. An image that does not decode is dropped with a reason (``not_an_image``,
-``truncated``, ``decode_error``), never crashed on. ``verify="decode"`` (the default) decodes every image
-fully, because a truncated JPEG has a valid header and only fails in the entropy-coded data; JPEGs decode
-at 1/8 scale (libjpeg's DCT scaling reads every byte of the stream but skips most of the maths).
-``verify="header"`` reads only the header (fast; misses truncation).
+and a sha256 content hash. An image that is not whole is dropped with a reason, never crashed on (how
+thoroughly it is checked: ``--verify``, see :mod:`streaming_data.image_check`).
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from mixture.errors import MixtureError
+from streaming_data.image_check import VERIFY_MODES, inspect_image
 from streaming_data.images import Pair, Part, folder_parts, img2dataset_parts, run_img2dataset
 from streaming_data.inputs import batched
+from streaming_data.parallel import default_workers, run_parts
 from streaming_data.progress import progress
 from streaming_data.sample_index import DEFAULT_VISUAL_TOKENS, IMAGE_CAPTION, INDEX_SCHEMAS, MDS_COLUMNS, index_row
 from streaming_data.tokenizer import Tokenizer, load_tokenizer
 from streaming_data.writer import Drop, Ingest, PartResult
 
-VERIFY_MODES = ("decode", "header")
 _BATCH = 256
-
-
-def inspect_image(data: bytes, verify: str = "decode") -> tuple[int, int]:
-    """Width and height of an encoded image; raises :class:`Drop` if it does not decode."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            size = image.size
-            if verify == "decode":
-                if image.format == "JPEG":
-                    image.draft(image.mode, (max(1, size[0] // 8), max(1, size[1] // 8)))
-                image.load()
-    except UnidentifiedImageError:
-        raise Drop("not_an_image") from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise Drop("truncated" if "truncated" in str(exc) else "decode_error") from None
-    except Image.DecompressionBombError:
-        raise Drop("too_large") from None
-    return size
 
 
 @dataclass(frozen=True)
@@ -67,6 +44,7 @@ class ImageCaptionIngestConfig:
         verify: ``decode`` (full decode) or ``header``.
         processes, threads, distributor, resize: img2dataset settings for ``urls``.
         images_per_part: Images per resumable part (local folder).
+        workers: Processes converting parts in parallel (0: one per core).
         size_limit, compression: MDS shard settings.
     """
 
@@ -81,12 +59,13 @@ class ImageCaptionIngestConfig:
     tokenizer: str = "bytes"
     eos_token: str | None = None
     visual_tokens: int = DEFAULT_VISUAL_TOKENS
-    verify: str = "decode"
+    verify: str = "structure"
     processes: int = 1
     threads: int = 16
     distributor: str = "multiprocessing"
     resize: int | None = None
     images_per_part: int = 10_000
+    workers: int = 0
     size_limit: str = "64mb"
     compression: str | None = None
 
@@ -111,22 +90,34 @@ def ingest_image_caption(config: ImageCaptionIngestConfig, *, work_dir: str | No
     """
     config.check()
     tokenizer = load_tokenizer(config.tokenizer, config.eos_token)
-    journal = {**asdict(config), "kind": IMAGE_CAPTION, "tokenizer_description": tokenizer.description}
+    journal = {**_settings(config), "kind": IMAGE_CAPTION, "tokenizer_description": tokenizer.description}
     ingest = Ingest(config.out, journal, work_dir=work_dir, overwrite=overwrite)
     parts = _parts(config, ingest.work)
+
+    def write_part(index: int) -> int:
+        read = 0
+        with ingest.part(index, MDS_COLUMNS[IMAGE_CAPTION], size_limit=config.size_limit,
+                         compression=config.compression) as (writer, result):
+            result.dropped.update(parts[index].failed())
+            for batch in batched(parts[index].read(), _BATCH):
+                write_pairs(batch, tokenizer, config, writer, result)
+                read += len(batch)
+        return read
+
+    todo = [i for i in range(len(parts)) if not ingest.is_done(i)]
     with progress({"images": None}, enabled=show_progress) as counters:
-        for index, part in enumerate(parts):
-            if ingest.is_done(index):
-                continue
-            with ingest.part(index, MDS_COLUMNS[IMAGE_CAPTION], size_limit=config.size_limit,
-                             compression=config.compression) as (writer, result):
-                result.dropped.update(part.failed())
-                for batch in batched(part.read(), _BATCH):
-                    write_pairs(batch, tokenizer, config, writer, result)
-                    counters.advance("images", len(batch))
+        for read in run_parts(todo, write_part, config.workers or default_workers()):
+            counters.advance("images", read)
     metadata = {"tokenizer": tokenizer.description, "visual_tokens_per_image": config.visual_tokens,
                 "verify": config.verify, "parts": [p.name for p in parts]}
     return ingest.finalize(kind=IMAGE_CAPTION, schema=INDEX_SCHEMAS[IMAGE_CAPTION], metadata=metadata)
+
+
+def _settings(config: ImageCaptionIngestConfig) -> dict[str, Any]:
+    """The settings a resume must match (the number of workers does not change the output)."""
+    settings = asdict(config)
+    settings.pop("workers")
+    return settings
 
 
 def _parts(config: ImageCaptionIngestConfig, work: str) -> list[Part]:

@@ -10,6 +10,7 @@ metadata parquet (its ``status`` and ``error_message`` columns).
 from __future__ import annotations
 
 import glob
+import mmap
 import os
 import re
 import tarfile
@@ -86,21 +87,52 @@ def _tar_reader(path: str) -> Callable[[], Iterator[Pair]]:
     def read() -> Iterator[Pair]:
         # webdataset keeps a sample's files consecutive (key.jpg, key.txt, key.json): group by key as we go
         key, files = None, {}
-        with tarfile.open(path, "r|*") as tar:
-            for member in tar:
-                if not member.isfile():
-                    continue
-                stem, _, ext = member.name.partition(".")
-                if stem != key and key is not None:
-                    yield _pair_from_files(key, files)
-                    files = {}
-                key = stem
-                handle = tar.extractfile(member)
-                files[ext.lower()] = handle.read() if handle else b""
+        for name, data in tar_members(path):
+            stem, _, ext = os.path.basename(name).partition(".")
+            stem = os.path.join(os.path.dirname(name), stem)
+            if stem != key and key is not None:
+                yield _pair_from_files(key, files)
+                files = {}
+            key = stem
+            files[ext.lower()] = data
         if key is not None:
             yield _pair_from_files(key, files)
 
     return read
+
+
+def tar_members(path: str) -> Iterator[tuple[str, bytes]]:
+    """``(name, data)`` of each regular file of an uncompressed tar, in order.
+
+    Why by hand: ``tarfile`` spends ~80 us of Python per member (three per webdataset sample), more than
+    the MDS write of the sample; img2dataset's tars are plain ustar, whose 512-byte headers read directly
+    in a few microseconds. A tar with anything else (pax or GNU long names, links) goes to ``tarfile``.
+    """
+    if os.path.getsize(path) == 0:
+        return
+    with open(path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as view:
+        members, offset, end = [], 0, len(view)
+        while offset + 512 <= end and view[offset] != 0:
+            header = view[offset : offset + 512]
+            kind = header[156:157]
+            size = int(header[124:136].strip(b"\0 ") or b"0", 8)
+            if kind not in (b"0", b"\0", b"5"):
+                members = None
+                break
+            if kind != b"5":
+                name = header[:100].rstrip(b"\0")
+                prefix = header[345:500].rstrip(b"\0") if header[257:262] == b"ustar" else b""
+                members.append(((prefix + b"/" + name if prefix else name).decode(), offset + 512, size))
+            offset += 512 + (size + 511) // 512 * 512
+        if members is not None:
+            for name, start, size in members:
+                yield name, view[start : start + size]
+            return
+    with tarfile.open(path, "r:") as tar:
+        for member in tar:
+            if member.isfile():
+                handle = tar.extractfile(member)
+                yield member.name, handle.read() if handle else b""
 
 
 def _pair_from_files(key: str, files: dict[str, bytes]) -> Pair:

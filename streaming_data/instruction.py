@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from mixture.errors import MixtureError
-from streaming_data.image_caption import inspect_image
+from streaming_data.image_check import inspect_image
 from streaming_data.inputs import batched
 from streaming_data.progress import progress
 from streaming_data.sample_index import DEFAULT_VISUAL_TOKENS, INDEX_SCHEMAS, INSTRUCTION, MDS_COLUMNS, index_row
@@ -50,7 +50,7 @@ class InstructionIngestConfig:
         tokenizer: ``bytes`` or a local Hugging Face tokenizer path.
         eos_token: End-of-sequence token of a Hugging Face tokenizer.
         visual_tokens: Visual tokens per image, counted in ``tokens``.
-        verify: ``decode`` or ``header`` (see image_caption).
+        verify: ``structure``, ``decode`` or ``header`` (see image_check).
         records_per_part: Conversations per resumable part.
         size_limit, compression: MDS shard settings.
     """
@@ -61,7 +61,7 @@ class InstructionIngestConfig:
     tokenizer: str = "bytes"
     eos_token: str | None = None
     visual_tokens: int = DEFAULT_VISUAL_TOKENS
-    verify: str = "decode"
+    verify: str = "structure"
     records_per_part: int = 10_000
     size_limit: str = "64mb"
     compression: str | None = None

@@ -188,7 +188,7 @@ def build_index(location: str, *, visual_tokens: int = DEFAULT_VISUAL_TOKENS, eo
             rows.setdefault(name, []).append(value)
         shards.append(shard)
     schema = INDEX_SCHEMAS[kind or TEXT]
-    table = pa.table(rows, schema=schema) if rows else schema.empty_table()
+    table = pa.Table.from_pydict(rows, schema=schema) if rows else schema.empty_table()
     table = table.append_column(pa.field("shard", pa.int32()), pa.array(shards, pa.int32()))
     extra: dict[str, Any] = {"tokenizer": "unknown (indexed by `mixture index`)", "indexed_by": "mixture index"}
     if kind != TEXT:

@@ -81,6 +81,8 @@ class Ingest:
 
     def __init__(self, out: str, config: dict[str, Any], *, work_dir: str | None = None,
                  overwrite: bool = False) -> None:
+        from streaming import MDSWriter  # noqa: F401 (imported once here, before any part worker forks)
+
         self.out = out.rstrip("/")
         self.remote = self.out if is_remote(self.out) else None
         base = work_dir or (default_work_dir(self.out) if self.remote else local_path(self.out))
@@ -176,7 +178,7 @@ class Ingest:
             np.save(os.path.join(self.work, name + ".carry.npy"), result.carry)
         meta = {b"mixture:dropped": json.dumps(dict(result.dropped)).encode(),
                 b"mixture:stats": json.dumps(dict(result.stats)).encode()}
-        table = pa.table(result.rows) if result.rows else pa.table({})
+        table = pa.Table.from_pydict(result.rows)
         _atomic_write_table(table.replace_schema_metadata(meta), os.path.join(self.work, name + ".parquet"))
 
     # -- finalisation --------------------------------------------------------------------------------

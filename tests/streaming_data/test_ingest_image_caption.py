@@ -17,7 +17,8 @@ import pytest
 from ingest_helpers import make_image_set, read_mds
 
 from mixture.sources import read_sample_index
-from streaming_data.image_caption import ImageCaptionIngestConfig, ingest_image_caption, inspect_image
+from streaming_data.image_caption import ImageCaptionIngestConfig, ingest_image_caption
+from streaming_data.image_check import VERIFY_MODES, inspect_image
 from streaming_data.writer import Drop
 from streaming_data.tokenizer import ByteTokenizer
 
@@ -42,12 +43,26 @@ def _good(images: dict[str, tuple[bytes, str]]) -> dict[str, tuple[bytes, str]]:
     return {k: v for k, v in images.items() if not k.startswith("broken")}
 
 
-def test_inspect_image_drops_with_reasons() -> None:
-    images = make_image_set(3)
-    assert inspect_image(images["img001.jpg"][0]) == (19, 14)
-    for name, reason in (("broken_text.jpg", "not_an_image"), ("broken_truncated.jpg", "truncated")):
+@pytest.mark.parametrize("verify", ["structure", "decode"])
+def test_inspect_image_drops_with_reasons(verify: str) -> None:
+    images = make_image_set(4)
+    assert inspect_image(images["img001.jpg"][0], verify) == (19, 14)
+    assert inspect_image(images["img003.png"][0], verify) == (25, 18)
+    png = images["img003.png"][0]
+    cases = {"broken_text.jpg": "not_an_image", "broken_truncated.jpg": "truncated"}
+    for name, reason in cases.items():
         with pytest.raises(Drop, match=reason):
-            inspect_image(images[name][0])
+            inspect_image(images[name][0], verify)
+    with pytest.raises(Drop, match="truncated"):
+        inspect_image(png[: len(png) // 2], verify)
+
+
+def test_structure_check_agrees_with_pillow_on_sizes() -> None:
+    from ingest_helpers import make_image
+
+    for fmt in ("JPEG", "PNG", "WEBP", "GIF"):
+        data = make_image(33, 17, fmt)
+        assert {inspect_image(data, mode) for mode in VERIFY_MODES} == {(33, 17)}
 
 
 def test_local_folder_with_captions_file(tmp_path: Path) -> None:
