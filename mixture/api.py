@@ -11,11 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mixture.errors import MixtureError
+from mixture.errors import MixtureError, Problem
 from mixture.load import _problems, read_spec
 from mixture.resolve import Resolved, resolve
 from mixture.spec import MixtureSpec
 from mixture.sweep import expand
+from mixture.yaml_loader import Located
 
 if TYPE_CHECKING:  # numpy, numba and pyarrow stay out of `mixture validate`'s start-up
     from mixture.schedule import Schedule
@@ -43,20 +44,30 @@ def variants(path: str | Path) -> list[Variant]:
     spec, located = read_spec(path)
     base_dir = str(Path(path).resolve().parent)
     out = []
-    problems = []
-    for name, data in expand(located):
+    problems: list[Problem] = []
+    for name, data, origins in expand(located):
         try:
             variant_spec = spec if not name else MixtureSpec.model_validate(data)
-            out.append(Variant(name, resolve(variant_spec, located if not name else None), base_dir))
+            out.append(Variant(name, resolve(variant_spec, located), base_dir))
         except ValidationError as exc:
-            problems += [p.__class__(f"variant {name}: {p.message}", p.path, p.file, p.line, p.col, p.hint)
-                         for p in _problems(exc, located)]
+            problems += [_in_variant(p, name, origins, located) for p in _problems(exc, located)]
         except MixtureError as exc:
-            problems += [p.__class__(f"variant {name}: {p.message}" if name else p.message, p.path,
-                                     p.file or str(path), p.line, p.col, p.hint) for p in exc.problems]
+            problems += [_in_variant(p, name, origins, located) for p in exc.problems]
     if problems:
         raise MixtureError(problems)
     return out
+
+
+def _in_variant(problem: Problem, name: str, origins: dict[str, str], located: Located) -> Problem:
+    """Name the variant in a problem and point at the sweep value that put the bad field there."""
+    if not name:
+        return problem
+    line, col = problem.line, problem.col
+    for field, origin in origins.items():
+        if problem.path == field or problem.path.startswith((field + ".", field + "[")):
+            line, col = located.where(origin)
+    return Problem(f"in variant {name}: {problem.message}", problem.path, problem.file or located.file,
+                   line, col, problem.hint)
 
 
 def compile_variant(variant: Variant, out_dir: str | Path, progress: Progress | None = None) -> Schedule:
@@ -85,24 +96,22 @@ def open_or_compile(target: str | Path, progress: Progress | None = None) -> Ite
 
 
 def explain_rows(schedule: Schedule) -> list[dict[str, object]]:
-    """Planned samples, tokens, share and epochs per phase and source."""
-    import numpy as np
-
+    """Planned samples, tokens, share and epochs per phase and source (from the manifest: no order scan)."""
     m = schedule.manifest
     sizes = {s["name"]: s["num_samples"] for s in m["sources"]}
     rows = []
     for phase in m["phases"]:
-        src, samples = (schedule.take(phase["start"], phase["stop"]) if phase["stop"] > phase["start"]
-                        else (np.zeros(0, np.int32), np.zeros(0, np.int64)))
-        tokens = schedule.tokens(src, samples) if src.size else np.zeros(0, np.int64)
-        total = max(int(tokens.sum()), 1)
-        for sid in np.unique(src):
-            name = schedule.source_names[int(sid)]
-            sel = src == sid
-            rows.append({"phase": phase["name"], "source": name, "samples": int(sel.sum()),
-                         "tokens": int(tokens[sel].sum()), "share": float(tokens[sel].sum()) / total,
-                         "sample_share": float(sel.mean()), "epochs": int(sel.sum()) / sizes[name],
-                         "target": phase["weights"].get(name, 0.0), "unit": phase["unit"]})
+        positions = phase["stop"] - phase["start"]
+        tokens = phase["source_tokens"]
+        total = max(sum(tokens.values()), 1)
+        for name in sorted(tokens):
+            samples = phase["draws"].get(name, 0)
+            if samples == 0:
+                continue
+            rows.append({"phase": phase["name"], "source": name, "samples": samples, "tokens": tokens[name],
+                         "share": tokens[name] / total, "sample_share": samples / max(positions, 1),
+                         "epochs": samples / sizes[name], "target": phase["weights"].get(name, 0.0),
+                         "unit": phase["unit"]})
     return rows
 
 

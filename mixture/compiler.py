@@ -199,13 +199,14 @@ def _compile_phase(phase: ResolvedPhase, state: _State, data: dict[str, SourceDa
     start_cursors = {n: state.cursors.get(n, 0) for n in out.names}
     if len(names) == 1:
         positions, tokens = _single(phase, names[0], state, data, batch, stop_pos, stop_tok, out, progress)
-        record.update(mixed=False, source=names[0])
+        record.update(mixed=False, source=names[0], source_tokens={names[0]: tokens})
         drawn = {names[0]: positions}
         state.lag, state.lag_unit = {}, ""
     else:
         info = _mixed(phase, names, state, data, batch, stop_pos, stop_tok, out, progress)
         positions, tokens = int(info["positions"]), int(info["tokens"])  # type: ignore[call-overload]
-        record.update(mixed=True, order_offset=info["order_offset"], ckpt_offset=info["ckpt_offset"])
+        record.update(mixed=True, order_offset=info["order_offset"], ckpt_offset=info["ckpt_offset"],
+                      source_tokens={n: int(round(t)) for n, t in info["draw_tokens"].items()})  # type: ignore[union-attr]
         drawn = info["drawn"]  # type: ignore[assignment]
     for n, d in drawn.items():
         state.cursors[n] = state.cursors.get(n, 0) + int(d)

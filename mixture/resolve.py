@@ -162,6 +162,18 @@ def _ramp(ctx: _Ctx, phase: Phase, index: int, path: str) -> float:
     return float(_positions(d, ctx.spec.run.global_batch_size))
 
 
+def _check_rewarm(ctx: _Ctx, phase: Phase, path: str) -> None:
+    if phase.lr.rewarm is None:
+        return
+    d = parse_duration(phase.lr.rewarm.warmup)
+    where = f"{path}.lr.rewarm.warmup"
+    if d.unit is Unit.PERCENT and (d.ref is not None or d.value > 100):
+        ctx.add(where, f"{d.text!r}: a warm-up percentage is of this phase (0-100%, no 'of NAME')",
+                "write e.g. '3%' or '100ba'")
+    elif d.unit is Unit.EPOCHS:
+        ctx.add(where, "a warm-up cannot be given in epochs", "write e.g. '3%' or '100ba'")
+
+
 def _check_lengths(ctx: _Ctx, stops: list[Stop | None]) -> None:
     """Static overrun checks where units allow (the compiler re-checks with realised clocks)."""
     last_abs: dict[str, Decimal] = {}
@@ -219,6 +231,7 @@ def resolve(spec: MixtureSpec, located: Located | None = None) -> Resolved:
         stop = _stop(ctx, phase, path)
         stops.append(stop)
         ramp = _ramp(ctx, phase, i, path)
+        _check_rewarm(ctx, phase, path)
         if weights is not None and stop is not None:
             shape = phase.ramp.shape if phase.ramp else "linear"
             phases.append(ResolvedPhase(i, phase.name, phase.unit, weights, stop, ramp, shape))

@@ -1,7 +1,7 @@
 """The mixture file's schema: one typed, frozen pydantic model per section.
 
 Unknown keys are rejected (``extra="forbid"``); every field carries a description, and docs/dsl.md is
-generated from these models (``python -m mixture.docs``), so the reference cannot drift from the code.
+generated from these models (``python -m mixture.docsgen``), so the reference cannot drift from the code.
 Durations and big counts are strings parsed by :mod:`mixture.units`; their cross-field meaning (what
 ``80%`` is of, whether a phase overruns the run) is checked in :mod:`mixture.resolve`.
 """
@@ -80,7 +80,8 @@ class Source(_Model):
     count_caption_tokens: bool = Field(
         default=True,
         description="image_caption: whether caption tokens count in this source's token share and in "
-        "token durations (false: only visual tokens count; caption tokens are reported separately).",
+        "token durations (false: only visual tokens count in the budget; the caption tokens are still trained "
+        "on but not counted).",
     )
     max_epochs: float | None = Field(
         default=None, gt=0, description="Cap on passes over this source; compiling a schedule that needs "
@@ -125,7 +126,8 @@ class Cooldown(_Model):
 class Rewarm(_Model):
     """Restart the learning rate: warm up to a new peak, then decay to the end of the phase."""
 
-    warmup: DurationStr = Field(description="Length of the warm-up (e.g. `100ba`, `3%`).")
+    warmup: DurationStr = Field(description="Length of the warm-up: `100ba`, `50k sp`, `20M tok`, or a "
+                                "percentage of this phase (`3%`; no `of NAME`).")
     peak: float = Field(gt=0, description="Peak LR after warm-up.")
     to: float = Field(default=0.0, ge=0, description="LR at the end of the phase.")
     decay: Literal["linear", "cosine", "constant"] = Field(default="cosine", description="Shape after warm-up.")
@@ -207,7 +209,7 @@ class SweepAxis(_Model):
 
 
 class Sweep(_Model):
-    """A grid over named axes: every combination is one variant with a stable name."""
+    """Named axes of values: every combination (grid) or every row (zip) is one variant with a stable name."""
 
     axes: dict[Name, SweepAxis] = Field(description="Axis name -> axis. Variant names are `axis=value` joined.")
     mode: Literal["grid", "zip"] = Field(default="grid", description="Cartesian product, or values in lockstep.")

@@ -20,19 +20,23 @@ def _slug(value: object) -> str:
     return re.sub(r"[^A-Za-z0-9._\-]", "_", text)
 
 
-def _set(data: dict, dotted: str, value: object, axis: str, located: Located) -> None:
+def _set(data: dict, dotted: str, value: object, axis: str, located: Located) -> str:
+    """Set ``dotted`` (phases addressed by name) to ``value``; returns the field's indexed path."""
     parts = dotted.split(".")
     node: object = data
     path = f"sweep.axes.{axis}.field"
+    indexed = ""
     for i, part in enumerate(parts):
         last = i == len(parts) - 1
         if isinstance(node, list) and node and all(isinstance(p, dict) and "name" in p for p in node):
-            match = [p for p in node if p.get("name") == part]
+            match = [j for j, p in enumerate(node) if p.get("name") == part]
             if not match:
                 raise MixtureError(located.problem(path, f"no phase named {part!r} in {dotted!r}",
                                                    f"phases are: {', '.join(p['name'] for p in node)}"))
-            node = match[0]
+            node = node[match[0]]
+            indexed += f"[{match[0]}]"
             continue
+        indexed = f"{indexed}.{part}" if indexed else part
         if not isinstance(node, dict) or (part not in node and not last):
             raise MixtureError(located.problem(path, f"{dotted!r} does not name a field of this file",
                                                "write e.g. phases.cooldown.mix.images"))
@@ -40,16 +44,21 @@ def _set(data: dict, dotted: str, value: object, axis: str, located: Located) ->
             node[part] = value
         else:
             node = node[part]
+    return indexed
 
 
-def expand(located: Located) -> list[tuple[str, dict]]:
-    """(variant name, variant data) for every variant; ``[("", data)]`` when there is no sweep."""
+def expand(located: Located) -> list[tuple[str, dict, dict[str, str]]]:
+    """(variant name, variant data, {indexed field path: path of its sweep value}) for every variant.
+
+    Without a sweep: ``[("", data, {})]``. The third item lets errors in a variant point at the sweep
+    value that caused them.
+    """
     data = located.data
     assert isinstance(data, dict)
     sweep = data.get("sweep")
     base = {k: v for k, v in data.items() if k != "sweep"}
     if not sweep:
-        return [("", base)]
+        return [("", base, {})]
     axes: dict = sweep["axes"]
     names = list(axes)
     values = [axes[n]["values"] for n in names]
@@ -62,11 +71,13 @@ def expand(located: Located) -> list[tuple[str, dict]]:
     else:
         combos = list(itertools.product(*values))
     out = []
-    for combo in combos:
+    for row, combo in enumerate(combos):
         variant = copy.deepcopy(base)
+        origins = {}
         for axis, value in zip(names, combo):
-            _set(variant, axes[axis]["field"], value, axis, located)
+            column = row if sweep.get("mode", "grid") == "zip" else axes[axis]["values"].index(value)
+            field = _set(variant, axes[axis]["field"], value, axis, located)
+            origins[field] = f"sweep.axes.{axis}.values[{column}]"
         name = ",".join(f"{axis}={_slug(v)}" for axis, v in zip(names, combo))
-        variant["name"] = f"{base['name']}"
-        out.append((name, variant))
+        out.append((name, variant, origins))
     return out

@@ -88,7 +88,8 @@ def parse_duration(text: object) -> Duration:
         scale, word = "", scale + word
     unit = _UNIT_WORDS.get(word.lower())
     if unit is None:
-        raise ValueError(f"unknown unit {word!r} in {text!r} ({UNIT_HELP})")
+        shown = scale + word if scale and (scale + word).isalpha() else word  # '3.4 trillion', not 'rillion'
+        raise ValueError(f"unknown unit {shown!r} in {text!r} ({UNIT_HELP})")
     try:
         value = _decimal(match["num"], scale)
     except InvalidOperation:  # pragma: no cover - the regex admits only valid decimals
