@@ -4,8 +4,9 @@ Input: an img2dataset-style webdataset folder (tars of ``key.jpg``, ``key.txt``,
 per-shard status parquet) of generated JPEGs. Baseline: Streaming's ``MDSWriter`` writing the same image
 bytes and captions, already in memory (``image: bytes``, ``caption: str``), nothing else. Ours:
 ``mixture ingest image-caption --img2dataset DIR`` end to end (read the tars, verify each image,
-hash it, tokenize its caption, write MDS and samples.parquet), once with ``--verify decode`` (default)
-and once with ``--verify header``. Runs alternate because this shared machine drifts.
+hash it, tokenize its caption, write MDS and samples.parquet) with each ``--verify`` mode, with the
+default workers (one per core) and, for the default mode, with one worker. Runs alternate because this
+shared machine drifts.
 Goal: ours >= 0.5x baseline (samples/s).
 
 Usage: .venv/bin/python benchmarks/bench_ingest_images.py [--images 4000] [--size 256] [--repeats 3]
@@ -82,11 +83,11 @@ def raw_writer(pairs: list[tuple[bytes, str]], out: str) -> float:
     return time.perf_counter() - start
 
 
-def ours(folder: str, out: str, verify: str) -> float:
+def ours(folder: str, out: str, verify: str, workers: int = 0) -> float:
     """Seconds for a full image-caption ingest of the img2dataset folder."""
     shutil.rmtree(out, ignore_errors=True)
     start = time.perf_counter()
-    ingest_image_caption(ImageCaptionIngestConfig(out=out, img2dataset_dir=folder, verify=verify),
+    ingest_image_caption(ImageCaptionIngestConfig(out=out, img2dataset_dir=folder, verify=verify, workers=workers),
                          show_progress=False)
     return time.perf_counter() - start
 
@@ -103,20 +104,22 @@ def main() -> None:
     pairs = make_img2dataset_folder(folder, args.images, args.size)
     mean_kb = sum(len(p[0]) for p in pairs) / len(pairs) / 1024
     ours(folder, os.path.join(work, "warm"), "header")  # imports and caches warmed for both sides
-    modes = ("structure", "decode", "header")
-    times: dict[str, list[float]] = {"raw MDSWriter": [], **{f"ingest --verify {m}": [] for m in modes}}
+    variants = {f"ingest --verify {mode}{' --workers 1' if workers == 1 else ''}": (mode, workers)
+                for mode, workers in (("structure", 0), ("structure", 1), ("decode", 0), ("header", 0))}
+    times: dict[str, list[float]] = {"raw MDSWriter": [], **{name: [] for name in variants}}
     for _ in range(args.repeats):
         times["raw MDSWriter"].append(raw_writer(pairs, os.path.join(work, "raw")))
-        for mode in modes:
-            times[f"ingest --verify {mode}"].append(ours(folder, os.path.join(work, "ours"), mode))
+        for name, (mode, workers) in variants.items():
+            times[name].append(ours(folder, os.path.join(work, "ours"), mode, workers))
     rates = {name: args.images / statistics.median(t) for name, t in times.items()}
     base = rates["raw MDSWriter"]
     for name, rate in rates.items():
-        print(f"{name:24s} {rate:9.0f} samples/s  {rate * mean_kb / 1024:7.1f} MB/s  {rate / base:.2f}x")
+        print(f"{name:38s} {rate:9.0f} samples/s  {rate * mean_kb / 1024:7.1f} MB/s  {rate / base:.2f}x")
     if args.json:
         with open(args.json, "w") as handle:
             json.dump({"images": args.images, "size": args.size, "mean_kb": mean_kb, "repeats": args.repeats,
-                       "samples_per_s": rates, "ratio": {k: v / base for k, v in rates.items()}}, handle, indent=2)
+                       "samples_per_s": rates, "ratio": {k: v / base for k, v in rates.items()},
+                       "seconds": times}, handle, indent=2)
     shutil.rmtree(work, ignore_errors=True)
 
 

@@ -34,7 +34,7 @@ def expand_inputs(patterns: Sequence[str]) -> list[str]:
     for pattern in patterns:
         options = storage_options() if "://" in pattern else {}
         fs, _, paths = fsspec.core.get_fs_token_paths(pattern, **options)
-        paths = sorted(p for p in paths if not fs.isdir(p))
+        paths = sorted(p for p in paths if fs.isfile(p))  # a plain path comes back even when missing
         if not paths:
             raise MixtureError(f"input {pattern!r} matches no file", hint="check the path or glob")
         files.extend(fs.unstrip_protocol(p) if "://" in pattern else p for p in paths)
@@ -81,7 +81,7 @@ def iter_documents(files: Sequence[str], *, text_field: str = "text", fmt: str |
                                        hint=f"name the text field with --text-field (fields: {sorted(record)})")
                 yield str(record[text_field])
         else:
-            with _open_text(path) as handle:
+            with open_text(path) as handle:
                 if line_documents:
                     yield from (line.rstrip("\n") for line in handle if line.strip())
                 else:
@@ -101,7 +101,7 @@ def iter_records(path: str) -> Iterator[dict[str, Any]]:
         yield from (record for _, record in _jsonl(path))
     else:
         delimiter = "\t" if name.endswith(".tsv") else ","
-        with _open_text(path) as handle:
+        with open_text(path) as handle:
             yield from csv.DictReader(handle, delimiter=delimiter)
 
 
@@ -118,7 +118,7 @@ def _parquet_column(path: str, column: str) -> Iterator[Any]:
 
 
 def _jsonl(path: str) -> Iterator[tuple[int, dict[str, Any]]]:
-    with _open_text(path) as handle:
+    with open_text(path) as handle:
         for line_no, line in enumerate(handle, 1):
             if not line.strip():
                 continue
@@ -139,5 +139,6 @@ def _open_binary(path: str) -> Any:
     return fsspec.open(path, "rb", compression="infer", **(storage_options() if "://" in path else {})).open()
 
 
-def _open_text(path: str) -> io.TextIOWrapper:
+def open_text(path: str) -> io.TextIOWrapper:
+    """A text handle on a local path or fsspec URL (compression inferred from the name)."""
     return io.TextIOWrapper(_open_binary(path), encoding="utf-8", errors="replace")

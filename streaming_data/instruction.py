@@ -106,16 +106,14 @@ def tokenize(rendered: Rendered, ids: list[np.ndarray], eos_id: int) -> tuple[np
 
 
 def read_records(path: str) -> list[dict[str, Any]]:
-    """Records of a LLaVA JSON list or JSONL file."""
-    from streaming_data.inputs import iter_records
+    """Records of a LLaVA JSON list or JSONL file (local path or fsspec URL)."""
+    from streaming_data.inputs import iter_records, open_text
 
     if path.lower().endswith((".jsonl", ".ndjson")):
         return list(iter_records(path))
     try:
-        with open(path, encoding="utf-8") as handle:
+        with open_text(path) as handle:
             records = json.load(handle)
-    except FileNotFoundError:
-        raise MixtureError(f"{path} does not exist") from None
     except json.JSONDecodeError as exc:
         raise MixtureError(f"{path}:{exc.lineno}:{exc.colno}: not valid JSON ({exc.msg})") from None
     if not isinstance(records, list):
