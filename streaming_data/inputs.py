@@ -33,7 +33,7 @@ def expand_inputs(patterns: Sequence[str]) -> list[str]:
     files: list[str] = []
     for pattern in patterns:
         options = storage_options() if "://" in pattern else {}
-        fs, _, paths = fsspec.core.get_fs_token_paths(pattern, **options)
+        fs, _, paths = fsspec.core.get_fs_token_paths(pattern, storage_options=options)
         paths = sorted(p for p in paths if fs.isfile(p))  # a plain path comes back even when missing
         if not paths:
             raise MixtureError(f"input {pattern!r} matches no file", hint="check the path or glob")

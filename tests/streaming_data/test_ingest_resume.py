@@ -135,3 +135,21 @@ def test_remote_output_to_s3_and_back(tmp_path: Path, s3: str) -> None:
         ingest_image_caption(ImageCaptionIngestConfig(out=url, images_dir=str(tmp_path)), show_progress=False)
     assert not Path(tmp_path, "work", ".ingest").exists() and not Path(tmp_path, "work", "part-00000").exists()
     assert json.loads(Path(tmp_path, "cache", "index.json").read_text())["shards"]
+
+
+@pytest.mark.slow
+def test_text_from_s3_globs_to_s3(tmp_path: Path, s3: str) -> None:
+    import boto3
+
+    client = boto3.client("s3", endpoint_url=s3)
+    docs = make_documents(50, seed=11)
+    for i in range(2):
+        body = "".join(json.dumps({"text": d}) + "\n" for d in docs[i * 25 : (i + 1) * 25])
+        client.put_object(Bucket="ingest", Key=f"raw/docs-{i}.jsonl", Body=body.encode())
+    url = "s3://ingest/text"
+    config = TextIngestConfig(inputs=("s3://ingest/raw/*.jsonl",), out=url, seq_len=None, docs_per_part=10)
+    summary = ingest_text(config, work_dir=str(tmp_path / "work"), show_progress=False)
+    kept = [d for d in docs if d]
+    assert summary["samples"] == len(kept)
+    samples = read_mds(str(tmp_path / "cache"), remote=url)
+    assert [bytes(s["input_ids"][:-1].astype(np.uint8)).decode() for s in samples] == kept
