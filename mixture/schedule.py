@@ -14,12 +14,26 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from numba import njit
 from numpy.typing import NDArray
 
 from mixture.compiler import FORMAT
 from mixture.errors import MixtureError
-from mixture.permute import permute
+from mixture.permute import permute, permute_scalar
 from mixture.sourcedata import Pricing
+
+
+@njit(cache=True)
+def _mixed_draw(order: NDArray, ckpt: NDArray[np.int64], order_off: np.int64, ckpt_off: np.int64,
+                every: np.int64, local: np.int64) -> tuple[np.int64, np.int64]:
+    """(source id, draw index) at ``local`` of a mixed phase: checkpoint row + a count of < ``every`` ids."""
+    block = local // every
+    sid = np.int64(order[order_off + local])
+    rank = ckpt[ckpt_off + block, sid]
+    for j in range(order_off + block * every, order_off + local):
+        if order[j] == sid:
+            rank += 1
+    return sid, rank
 
 
 @dataclass(frozen=True)
@@ -62,10 +76,15 @@ class Schedule:
         self._every: int = m["checkpoint_every"]
         order_file = self.path / "order.bin"
         dtype = np.dtype(m["order_dtype"])
-        self._order = (np.memmap(order_file, dtype=dtype, mode="r") if order_file.stat().st_size
+        # Plain ndarray views of the memory maps: compiled lookups dispatch faster on them.
+        self._order = (np.memmap(order_file, dtype=dtype, mode="r").view(np.ndarray) if order_file.stat().st_size
                        else np.zeros(0, dtype))
-        self._ckpt = np.load(self.path / "checkpoints.npy", mmap_mode="r")
+        self._ckpt = np.load(self.path / "checkpoints.npy", mmap_mode="r").view(np.ndarray)
         self._pricing: dict[str, Pricing] | None = None
+        # Scalar lookups: phases with positions, and per-source permutation parameters as plain values.
+        self._live = [p for p in self.phases if p["stop"] > p["start"]]
+        self._live_starts = [p["start"] for p in self._live]
+        self._params = [(np.int64(r.num_samples), np.int64(r.block), np.uint64(r.key)) for r in self.sources]
 
     def __reduce__(self) -> tuple[type, tuple[str]]:
         return (Schedule, (str(self.path),))
@@ -88,8 +107,18 @@ class Schedule:
     def __getitem__(self, i: int) -> tuple[str, int]:
         if i < 0:
             i += self._len
-        src, sample = self.take(i, i + 1)
-        return self.source_names[int(src[0])], int(sample[0])
+        if not 0 <= i < self._len:
+            raise IndexError(f"position {i} outside the schedule's {self._len} positions")
+        phase = self._live[bisect.bisect_right(self._live_starts, i) - 1]
+        local = i - phase["start"]
+        if phase["mixed"]:
+            sid, rank = _mixed_draw(self._order, self._ckpt, np.int64(phase["order_offset"]),
+                                    np.int64(phase["ckpt_offset"]), np.int64(self._every), np.int64(local))
+            sid = int(sid)
+        else:
+            sid = self.source_names.index(phase["source"])
+            rank = np.int64(phase["cursors"][phase["source"]] + local)
+        return self.source_names[sid], int(permute_scalar(rank, *self._params[sid]))
 
     def take(self, start: int, stop: int) -> tuple[NDArray[np.int32], NDArray[np.int64]]:
         """Source ids and sample ids of positions ``[start, stop)``."""
