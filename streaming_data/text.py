@@ -116,7 +116,8 @@ def ingest_text(config: TextIngestConfig, *, work_dir: str | None = None, overwr
                 _write_chunk(chunk, tokenizer, packer, config.batch_docs, writer, result, counters)
             next_index = index + 1
         if packer is not None and len(packer.carry):  # empty when the tail part itself had finished
-            with ingest.part(next_index, MDS_COLUMNS[TEXT]) as (writer, result):
+            with ingest.part(next_index, MDS_COLUMNS[TEXT], size_limit=config.size_limit,
+                             compression=config.compression) as (writer, result):
                 _write_tail(packer, config.tail, tokenizer.eos_id, writer, result)
     metadata = {"tokenizer": tokenizer.description, "eos_id": tokenizer.eos_id, "seq_len": config.seq_len,
                 "packed": config.seq_len is not None, "tail": config.tail, "inputs": files}

@@ -112,11 +112,12 @@ class Ingest:
             import fsspec
 
             fs, path = fsspec.core.url_to_fs(self.remote, **storage_options())
-            if fs.exists(path):
-                fs.rm(path, recursive=True)
+            for entry in fs.ls(path, detail=False) if fs.exists(path) else []:  # only what an ingest writes
+                if _is_ours(entry.rstrip("/").rsplit("/", 1)[-1]):
+                    fs.rm(entry, recursive=True)
         if os.path.isdir(self.base):
             for name in os.listdir(self.base):
-                if name.startswith("part-") or name in (_WORK, INDEX_JSON, SAMPLE_INDEX):
+                if _is_ours(name) or name == _WORK:
                     target = os.path.join(self.base, name)
                     shutil.rmtree(target) if os.path.isdir(target) else os.remove(target)
 
@@ -230,6 +231,11 @@ class Ingest:
             for index in parts:
                 shutil.rmtree(os.path.join(self.base, self._part_name(index)), ignore_errors=True)
         return {"out": self.out, "samples": table.num_rows, "shards": shard_offset, "dropped": dict(dropped)}
+
+
+def _is_ours(name: str) -> bool:
+    """Whether a dataset directory entry is one an ingest writes (what --overwrite may delete)."""
+    return name.startswith("part-") or name in (INDEX_JSON, SAMPLE_INDEX)
 
 
 @contextmanager

@@ -153,3 +153,9 @@ def test_text_from_s3_globs_to_s3(tmp_path: Path, s3: str) -> None:
     assert summary["samples"] == len(kept)
     samples = read_mds(str(tmp_path / "cache"), remote=url)
     assert [bytes(s["input_ids"][:-1].astype(np.uint8)).decode() for s in samples] == kept
+    client.put_object(Bucket="ingest", Key="text/README.txt", Body=b"keep me")
+    again = ingest_text(TextIngestConfig(**{**config.__dict__, "seq_len": 16}), work_dir=str(tmp_path / "work"),
+                        overwrite=True, show_progress=False)
+    assert client.get_object(Bucket="ingest", Key="text/README.txt")["Body"].read() == b"keep me"
+    assert read_sample_index(url, storage_options={"client_kwargs": {"endpoint_url": s3}}).num_samples == \
+        again["samples"] > summary["samples"]
