@@ -51,7 +51,7 @@ OVERRIDE_FLAG = "ignore_schedule_fingerprint"
 class SourceRecordLike(Protocol):
     name: str
     kind: str
-    location: str
+    location: str | None
     fingerprint: str
     num_samples: int
 
@@ -103,11 +103,23 @@ def check_sources(
     """
     problems = []
     for record in schedule.sources:
-        opts = storage_options if storage_options is not None else default_storage_options(record.location)
+        if record.location is None:
+            problems.append(Problem(f"source '{record.name}' is declared by size only: there is no data to serve",
+                                    path=f"sources.{record.name}",
+                                    hint="ingest it, point its `location` at the data and recompile"))
+            continue
+        opts = storage_options if storage_options is not None else _manifest_storage_options(schedule, record)
         problem = _check_source(record, opts, cache_dir)
         if problem is not None:
             problems.append(problem)
     return problems
+
+
+def _manifest_storage_options(schedule: ScheduleLike, record: SourceRecordLike) -> dict[str, object]:
+    """The source's ``storage_options`` from the mixture file (if the schedule keeps it), else the default."""
+    spec = getattr(schedule, "manifest", {}).get("spec", {})
+    given = spec.get("sources", {}).get(record.name, {}).get("storage_options")
+    return dict(given) if given else default_storage_options(record.location or "")
 
 
 def _check_source(record: SourceRecordLike, opts: dict[str, object], cache_dir: str | None) -> Problem | None:
@@ -146,15 +158,17 @@ class ScheduledDataset(OrderDrivenDataset):
         schedule: Path of the compiled schedule directory.
         cache_dir: Local cache root for remote sources (each cached in ``cache_dir/<source name>``);
             required when any source is remote. Local sources are read in place.
-        cache_limit: Streaming's cache limit (bytes or ``"1gb"``), at least 4x the largest shard.
-        predownload: Samples each worker downloads ahead (Streaming's default: 8 batches).
+        cache_limit: Streaming's cache limit (bytes or ``"1gb"``), at least 4x the largest shard, and
+            room for the shards that ``predownload + 1`` samples of every worker on the node touch: Streaming
+            0.13.0's ready thread waits forever on a shard that another download evicted after it
+            arrived (a hang, not an error), and a mixed schedule can touch a new shard per sample.
+        predownload: Samples each worker downloads ahead (Streaming's default: 8 batches; one batch when
+            ``cache_limit`` is set, see above).
         download_retry: Streaming's download retries.
         storage_options: fsspec options for the fingerprint check of remote sources (by default the
             ``S3_ENDPOINT_URL`` that Streaming itself reads).
         ignore_schedule_fingerprint: Resume from a state made with another schedule (serving this one
             from the saved position). Only for those who mean to switch schedules mid-run.
-        open_schedule: Opens the schedule from its path (default: ``mixture.schedule.load_schedule``);
-            must be a module-level function (it is pickled into workers).
         chunk_samples: Positions each worker reads from the schedule at a time.
         **streaming_kwargs: Refused: Streaming's ordering options have no meaning under a schedule.
 
@@ -173,7 +187,6 @@ class ScheduledDataset(OrderDrivenDataset):
         download_retry: int = 2,
         storage_options: dict[str, object] | None = None,
         ignore_schedule_fingerprint: bool = False,
-        open_schedule: Callable[[str], ScheduleLike] = open_compiled_schedule,
         chunk_samples: int = 8192,
         **streaming_kwargs: Any,
     ) -> None:
@@ -184,11 +197,10 @@ class ScheduledDataset(OrderDrivenDataset):
                 "ordering options (shuffle, sampling, canonical nodes, partition, proportions) do nothing "
                 "when serving a compiled schedule: the schedule is the order", hint="remove them")
         self.schedule_path = os.fspath(schedule)
-        self._open_schedule = open_schedule
         self._schedule: ScheduleLike | None = None
         sched = self.schedule
         self._check_shape(sched)
-        remote = [is_remote(r.location) for r in sched.sources]
+        remote = [is_remote(r.location or "") for r in sched.sources]
         if any(remote) and cache_dir is None:
             raise MixtureError("some sources are remote but no cache_dir was given", hint="pass cache_dir=")
         problems = check_sources(sched, cache_dir, storage_options)
@@ -198,8 +210,11 @@ class ScheduledDataset(OrderDrivenDataset):
             make_stream(r.location, os.path.join(cache_dir, r.name) if rem and cache_dir else None, rem, download_retry)
             for r, rem in zip(sched.sources, remote)
         ]
-        super().__init__(streams=streams, batch_size=self.global_batch_size // self._num_ranks,
-                         cache_limit=cache_limit, predownload=predownload, shuffle=False)
+        batch_size = self.global_batch_size // self._num_ranks
+        if cache_limit is not None and predownload is None:
+            predownload = batch_size
+        super().__init__(streams=streams, batch_size=batch_size, cache_limit=cache_limit,
+                         predownload=predownload, shuffle=False)
         self._set_epoch_positions(self.num_positions)
         self._check_streams(sched)
         self.ignore_schedule_fingerprint = ignore_schedule_fingerprint
@@ -212,7 +227,7 @@ class ScheduledDataset(OrderDrivenDataset):
     def schedule(self) -> ScheduleLike:
         """The compiled schedule, opened from its path on first use in this process."""
         if self._schedule is None:
-            self._schedule = self._open_schedule(self.schedule_path)
+            self._schedule = open_compiled_schedule(self.schedule_path)
         return self._schedule
 
     def _check_shape(self, sched: ScheduleLike) -> None:

@@ -18,7 +18,7 @@ def served(ds, kinds: dict, num_workers: int, stop: int | None = None) -> list:
 
     from streaming_data.serve import build_dataloader
 
-    loader = build_dataloader(ds, num_workers=num_workers, collate_fn=functools.partial(decode_batch, kinds=kinds))
+    loader = build_dataloader(ds, num_workers=num_workers, collate_fn=functools.partial(decode_batch, table=kinds))
     out = []
     for batch in loader:
         out.append(batch)
@@ -28,18 +28,18 @@ def served(ds, kinds: dict, num_workers: int, stop: int | None = None) -> list:
 
 
 def main(schedule: str, out: str, state_from_one_rank: str, stop: int) -> None:
+    """``out/table.json`` holds the test's source table (schedule source id -> [kind, data tag])."""
     import torch.distributed as dist
 
     dist.init_process_group("gloo")
     rank = dist.get_rank()
-    from serve_helpers import load_fake_schedule
-
     from streaming_data.serve import ScheduledDataset
 
     def dataset() -> ScheduledDataset:
-        return ScheduledDataset(schedule, open_schedule=load_fake_schedule)
+        return ScheduledDataset(schedule)
 
-    kinds = {i: s.kind for i, s in enumerate(load_fake_schedule(schedule).sources)}
+    with open(os.path.join(out, "table.json")) as f:
+        kinds = {int(i): tuple(v) for i, v in json.load(f).items()}
     results = {f"full_w{w}": served(dataset(), kinds, w) for w in (0, 2)}
     stopped = dataset()
     results["stop"] = served(stopped, kinds, 2, stop=stop)

@@ -1,26 +1,23 @@
-"""Test helpers for serving: small MDS sources whose samples say who they are, and a stand-in schedule.
+"""Test helpers for serving: small MDS sources whose samples say who they are, compiled into schedules.
 
 Every sample encodes its (source id, sample id) in its data (text: the first two ``input_ids``; image-
 caption: the caption ids and the pixels of a 4x4 PNG; instruction: ``input_ids``), so a test can check
 what was *read*, not only the labels serving attaches.
 
-``FakeSchedule`` has the interface of ``mixture.schedule.Schedule`` that serving uses (fingerprint,
-global_batch_size, sources, len, take, [], phase_at), backed by memory-mapped ``.npy`` arrays.
+Schedules are compiled from a mixture file by the toolkit's own compiler (``mixture.api``).
 """
 
 from __future__ import annotations
 
-import hashlib
 import io
-import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from numpy.typing import NDArray
+import yaml
 from PIL import Image
 
 KIND_COLUMNS = {
@@ -80,94 +77,50 @@ def write_source(root: str, name: str, kind: str, source_id: int, num_samples: i
 
 
 @dataclass(frozen=True)
-class FakeSource:
-    """Same fields as mixture.schedule.SourceRecord."""
+class SourceRef:
+    """A written test source: its name, kind and where the schedule will find it."""
 
     name: str
     kind: str
     location: str
-    fingerprint: str
-    num_samples: int
 
 
-class FakeSchedule:
-    """A compiled-schedule stand-in over memory-mapped arrays in ``path``."""
-
-    def __init__(self, path: str) -> None:
-        with open(os.path.join(path, "manifest.json")) as f:
-            manifest = json.load(f)
-        self.fingerprint: str = manifest["fingerprint"]
-        self.global_batch_size: int = manifest["global_batch_size"]
-        self.sources = [FakeSource(**s) for s in manifest["sources"]]
-        self._source = np.load(os.path.join(path, "source.npy"), mmap_mode="r")
-        self._sample = np.load(os.path.join(path, "sample.npy"), mmap_mode="r")
-
-    def __len__(self) -> int:
-        return len(self._source)
-
-    def take(self, start: int, stop: int) -> tuple[NDArray[np.int32], NDArray[np.int64]]:
-        return np.asarray(self._source[start:stop]), np.asarray(self._sample[start:stop])
-
-    def __getitem__(self, i: int) -> tuple[str, int]:
-        return self.sources[int(self._source[i])].name, int(self._sample[i])
-
-    def phase_at(self, i: int) -> str:
-        return "main"
-
-
-def load_fake_schedule(path: str) -> FakeSchedule:
-    """Module-level opener (picklable), the stand-in for mixture.schedule.load_schedule."""
-    return FakeSchedule(path)
-
-
-def fake_order(num_samples: list[int], num_positions: int, seed: int) -> tuple[NDArray[np.int32], NDArray[np.int64]]:
-    """Sources drawn at random in proportion to size; each source read without replacement, cycling."""
-    rng = np.random.default_rng(seed)
-    sizes = np.asarray(num_samples)
-    source = rng.choice(len(sizes), size=num_positions, p=sizes / sizes.sum()).astype(np.int32)
-    sample = np.empty(num_positions, np.int64)
-    for s, size in enumerate(sizes):
-        where = np.flatnonzero(source == s)
-        perm = np.concatenate([rng.permutation(size) for _ in range(-(-len(where) // size))])
-        sample[where] = perm[: len(where)]
-    return source, sample
-
-
-def write_fake_schedule(path: str, sources: list[FakeSource], global_batch_size: int, num_batches: int,
-                        seed: int = 0) -> str:
-    """Write a FakeSchedule of ``num_batches`` global batches over ``sources``; return ``path``."""
-    source, sample = fake_order([s.num_samples for s in sources], num_batches * global_batch_size, seed)
-    return save_fake_schedule(path, sources, global_batch_size, source, sample)
-
-
-def save_fake_schedule(path: str, sources: list[FakeSource], global_batch_size: int,
-                       source: NDArray[np.int32], sample: NDArray[np.int64]) -> str:
-    os.makedirs(path, exist_ok=True)
-    np.save(os.path.join(path, "source.npy"), source)
-    np.save(os.path.join(path, "sample.npy"), sample)
-    digest = hashlib.sha256(source.tobytes() + sample.tobytes() + str(global_batch_size).encode())
-    for s in sources:
-        digest.update(s.fingerprint.encode())
-    manifest = {"fingerprint": digest.hexdigest()[:32], "global_batch_size": global_batch_size,
-                "sources": [asdict(s) for s in sources]}
-    with open(os.path.join(path, "manifest.json"), "w") as f:
-        json.dump(manifest, f)
-    return path
-
-
-def make_sources(root: str, spec: list[tuple[str, str, int]], location: str | None = None) -> list[FakeSource]:
-    """Write MDS sources ``(name, kind, num_samples)`` under ``root``; records point at ``location``/name."""
-    from mixture.sources import source_fingerprint
-
-    records = []
+def make_sources(root: str, spec: list[tuple[str, str, int]], location: str | None = None) -> list[SourceRef]:
+    """Write MDS sources ``(name, kind, num_samples)`` under ``root``; refs point at ``location``/name."""
+    refs = []
     for source_id, (name, kind, n) in enumerate(spec):
         out = write_source(root, name, kind, source_id, n)
-        where = f"{location.rstrip('/')}/{name}" if location else out
-        records.append(FakeSource(name, kind, where, source_fingerprint(out), n))
-    return records
+        refs.append(SourceRef(name, kind, f"{location.rstrip('/')}/{name}" if location else out))
+    return refs
 
 
-def expected_batches(schedule: FakeSchedule, first_batch: int = 0) -> list[list[tuple[int, int]]]:
+def trunk_then_mix(trunk_batches: int, mixed_batches: int, names: list[str]) -> list[dict[str, Any]]:
+    """Phases like the study's: a text-only trunk (first source), then all sources mixed by samples."""
+    weights = np.linspace(2, 1, len(names))
+    return [{"name": "trunk", "duration": f"{trunk_batches}ba", "mix": {names[0]: 1.0}, "unit": "samples"},
+            {"name": "mixed", "duration": f"{mixed_batches}ba", "unit": "samples",
+             "mix": {n: float(w) for n, w in zip(names, weights / weights.sum())}, "normalize": True}]
+
+
+def compile_mixture(out_dir: str, sources: list[SourceRef], global_batch_size: int, phases: list[dict[str, Any]],
+                    seed: int = 0, storage_options: dict[str, str] | None = None) -> str:
+    """Write a mixture file over ``sources`` and compile it with the toolkit's compiler; return the dir."""
+    from mixture.api import compile_variant, variants
+
+    spec = {"name": "serve-test", "seed": seed, "run": {"seq_len": 64, "global_batch_size": global_batch_size},
+            "sources": {s.name: {"kind": s.kind, "location": s.location, "max_epochs": 1000,
+                                 **({"storage_options": storage_options} if storage_options else {})}
+                        for s in sources},
+            "phases": phases}
+    os.makedirs(out_dir, exist_ok=True)
+    mixture_file = os.path.join(out_dir + ".yaml")
+    with open(mixture_file, "w") as f:
+        yaml.safe_dump(spec, f)
+    compile_variant(variants(mixture_file)[0], out_dir)
+    return out_dir
+
+
+def expected_batches(schedule: Any, first_batch: int = 0) -> list[list[tuple[int, int]]]:
     """The global batches a schedule must serve from ``first_batch`` on, as (source id, sample id)."""
     b = schedule.global_batch_size
     out = []
@@ -177,11 +130,18 @@ def expected_batches(schedule: FakeSchedule, first_batch: int = 0) -> list[list[
     return out
 
 
-def decode_batch(samples: list[dict[str, Any]], kinds: dict[int, str]) -> list[list[int]]:
-    """A collator for tests: [position, source id, sample id] per sample, from labels *and* data."""
+def source_table(schedule: Any, refs: list[SourceRef]) -> dict[int, tuple[str, int]]:
+    """Schedule source id -> (kind, the tag its data carries: its index in ``refs``)."""
+    tags = {r.name: i for i, r in enumerate(refs)}
+    return {i: (s.kind, tags[s.name]) for i, s in enumerate(schedule.sources)}
+
+
+def decode_batch(samples: list[dict[str, Any]], table: dict[int, tuple[str, int]]) -> list[list[int]]:
+    """A collator for tests: [position, source id, sample id] per sample, checked against the data read."""
     rows = []
     for s in samples:
-        got = identity(s, kinds[s["source_id"]])
-        assert got[0] == s["source_id"], (got, s["source_id"])
-        rows.append([s["position"], got[0], got[1]])
+        kind, tag = table[s["source_id"]]
+        got = identity(s, kind)
+        assert got[0] == tag, (got, s["source"], tag)
+        rows.append([s["position"], s["source_id"], got[1]])
     return rows

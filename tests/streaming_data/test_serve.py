@@ -10,46 +10,47 @@ import shutil
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 from serve_helpers import (  # noqa: E402
-    FakeSource,
+    compile_mixture,
     decode_batch,
     expected_batches,
-    load_fake_schedule,
     make_sources,
-    save_fake_schedule,
-    write_fake_schedule,
+    source_table,
+    trunk_then_mix,
 )
 
 from mixture.errors import MixtureError  # noqa: E402
 
 serve = pytest.importorskip("streaming_data.serve")
+from mixture.schedule import load_schedule  # noqa: E402
 
 B = 8
 NUM_BATCHES = 30
 SPEC = [("web", "text", 300), ("caps", "image_caption", 200), ("chat", "instruction", 120)]
+PHASES = trunk_then_mix(8, NUM_BATCHES - 8, [name for name, _, _ in SPEC])
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Three sources (text, image-caption, instruction), a schedule over them and one with another seed."""
     root = str(tmp_path_factory.mktemp("serve"))
     sources = make_sources(root, SPEC)
-    path = write_fake_schedule(os.path.join(root, "schedule"), sources, B, NUM_BATCHES, seed=1)
-    other = write_fake_schedule(os.path.join(root, "other"), sources, B, NUM_BATCHES, seed=2)
+    path = compile_mixture(os.path.join(root, "schedule"), sources, B, PHASES, seed=1)
+    other = compile_mixture(os.path.join(root, "other"), sources, B, PHASES, seed=2)
     return {"root": root, "sources": sources, "path": path, "other": other,
-            "kinds": {i: s.kind for i, s in enumerate(sources)}}
+            "kinds": source_table(load_schedule(path), sources)}
 
 
 def dataset(path: str, **kwargs) -> serve.ScheduledDataset:
-    return serve.ScheduledDataset(path, open_schedule=load_fake_schedule, **kwargs)
+    return serve.ScheduledDataset(path, **kwargs)
 
 
 def batches(ds: serve.ScheduledDataset, kinds: dict, num_workers: int, stop: int | None = None) -> list[list[list[int]]]:
-    """Served batches as [position, source id (from data), sample id (from data)] rows."""
-    loader = serve.build_dataloader(ds, num_workers=num_workers, collate_fn=functools.partial(decode_batch, kinds=kinds))
+    """Served batches as [position, source id, sample id (read from the data)] rows."""
+    loader = serve.build_dataloader(ds, num_workers=num_workers, collate_fn=functools.partial(decode_batch, table=kinds))
     out = []
     for batch in loader:
         out.append(batch)
@@ -60,7 +61,7 @@ def batches(ds: serve.ScheduledDataset, kinds: dict, num_workers: int, stop: int
 
 def check_exact(got: list[list[list[int]]], path: str, first_batch: int = 0, complete: bool = True) -> None:
     """Batch k of ``got`` is global batch first_batch + k (positions, sources, samples); all of them."""
-    want = expected_batches(load_fake_schedule(path), first_batch)
+    want = expected_batches(load_schedule(path), first_batch)
     want = want if complete else want[: len(got)]
     assert [[(r[1], r[2]) for r in b] for b in got] == want
     for k, b in enumerate(got):
@@ -77,7 +78,7 @@ def test_exact_order_one_rank(world: dict, num_workers: int) -> None:
 
 def test_mixed_batches_route_by_kind(world: dict) -> None:
     """A collator that routes by kind gets each sample's own columns, in schedule order."""
-    kinds = world["kinds"]
+    kinds = {i: kind for i, (kind, _) in world["kinds"].items()}
 
     def route(samples: list[dict]) -> dict[str, list]:
         routed: dict[str, list] = {}
@@ -86,7 +87,7 @@ def test_mixed_batches_route_by_kind(world: dict) -> None:
         return routed
 
     loader = serve.build_dataloader(dataset(world["path"]), collate_fn=route)
-    sched = load_fake_schedule(world["path"])
+    sched = load_schedule(world["path"])
     mixed = 0
     for g, routed in enumerate(loader):
         src, _ = sched.take(g * B, (g + 1) * B)
@@ -162,16 +163,14 @@ def test_refuses_bad_state(world: dict, state: dict, message: str) -> None:
         ds.load_state_dict(state)
 
 
-def _copy_world(world: dict, tmp_path: Path) -> tuple[str, list[FakeSource]]:
-    """Sources copied under tmp_path and a schedule over the copies (so the test may damage them)."""
+def _copy_world(world: dict, tmp_path: Path) -> tuple[str, list]:
+    """Sources copied under tmp_path and a schedule compiled over the copies (so the test may damage them)."""
     sources = []
     for s in world["sources"]:
         where = str(tmp_path / s.name)
         shutil.copytree(s.location, where)
-        sources.append(FakeSource(s.name, s.kind, where, s.fingerprint, s.num_samples))
-    sched = load_fake_schedule(world["path"])
-    source, sample = sched.take(0, len(sched))
-    return save_fake_schedule(str(tmp_path / "schedule"), sources, B, source, sample), sources
+        sources.append(type(s)(s.name, s.kind, where))
+    return compile_mixture(str(tmp_path / "schedule"), sources, B, PHASES, seed=1), sources
 
 
 def test_refuses_changed_and_missing_sources(world: dict, tmp_path: Path) -> None:
@@ -193,7 +192,7 @@ def test_refuses_changed_and_missing_sources(world: dict, tmp_path: Path) -> Non
 def test_refuses_wrong_sample_count(world: dict, tmp_path: Path) -> None:
     path, _ = _copy_world(world, tmp_path)
     manifest = json.loads(Path(path, "manifest.json").read_text())
-    manifest["sources"][2]["num_samples"] = 999
+    next(s for s in manifest["sources"] if s["name"] == "chat")["num_samples"] = 999
     Path(path, "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(MixtureError, match="source 'chat' has 120 samples in its index.json"):
         dataset(path)
@@ -213,11 +212,9 @@ def test_refuses_ranks_not_dividing_batch(world: dict, monkeypatch: pytest.Monke
 
 def test_pickled_dataset_carries_no_order(world: dict, tmp_path: Path) -> None:
     """Workers get the schedule's path, not its arrays: the pickle does not grow with the schedule."""
-    sched = load_fake_schedule(world["path"])
-    reps = 50
-    source, sample = sched.take(0, len(sched))
-    long_path = save_fake_schedule(str(tmp_path / "long"), world["sources"], B, np.tile(source, reps), np.tile(sample, reps))
+    long_path = compile_mixture(str(tmp_path / "long"), world["sources"], B, trunk_then_mix(8, 3000, ["web", "caps", "chat"]))
     short, long = dataset(world["path"]), dataset(long_path)
+    assert len(long) == 3008 * B
     _ = short.schedule, long.schedule  # opened in this process
     size_short, size_long = len(pickle.dumps(short)), len(pickle.dumps(long))
     assert abs(size_long - size_short) < 200, (size_short, size_long)

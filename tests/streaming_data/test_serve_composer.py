@@ -9,18 +9,19 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from serve_helpers import decode_batch, expected_batches, load_fake_schedule  # noqa: E402
+from serve_helpers import decode_batch, expected_batches  # noqa: E402
 from test_serve import B, NUM_BATCHES, dataset, world  # noqa: E402, F401
 
 composer = pytest.importorskip("composer")
 torch = pytest.importorskip("torch")
 
 from mixture.errors import MixtureError  # noqa: E402
+from mixture.schedule import load_schedule  # noqa: E402
 from streaming_data.serve import build_dataloader  # noqa: E402
 
 
-def to_tensors(samples: list[dict], kinds: dict) -> dict:
-    rows = torch.tensor(decode_batch(samples, kinds), dtype=torch.int64)
+def to_tensors(samples: list[dict], table: dict) -> dict:
+    rows = torch.tensor(decode_batch(samples, table), dtype=torch.int64)
     return {"position": rows[:, 0], "source_id": rows[:, 1], "sample": rows[:, 2]}
 
 
@@ -44,7 +45,7 @@ def fit(path: str, kinds: dict, max_batches: int, save_folder: Path | None = Non
         **dataset_kwargs) -> Recorder:
     model = Recorder()
     loader = build_dataloader(dataset(path, **dataset_kwargs), num_workers=0,
-                              collate_fn=functools.partial(to_tensors, kinds=kinds))
+                              collate_fn=functools.partial(to_tensors, table=kinds))
     trainer = composer.Trainer(
         model=model, train_dataloader=loader, max_duration=f"{max_batches}ba",
         optimizers=torch.optim.SGD(model.parameters(), lr=0.1), device="cpu", progress_bar=False,
@@ -63,7 +64,7 @@ def test_composer_checkpoint_round_trip(world: dict, tmp_path: Path) -> None:
     assert state["samples_consumed"] == k * B
     second = fit(path, kinds, NUM_BATCHES, load_path=str(checkpoint))
     seen = first.seen + second.seen
-    want = expected_batches(load_fake_schedule(path))
+    want = expected_batches(load_schedule(path))
     assert [[(s, i) for _, s, i in b] for b in seen] == want
     assert [b[0][0] for b in seen] == [g * B for g in range(NUM_BATCHES)]
 

@@ -65,6 +65,7 @@ def test_two_ranks_exact_and_elastic(world: dict, tmp_path: Path) -> None:
     state_one = tmp_path / "state_one_rank.json"
     state_one.write_text(json.dumps(one_rank.state_dict(4 * B, from_beginning=True)))
 
+    (tmp_path / "table.json").write_text(json.dumps(kinds))
     launch_two_ranks(path, str(tmp_path), str(state_one), "6")
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     for num_workers in (0, 2):

@@ -44,8 +44,8 @@ def served_global_batches(order_src: np.ndarray, order_smp: np.ndarray, offsets:
 
 
 @settings(max_examples=60, deadline=None, derandomize=True)
-@given(B=st.sampled_from([1, 2, 4, 6, 8, 12]), W=st.sampled_from([1, 2, 3, 4]), N=st.integers(1, 4),
-       num_batches=st.integers(1, 12), first=st.integers(0, 12), chunk=st.sampled_from([1, 5, 64]),
+@given(B=st.sampled_from([1, 2, 4, 6, 8, 12, 24]), W=st.sampled_from([1, 2, 3, 4, 6]), N=st.integers(1, 5),
+       num_batches=st.integers(1, 12), first=st.integers(0, 12), chunk=st.sampled_from([1, 5, 64, 4096]),
        seed=st.integers(0, 2**16))
 def test_any_world_serves_the_order(B: int, W: int, N: int, num_batches: int, first: int, chunk: int,
                                     seed: int) -> None:

@@ -5,35 +5,50 @@ from __future__ import annotations
 import gc
 import glob
 import json
-import logging
 import os
 import socket
+import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from serve_helpers import make_sources, write_fake_schedule  # noqa: E402
-from test_serve import B, NUM_BATCHES, SPEC, batches, check_exact, dataset  # noqa: E402
+from serve_helpers import compile_mixture, make_sources, source_table, trunk_then_mix  # noqa: E402
+from test_serve import B, PHASES, SPEC, batches, check_exact, dataset  # noqa: E402
 
 from mixture.errors import MixtureError  # noqa: E402
+from mixture.schedule import load_schedule  # noqa: E402
 
-moto_server = pytest.importorskip("moto.server")
+pytest.importorskip("moto.server")
 boto3 = pytest.importorskip("boto3")
 BUCKET = "mixture-serve"
 
 
 @pytest.fixture(scope="module")
 def s3_endpoint() -> str:
+    """moto's S3 server in a subprocess (a server thread in this process would be forked into workers)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
+    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    endpoint = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(endpoint, timeout=1)
+            break
+        except OSError:
+            if time.monotonic() > deadline or server.poll() is not None:
+                server.kill()
+                pytest.fail("moto's S3 server did not start")
+            time.sleep(0.2)
+    yield endpoint
+    server.terminate()
+    server.wait(timeout=10)
 
 
 @pytest.fixture
@@ -45,27 +60,36 @@ def s3_env(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
     return s3_endpoint
 
 
-def upload(root: str, endpoint: str) -> None:
+def upload(root: str, endpoint: str, bucket: str = BUCKET) -> None:
     client = boto3.client("s3", endpoint_url=endpoint)
-    client.create_bucket(Bucket=BUCKET)
+    client.create_bucket(Bucket=bucket)
     for file in glob.glob(os.path.join(root, "*", "*")):
-        client.upload_file(file, BUCKET, os.path.relpath(file, root))
+        client.upload_file(file, bucket, os.path.relpath(file, root))
 
 
-def test_remote_with_eviction(s3_env: str, tmp_path: Path) -> None:
+@pytest.mark.filterwarnings("ignore:predownload < batch_size")
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_remote_with_eviction(s3_env: str, tmp_path: Path, num_workers: int) -> None:
     data = tmp_path / "data"
-    sources = make_sources(str(data), SPEC, location=f"s3://{BUCKET}")
-    upload(str(data), s3_env)
-    path = write_fake_schedule(str(tmp_path / "schedule"), sources, B, NUM_BATCHES, seed=3)
-    kinds = {i: s.kind for i, s in enumerate(sources)}
+    spec = [(name, kind, 5 * n) for name, kind, n in SPEC]  # about 60 shards of 4 KB
+    sources = make_sources(str(data), spec, location=f"s3://{BUCKET}-{num_workers}")
+    upload(str(data), s3_env, f"{BUCKET}-{num_workers}")
+    path = compile_mixture(str(tmp_path / "schedule"), sources, B, PHASES, seed=3,
+                           storage_options={"endpoint_url": s3_env})
+    kinds = source_table(load_schedule(path), sources)
     num_shards = len(glob.glob(str(data / "*" / "shard.*.mds")))
     data_bytes = sum(os.path.getsize(f) for f in glob.glob(str(data / "*" / "*")))
-    cache, limit = tmp_path / "cache", 28_000
-    assert limit < 0.6 * data_bytes
+    # Room for about 13 shards: more than the 2 x (predownload + 1) that two workers' windows touch.
+    cache, limit, predownload = tmp_path / "cache", 80_000, 4
+    assert limit < 0.4 * data_bytes
 
-    ds = dataset(path, cache_dir=str(cache), cache_limit=limit)
-    check_exact(batches(ds, kinds, 2), path)
-    assert ds.cache_usage <= limit
+    ds = dataset(path, cache_dir=str(cache), cache_limit=limit, predownload=predownload)
+    check_exact(batches(ds, kinds, num_workers), path)
+    # Streaming checks the limit before a download but counts it after, so concurrent downloads (its
+    # prepare and ready threads, other workers) may overshoot by about one shard.
+    largest_shard = max(os.path.getsize(f) for f in glob.glob(str(data / "*" / "shard.*.mds")))
+    on_disk = sum(os.path.getsize(f) for f in glob.glob(str(cache / "*" / "*")))
+    assert on_disk <= ds.cache_usage <= limit + largest_shard
     assert 0 < len(glob.glob(str(cache / "*" / "shard.*.mds"))) < num_shards  # evicted, not all kept
     del ds
     gc.collect()
@@ -79,7 +103,9 @@ def test_remote_with_eviction(s3_env: str, tmp_path: Path) -> None:
 
 
 def test_remote_needs_cache_dir(s3_env: str, tmp_path: Path) -> None:
-    sources = make_sources(str(tmp_path / "data"), SPEC[:1], location=f"s3://{BUCKET}-none")
-    path = write_fake_schedule(str(tmp_path / "schedule"), sources, B, 2)
+    sources = make_sources(str(tmp_path / "data"), SPEC[:1], location=f"s3://{BUCKET}-2")
+    upload(str(tmp_path / "data"), s3_env, f"{BUCKET}-2")
+    path = compile_mixture(str(tmp_path / "schedule"), sources, B, trunk_then_mix(2, 0, ["web"])[:1],
+                           storage_options={"endpoint_url": s3_env})
     with pytest.raises(MixtureError, match="no cache_dir"):
         dataset(path)
