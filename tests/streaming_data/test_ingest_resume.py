@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -159,3 +160,66 @@ def test_text_from_s3_globs_to_s3(tmp_path: Path, s3: str) -> None:
     assert client.get_object(Bucket="ingest", Key="text/README.txt")["Body"].read() == b"keep me"
     assert read_sample_index(url, storage_options={"client_kwargs": {"endpoint_url": s3}}).num_samples == \
         again["samples"] > summary["samples"]
+
+
+def test_parallel_image_parts_resume_out_of_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from streaming_data import image_caption
+
+    images = {k: v for k, v in make_image_set(12).items() if not k.startswith("broken")}
+    (tmp_path / "imgs").mkdir()
+    for name, (data, caption) in images.items():
+        (tmp_path / "imgs" / name).write_bytes(data)
+        (tmp_path / "imgs" / name).with_suffix(".txt").write_text(caption)
+
+    def config(out: str) -> ImageCaptionIngestConfig:
+        return ImageCaptionIngestConfig(out=out, images_dir=str(tmp_path / "imgs"), images_per_part=3, workers=2)
+
+    reference = str(tmp_path / "reference")
+    ingest_image_caption(config(reference), show_progress=False)
+    real = image_caption.write_pairs
+
+    def failing(pairs, *args):  # type: ignore[no-untyped-def]
+        if any(p.key == "img004.jpg" for p in pairs):  # the second part dies, in its worker process
+            raise RuntimeError("worker killed")
+        return real(pairs, *args)
+
+    monkeypatch.setattr(image_caption, "write_pairs", failing)
+    out = str(tmp_path / "out")
+    with pytest.raises(RuntimeError, match="worker killed"):
+        ingest_image_caption(config(out), show_progress=False)
+    assert not Path(out, "index.json").exists()
+    monkeypatch.setattr(image_caption, "write_pairs", real)
+    ingest_image_caption(ImageCaptionIngestConfig(**{**config(out).__dict__, "workers": 1}), show_progress=False)
+    assert pq.read_table(f"{out}/samples.parquet").equals(pq.read_table(f"{reference}/samples.parquet"))
+    assert [s["image"] for s in read_mds(out)] == [s["image"] for s in read_mds(reference)]
+
+
+@pytest.mark.slow
+def test_sigkill_mid_ingest_then_rerun_the_same_command(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    src = write_jsonl(tmp_path / "docs.jsonl", [{"text": d} for d in make_documents(20_000, seed=3, max_words=30)])
+    out = tmp_path / "out"
+    argv = ["ingest", "text", str(src), "-o", str(out), "--seq-len", "64", "--docs-per-part", "50",
+            "--no-progress"]
+    env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "mixture.cli", *argv], env=env, cwd=Path(__file__).parents[2],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    journal = out / ".ingest"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if journal.is_dir() and len([p for p in journal.iterdir() if p.suffix == ".parquet"]) >= 3:
+            break
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (out / "index.json").exists(), "killed too late: make the input larger"
+    assert main(argv) == 0
+    reference = tmp_path / "reference"
+    assert main([*argv[:3], "-o", str(reference), *argv[5:]]) == 0
+    assert pq.read_table(out / "samples.parquet").equals(pq.read_table(reference / "samples.parquet"))
+    got, want = read_mds(str(out)), read_mds(str(reference))
+    assert all(np.array_equal(a["input_ids"], b["input_ids"]) for a, b in zip(got, want)) and len(got) == len(want)
