@@ -52,6 +52,15 @@ def test_one_sample_per_document_with_bpe(tmp_path: Path, bpe_dir: str) -> None:
     assert pq.read_table(f"{out}/samples.parquet").column("num_documents").to_pylist() == [1] * len(docs)
 
 
+def test_trained_bpe_loads_in_transformers_with_the_same_ids(bpe_dir: str) -> None:  # noqa: F811
+    from transformers import AutoTokenizer
+
+    hf = AutoTokenizer.from_pretrained(bpe_dir)
+    text = make_documents(3, seed=9)[2]
+    assert hf.encode(text, add_special_tokens=False) == load_tokenizer(bpe_dir).encode_batch([text])[0].tolist()
+    assert hf.eos_token_id == load_tokenizer(bpe_dir).eos_id
+
+
 def test_sample_index_agrees_with_shards_and_mixture_index_rebuilds_it(tmp_path: Path) -> None:
     out, samples = _ingest(tmp_path, make_documents(120), seq_len=50, size_limit="2kb")
     written = pq.read_table(f"{out}/samples.parquet")
