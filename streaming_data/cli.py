@@ -27,6 +27,8 @@ def register(subparsers: Any) -> None:
     index.add_argument("--visual-tokens", type=int, default=DEFAULT_VISUAL_TOKENS,
                        help="visual tokens per image (image-caption, instruction)")
     index.add_argument("--eos-id", type=int, default=None, help="end-of-sequence id, to count packed documents")
+    index.add_argument("--tokenizer", default=None,
+                       help="for text stored as strings: `bytes` or a local Hugging Face tokenizer path")
     index.add_argument("--overwrite", action="store_true", help="replace an existing samples.parquet")
     index.set_defaults(func=_run_index)
 
@@ -190,5 +192,5 @@ def _run_index(args: argparse.Namespace) -> int:
     from streaming_data.sample_index import build_index
 
     _print(build_index(args.location, visual_tokens=args.visual_tokens, eos_id=args.eos_id,
-                       overwrite=args.overwrite))
+                       tokenizer=args.tokenizer, overwrite=args.overwrite))
     return 0

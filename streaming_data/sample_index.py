@@ -84,15 +84,32 @@ def index_row(kind: str, sample: dict[str, Any], *, visual_tokens: int = DEFAULT
 def detect_kind(column_names: list[str]) -> str:
     """The kind whose MDS columns a dataset has (``mixture index`` on data made elsewhere)."""
     names = set(column_names)
-    for kind in (INSTRUCTION, IMAGE_CAPTION, TEXT):  # most specific first
-        if set(MDS_COLUMNS[kind]) <= names or (kind == TEXT and "input_ids" in names):
+    for kind in (INSTRUCTION, IMAGE_CAPTION):  # most specific first
+        if set(MDS_COLUMNS[kind]) <= names:
             return kind
+    if names & {"input_ids", "tokens", "text"}:
+        return TEXT
     raise MixtureError(
         f"cannot tell the kind of a dataset with columns {sorted(names)}",
         hint="expected the columns of `mixture ingest` (docs/ingest.md): input_ids (text); "
         "image, caption, caption_ids, width, height, content_hash (image_caption); "
-        "input_ids, loss_mask, image, num_images, num_turns (instruction)",
+        "input_ids, loss_mask, image, num_images, num_turns (instruction); or another tool's text layout: "
+        "tokens (an int array) or text (a string, with --tokenizer)",
     )
+
+
+def as_ingested(kind: str, sample: dict[str, Any], tokenizer: Any = None) -> dict[str, Any]:
+    """A sample of another tool's text layout in ours: its ``tokens`` array, or its ``text`` tokenized."""
+    if kind != TEXT or "input_ids" in sample:
+        return sample
+    if isinstance(sample.get("tokens"), np.ndarray):
+        return {"input_ids": sample["tokens"]}
+    if isinstance(sample.get("text"), str):
+        if tokenizer is None:
+            raise MixtureError("the dataset stores raw `text`: its tokens depend on the tokenizer",
+                               hint="pass --tokenizer (`bytes` or a local Hugging Face tokenizer path)")
+        return {"input_ids": tokenizer.encode_batch([sample["text"]])[0]}
+    raise MixtureError(f"text sample without input_ids, an int array `tokens` or a string `text`: {sorted(sample)}")
 
 
 def iter_samples(location: str) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -159,13 +176,14 @@ def with_index_metadata(table: pa.Table, kind: str, dropped: dict[str, int], ext
 
 
 def build_index(location: str, *, visual_tokens: int = DEFAULT_VISUAL_TOKENS, eos_id: int | None = None,
-                overwrite: bool = False) -> dict[str, Any]:
+                tokenizer: str | None = None, overwrite: bool = False) -> dict[str, Any]:
     """``mixture index``: write ``samples.parquet`` for an MDS dataset by reading its shards once.
 
     Args:
         location: The MDS directory (local path or URL).
         visual_tokens: Visual tokens per image, for image-caption and instruction datasets.
         eos_id: End-of-sequence id, to count documents in packed text (unknown: 1 per sample).
+        tokenizer: For text stored as strings: ``bytes`` or a local Hugging Face tokenizer path.
         overwrite: Replace an existing ``samples.parquet``.
 
     Returns:
@@ -181,16 +199,23 @@ def build_index(location: str, *, visual_tokens: int = DEFAULT_VISUAL_TOKENS, eo
     fs, path = fsspec.core.url_to_fs(target, **storage_options())
     if fs.exists(path) and not overwrite:
         raise MixtureError(f"{target} already exists", hint="pass --overwrite to rebuild it")
+    from streaming_data.tokenizer import load_tokenizer
+
+    tok = load_tokenizer(tokenizer) if tokenizer else None
+    if tok is not None and eos_id is None:
+        eos_id = tok.eos_id
     kind, rows, shards = "", {}, []
     for shard, sample in iter_samples(location):
         kind = kind or detect_kind(list(sample))
+        sample = as_ingested(kind, sample, tok)
         for name, value in index_row(kind, sample, visual_tokens=visual_tokens, eos_id=eos_id).items():
             rows.setdefault(name, []).append(value)
         shards.append(shard)
     schema = INDEX_SCHEMAS[kind or TEXT]
     table = pa.Table.from_pydict(rows, schema=schema) if rows else schema.empty_table()
     table = table.append_column(pa.field("shard", pa.int32()), pa.array(shards, pa.int32()))
-    extra: dict[str, Any] = {"tokenizer": "unknown (indexed by `mixture index`)", "indexed_by": "mixture index"}
+    description = tok.description if tok else "as stored in the shards (indexed by `mixture index`)"
+    extra: dict[str, Any] = {"tokenizer": description, "indexed_by": "mixture index"}
     if kind != TEXT:
         extra["visual_tokens_per_image"] = visual_tokens
     table = with_index_metadata(table, kind or TEXT, {}, extra)

@@ -43,7 +43,7 @@ def test_flag_set_is_frozen() -> None:
     assert _flags(kinds["instruction"]) == output | images | {"--image-root", "--records-per-part"}
     assert _flags(kinds["train-tokenizer"]) == {"-h", "--help", "-o", "--out", "--vocab-size", "--min-frequency",
                                                 "--text-field", "--format", "--line-documents"}
-    assert _flags(commands["index"]) == {"-h", "--help", "--visual-tokens", "--eos-id", "--overwrite"}
+    assert _flags(commands["index"]) == {"-h", "--help", "--visual-tokens", "--eos-id", "--tokenizer", "--overwrite"}
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -76,6 +76,25 @@ def test_sample_index_agrees_with_shards_and_mixture_index_rebuilds_it(tmp_path:
     assert source_fingerprint(out)
 
 
+def test_mixture_index_reads_other_tools_text_layouts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from streaming import MDSWriter
+
+    docs = [d for d in make_documents(30, seed=4) if d]
+    with MDSWriter(columns={"text": "str"}, out=str(tmp_path / "raw")) as writer:
+        for doc in docs:
+            writer.write({"text": doc})
+    assert main(["index", str(tmp_path / "raw")]) == 2
+    assert "pass --tokenizer" in capsys.readouterr().err
+    assert main(["index", str(tmp_path / "raw"), "--tokenizer", "bytes"]) == 0
+    index = read_sample_index(str(tmp_path / "raw"))
+    assert index.kind == "text" and index.columns["tokens"].tolist() == [len(d.encode()) for d in docs]
+    with MDSWriter(columns={"tokens": "ndarray:int32"}, out=str(tmp_path / "foundry")) as writer:
+        for n in (5, 7):
+            writer.write({"tokens": np.arange(n, dtype=np.int32)})
+    assert main(["index", str(tmp_path / "foundry")]) == 0
+    assert read_sample_index(str(tmp_path / "foundry")).columns["tokens"].tolist() == [5, 7]
+
+
 def test_cli_text_and_train_tokenizer(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     txt = tmp_path / "corpus.txt"
     txt.write_text("\n".join(make_documents(80, seed=5)))
