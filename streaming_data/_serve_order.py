@@ -17,6 +17,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
@@ -74,6 +75,16 @@ class WorkerShare:
         return global_batch * self.global_batch_size + self.rank * self.device_batch_size
 
 
+class _Chunk(NamedTuple):
+    """Consecutive samples ``[lo, hi)`` of a worker's share, as Python lists (fast scalar indexing)."""
+
+    lo: int
+    hi: int
+    ids: list[int]
+    sources: list[int]
+    positions: list[int]
+
+
 class WorkerOrder:
     """A worker's share as a lazy sequence of Streaming sample ids (what ``_get_work`` returns).
 
@@ -112,30 +123,33 @@ class WorkerOrder:
         return self._len
 
     def __getitem__(self, i: int) -> int:
-        """Streaming sample id of this worker's ``i``-th sample."""
-        ids, _ = self._chunk_of(i)
-        return ids[i % self._chunk_samples]
+        """Streaming sample id of this worker's ``i``-th sample (called per sample by three threads)."""
+        chunk = getattr(self._local, "chunk", None)
+        if chunk is None or not chunk.lo <= i < chunk.hi:
+            chunk = self._load(i)
+        return chunk.ids[i - chunk.lo]
 
-    def source_id(self, i: int) -> int:
-        """Source id (index into the schedule's sources) of this worker's ``i``-th sample."""
-        _, sources = self._chunk_of(i)
-        return sources[i % self._chunk_samples]
+    def label(self, i: int) -> tuple[int, int]:
+        """(source id, schedule position) of this worker's ``i``-th sample."""
+        chunk = getattr(self._local, "chunk", None)
+        if chunk is None or not chunk.lo <= i < chunk.hi:
+            chunk = self._load(i)
+        return chunk.sources[i - chunk.lo], chunk.positions[i - chunk.lo]
 
-    def _chunk_of(self, i: int) -> tuple[list[int], list[int]]:
+    def _load(self, i: int) -> _Chunk:
         if not 0 <= i < self._len:
             raise IndexError(f"worker sample {i} out of range [0, {self._len})")
         c = i // self._chunk_samples
-        local = self._local
-        if getattr(local, "key", None) != c:
-            local.ids, local.sources = self._fetch(c)
-            local.key = c
-        return local.ids, local.sources
-
-    def _fetch(self, c: int) -> tuple[list[int], list[int]]:
         batches = self.share.batches[c * self._batches_per_chunk : (c + 1) * self._batches_per_chunk]
-        sources, samples = self._take_slices(np.array([self.share.batch_start(g) for g in batches], np.int64))
-        self._check(sources, samples, self.share.batch_start(batches[0]))
-        return (self._offsets[sources] + samples).tolist(), sources.tolist()
+        starts = np.array([self.share.batch_start(g) for g in batches], np.int64)
+        sources, samples = self._take_slices(starts)
+        self._check(sources, samples, int(starts[0]))
+        positions = (starts[:, None] + np.arange(self.share.device_batch_size)).reshape(-1)
+        lo = c * self._chunk_samples
+        chunk = _Chunk(lo, lo + len(positions), (self._offsets[sources] + samples).tolist(), sources.tolist(),
+                       positions.tolist())
+        self._local.chunk = chunk
+        return chunk
 
     def _take_slices(self, starts: NDArray[np.int64]) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
         """Positions ``[s, s + b)`` for each start ``s``, concatenated.

@@ -280,12 +280,10 @@ class ScheduledDataset(OrderDrivenDataset):
         """This worker's samples, in schedule order, each with ``source``, ``source_id`` and ``position``."""
         self._work = None
         served = 0
+        names = self.source_names
         for served, sample in enumerate(super().__iter__(), start=1):
-            work = self._work
-            source_id = work.source_id(served - 1)
-            sample["source_id"] = source_id
-            sample["source"] = self.source_names[source_id]
-            sample["position"] = work.share.position(served - 1)
+            source_id, position = self._work.label(served - 1)
+            sample["source_id"], sample["source"], sample["position"] = source_id, names[source_id], position
             yield sample
         if self._work is not None and served != len(self._work):
             raise MixtureError(f"serving stopped after {served} of this worker's {len(self._work)} "
@@ -351,7 +349,7 @@ def resume_samples(obj: dict[str, Any], fingerprint: str, global_batch_size: int
             hint=f"resume with the schedule the run started with, or pass {OVERRIDE_FLAG}=True to switch "
             "schedules at this point on purpose")
     if consumed < 0 or consumed % global_batch_size:
-        raise MixtureError(f"resume point {consumed} samples is not a whole number of global batches of "
+        raise MixtureError(f"resume point {consumed} samples is negative or not a whole number of global batches of "
                            f"{global_batch_size}", hint="resume from a checkpoint saved at a batch boundary")
     return consumed
 

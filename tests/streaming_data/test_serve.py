@@ -152,6 +152,7 @@ def test_refuses_state_of_another_schedule(world: dict) -> None:
 
 @pytest.mark.parametrize("state, message", [
     ({"samples_consumed": B + 1}, "not a whole number of global batches"),
+    ({"samples_consumed": -B}, "negative"),
     ({"epoch": 0, "sample_in_epoch": 8, "num_canonical_nodes": 1, "shuffle_seed": 9176}, "Streaming's own"),
 ])
 def test_refuses_bad_state(world: dict, state: dict, message: str) -> None:
