@@ -196,6 +196,28 @@ class Ingest:
         parts = self.done_parts()
         if parts != list(range(len(parts))):
             raise MixtureError(f"{self.out}: parts {parts} are not contiguous; rerun the ingest to resume it")
+        table, dropped, stats, index_files, num_shards = self._gather(parts, schema)
+        table = with_index_metadata(table, kind, dict(dropped), {**metadata, "stats": dict(sorted(stats.items()))})
+        staging = os.path.join(self.work, "publish")
+        shutil.rmtree(staging, ignore_errors=True)
+        os.makedirs(staging)
+        pq.write_table(table, os.path.join(staging, SAMPLE_INDEX))
+        if index_files:
+            with _quiet_logging():  # merge_index logs a warning per temp folder it makes
+                merge_index(index_files, staging)
+        else:  # no sample survived: an empty but valid Streaming index
+            with open(os.path.join(staging, INDEX_JSON), "w") as handle:
+                json.dump({"version": 2, "shards": []}, handle)
+        publish(staging, self.out, (SAMPLE_INDEX, INDEX_JSON))  # index.json last: present == complete
+        shutil.rmtree(self.work, ignore_errors=True)
+        if self.remote:  # the shards are uploaded; drop the local copies
+            for index in parts:
+                shutil.rmtree(os.path.join(self.base, self._part_name(index)), ignore_errors=True)
+        return {"out": self.out, "samples": table.num_rows, "shards": num_shards, "dropped": dict(dropped)}
+
+    def _gather(self, parts: list[int], schema: pa.Schema) -> tuple[pa.Table, Counter[str], Counter[str], list[Any], int]:
+        """The parts' rows as one table with ``shard`` positions, their drop and stat counts, the parts'
+        index files to merge, and the number of shards."""
         tables, dropped, stats, index_files, shard_offset = [], Counter(), Counter(), [], 0
         for index in parts:
             name = self._part_name(index)
@@ -214,23 +236,7 @@ class Ingest:
                 index_files.append(_part_index_location(self.base, name, self.remote))
         full_schema = schema.append(pa.field("shard", pa.int32()))
         table = pa.concat_tables(tables) if tables else full_schema.empty_table()
-        table = with_index_metadata(table, kind, dict(dropped), {**metadata, "stats": dict(sorted(stats.items()))})
-        staging = os.path.join(self.work, "publish")
-        shutil.rmtree(staging, ignore_errors=True)
-        os.makedirs(staging)
-        pq.write_table(table, os.path.join(staging, SAMPLE_INDEX))
-        if index_files:
-            with _quiet_logging():  # merge_index logs a warning per temp folder it makes
-                merge_index(index_files, staging)
-        else:  # no sample survived: an empty but valid Streaming index
-            with open(os.path.join(staging, INDEX_JSON), "w") as handle:
-                json.dump({"version": 2, "shards": []}, handle)
-        publish(staging, self.out, (SAMPLE_INDEX, INDEX_JSON))  # index.json last: present == complete
-        shutil.rmtree(self.work, ignore_errors=True)
-        if self.remote:  # the shards are uploaded; drop the local copies
-            for index in parts:
-                shutil.rmtree(os.path.join(self.base, self._part_name(index)), ignore_errors=True)
-        return {"out": self.out, "samples": table.num_rows, "shards": shard_offset, "dropped": dict(dropped)}
+        return table, dropped, stats, index_files, shard_offset
 
 
 def _is_ours(name: str) -> bool:

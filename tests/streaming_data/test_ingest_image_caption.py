@@ -150,3 +150,15 @@ def test_converts_an_img2dataset_webdataset_folder(tmp_path: Path) -> None:
                                    show_progress=False)
     assert summary["dropped"] == {"download_timeout": 2}
     _check_round_trip(out, images)
+
+
+def test_nothing_survives_gives_an_empty_complete_source(tmp_path: Path) -> None:
+    images = {k: v for k, v in make_image_set(0).items()}  # only the two broken files
+    for name, (data, caption) in images.items():
+        (tmp_path / name).write_bytes(data)
+        (tmp_path / name).with_suffix(".txt").write_text(caption)
+    out = str(tmp_path / "mds")
+    summary = ingest_image_caption(ImageCaptionIngestConfig(out=out, images_dir=str(tmp_path)), show_progress=False)
+    assert summary["samples"] == 0 and summary["dropped"] == {"not_an_image": 1, "truncated": 1}
+    index = read_sample_index(out)
+    assert index.num_samples == 0 and index.kind == "image_caption"
