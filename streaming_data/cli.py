@@ -109,6 +109,8 @@ def _add_instruction(kinds: Any) -> None:
     _common_output(chat)
     _tokenizer_options(chat)
     _image_options(chat)
+    chat.add_argument("--max-tokens", type=int, default=0,
+                      help="cut conversations to this many tokens (default 0: keep whole)")
     chat.add_argument("--records-per-part", type=int, default=10_000,
                       help="conversations per resumable part (default 10000)")
     chat.set_defaults(func=_run_instruction)
@@ -166,7 +168,8 @@ def _run_instruction(args: argparse.Namespace) -> int:
     config = InstructionIngestConfig(
         inputs=tuple(args.inputs), out=args.out, image_root=args.image_root, tokenizer=args.tokenizer,
         eos_token=args.eos_token, visual_tokens=args.visual_tokens, verify=args.verify,
-        records_per_part=args.records_per_part, size_limit=args.size_limit, compression=args.compression,
+        max_tokens=args.max_tokens, records_per_part=args.records_per_part, size_limit=args.size_limit,
+        compression=args.compression,
     )
     _print(ingest_instruction(config, work_dir=args.work_dir, overwrite=args.overwrite,
                               show_progress=_show_progress(args)))

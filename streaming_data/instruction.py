@@ -51,6 +51,8 @@ class InstructionIngestConfig:
         eos_token: End-of-sequence token of a Hugging Face tokenizer.
         visual_tokens: Visual tokens per image, counted in ``tokens``.
         verify: ``structure``, ``decode`` or ``header`` (see image_check).
+        max_tokens: Cut conversations to this many tokens (0: keep whole); one left with no trained
+            token is dropped (``no_answer_within_max_tokens``).
         records_per_part: Conversations per resumable part.
         size_limit, compression: MDS shard settings.
     """
@@ -62,6 +64,7 @@ class InstructionIngestConfig:
     eos_token: str | None = None
     visual_tokens: int = DEFAULT_VISUAL_TOKENS
     verify: str = "structure"
+    max_tokens: int = 0
     records_per_part: int = 10_000
     size_limit: str = "64mb"
     compression: str | None = None
@@ -160,6 +163,12 @@ def _write_batch(batch: list[Any], tokenizer: Tokenizer, config: InstructionInge
     offsets = iter(flat)
     for image, rendered in prepared:
         input_ids, loss_mask = tokenize(rendered, [next(offsets) for _ in rendered.pieces], tokenizer.eos_id)
+        if config.max_tokens and len(input_ids) > config.max_tokens:
+            input_ids, loss_mask = input_ids[: config.max_tokens], loss_mask[: config.max_tokens]
+            result.stats["truncated"] += 1
+            if not loss_mask.any():
+                result.dropped["no_answer_within_max_tokens"] += 1
+                continue
         data, (width, height) = image if image else (b"", (0, 0))
         sample = {"input_ids": input_ids, "loss_mask": loss_mask, "image": data, "num_images": int(bool(image)),
                   "num_turns": rendered.num_turns, "width": width, "height": height}

@@ -40,7 +40,7 @@ def test_flag_set_is_frozen() -> None:
     assert _flags(kinds["image-caption"]) == output | images | {
         "--urls", "--img2dataset", "--images", "--captions", "--url-column", "--caption-column", "--image-column",
         "--processes", "--threads", "--distributor", "--resize", "--images-per-part", "--workers"}
-    assert _flags(kinds["instruction"]) == output | images | {"--image-root", "--records-per-part"}
+    assert _flags(kinds["instruction"]) == output | images | {"--image-root", "--max-tokens", "--records-per-part"}
     assert _flags(kinds["train-tokenizer"]) == {"-h", "--help", "-o", "--out", "--vocab-size", "--min-frequency",
                                                 "--text-field", "--format", "--line-documents"}
     assert _flags(commands["index"]) == {"-h", "--help", "--visual-tokens", "--eos-id", "--tokenizer", "--overwrite"}

@@ -73,3 +73,17 @@ def test_text_only_conversations_with_the_byte_tokenizer(tmp_path: Path) -> None
     assert text == "System: Be brief.\nUser: Hi\nAssistant: Hello."
     trained = bytes(i for i, m in zip(sample["input_ids"].tolist(), sample["loss_mask"]) if m and i < 256)
     assert trained == b"Hello." and sample["input_ids"][-1] == 256 and sample["loss_mask"][-1] == 1
+
+
+def test_max_tokens_cuts_and_drops_conversations_without_an_answer(tmp_path: Path) -> None:
+    records = [{"id": "long", "conversations": [{"from": "human", "value": "q" * 50}, {"from": "gpt", "value": "a"}]},
+               {"id": "short", "conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": "a" * 50}]}]
+    (tmp_path / "chat.json").write_text(json.dumps(records))
+    out = str(tmp_path / "mds")
+    assert main(["ingest", "instruction", str(tmp_path / "chat.json"), "-o", out, "--max-tokens", "30",
+                 "--no-progress"]) == 0
+    (sample,) = read_mds(out)
+    assert len(sample["input_ids"]) == len(sample["loss_mask"]) == 30 and sample["loss_mask"][-1] == 1
+    meta = pq.read_table(f"{out}/samples.parquet").schema.metadata
+    assert json.loads(meta[b"mixture:dropped"]) == {"no_answer_within_max_tokens": 1}
+    assert json.loads(meta[b"mixture:stats"]) == {"truncated": 2}
