@@ -148,6 +148,20 @@ def _check_source(record: SourceRecordLike, opts: dict[str, object], cache_dir: 
     return None
 
 
+def checked_streams(schedule: ScheduleLike, cache_dir: str | None, storage_options: dict[str, object] | None,
+                    download_retry: int) -> list:
+    """One Streaming stream per schedule source, in source-id order, once every source has passed
+    :func:`check_sources` (remote ones cached in ``cache_dir/<name>``, local ones read in place)."""
+    remote = [is_remote(r.location or "") for r in schedule.sources]
+    if any(remote) and cache_dir is None:
+        raise MixtureError("some sources are remote but no cache_dir was given", hint="pass cache_dir=")
+    problems = check_sources(schedule, cache_dir, storage_options)
+    if problems:
+        raise MixtureError(problems)
+    return [make_stream(r.location, os.path.join(cache_dir, r.name) if rem and cache_dir else None, rem,
+                        download_retry) for r, rem in zip(schedule.sources, remote)]
+
+
 class ScheduledDataset(OrderDrivenDataset):
     """A StreamingDataset that serves a compiled schedule's global order, exactly.
 
@@ -200,16 +214,7 @@ class ScheduledDataset(OrderDrivenDataset):
         self._schedule: ScheduleLike | None = None
         sched = self.schedule
         self._check_shape(sched)
-        remote = [is_remote(r.location or "") for r in sched.sources]
-        if any(remote) and cache_dir is None:
-            raise MixtureError("some sources are remote but no cache_dir was given", hint="pass cache_dir=")
-        problems = check_sources(sched, cache_dir, storage_options)
-        if problems:
-            raise MixtureError(problems)
-        streams = [
-            make_stream(r.location, os.path.join(cache_dir, r.name) if rem and cache_dir else None, rem, download_retry)
-            for r, rem in zip(sched.sources, remote)
-        ]
+        streams = checked_streams(sched, cache_dir, storage_options, download_retry)
         batch_size = self.global_batch_size // self._num_ranks
         if cache_limit is not None and predownload is None:
             predownload = batch_size
