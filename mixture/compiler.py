@@ -75,6 +75,32 @@ def _draw_tokens(src: SourceData, start: int, count: int) -> NDArray[np.int64]:
     return src.pricing.tokens_of(permute(draws, src.num_samples, src.block, src.key))
 
 
+class _Lookahead:
+    """Budget tokens of a source's next draws; what one chunk computed and did not use serves the next.
+
+    A mixed chunk must know the sizes of up to ``chunk`` upcoming draws of every source, but a source with
+    a small share uses few of them; without this carry-over the same draws were priced again and again.
+    """
+
+    def __init__(self, src: SourceData) -> None:
+        self.src = src
+        self.start = 0
+        self.tokens = np.zeros(0, np.int64)
+
+    def get(self, start: int, count: int) -> NDArray[np.int64]:
+        """Tokens of draws ``[start, start + count)``."""
+        have_from = start - self.start
+        if 0 <= have_from <= len(self.tokens):
+            kept = self.tokens[have_from:]
+            need = count - len(kept)
+            fresh = _draw_tokens(self.src, start + len(kept), need) if need > 0 else kept[:0]
+            self.tokens = np.concatenate([kept, fresh])[:count] if need > 0 else kept[:count]
+        else:
+            self.tokens = _draw_tokens(self.src, start, count)
+        self.start = start
+        return self.tokens
+
+
 def _stop_rule(phase: ResolvedPhase, state: _State, data: dict[str, SourceData],
                batch: int) -> tuple[int, float]:
     """(stop positions since phase start or -1, stop tokens since phase start or inf)."""
@@ -135,6 +161,7 @@ def _mixed(phase: ResolvedPhase, names: list[str], state: _State, data: dict[str
     carry = state.lag_unit == phase.unit
     lag0 = np.array([state.lag.get(n, 0.0) if carry else 0.0 for n in names])
     tie = np.array([derive_key("tie", n) >> 1 for n in names], dtype=np.int64)
+    lookahead = {n: _Lookahead(data[n]) for n in names}
     shape = COSINE if phase.ramp_shape == "cosine" else LINEAR
     chunk = math.lcm(batch, CHECKPOINT)
     chunk *= max(1, _CHUNK_TARGET // chunk)
@@ -145,7 +172,7 @@ def _mixed(phase: ResolvedPhase, names: list[str], state: _State, data: dict[str
     ckpt_offset = sum(len(c) for c in out.checkpoints)
     order_offset = out.order_len
     while True:
-        tok = np.stack([_draw_tokens(data[n], int(start_cursor[i] + drawn[i]), chunk) for i, n in enumerate(names)])
+        tok = np.stack([lookahead[n].get(int(start_cursor[i] + drawn[i]), chunk) for i, n in enumerate(names)])
         before = drawn.copy()
         written = mix_chunk(token_unit, batch, chunk, p, q, phase.ramp_clock, shape, lag0, tie, tok,
                             state_pos, state_tok, drawn, realised, stop_pos, stop_tok, buf)
