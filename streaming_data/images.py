@@ -221,12 +221,13 @@ def run_img2dataset(url_list: str, output_folder: str, *, url_column: str = "url
     Keeps the original bytes (``disable_all_reencoding``) unless ``resize`` asks for img2dataset's lossy
     resize to ``resize`` pixels. Reruns resume: img2dataset skips the shards it already finished.
     """
+    _check_url_list(url_list, url_column, caption_column, distributor)
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
     from img2dataset import download
 
     name = url_list.lower()
-    input_format = "parquet" if name.endswith(".parquet") else "tsv" if name.endswith(".tsv") else \
-        "json" if name.endswith((".json", ".jsonl")) else "csv"
+    formats = {".parquet": "parquet", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "json"}
+    input_format = next((f for ext, f in formats.items() if name.endswith(ext)), "csv")
     options: dict[str, Any] = (
         {"resize_mode": "keep_ratio", "image_size": resize, "resize_only_if_bigger": True} if resize
         else {"resize_mode": "no", "disable_all_reencoding": True}
@@ -236,3 +237,21 @@ def run_img2dataset(url_list: str, output_folder: str, *, url_column: str = "url
              thread_count=threads, distributor=distributor, number_sample_per_shard=per_shard, timeout=timeout,
              enable_wandb=False, incremental_mode="incremental", compute_hash=None, **options)
     return output_folder
+
+
+def _check_url_list(url_list: str, url_column: str, caption_column: str, distributor: str) -> None:
+    """Fail before img2dataset starts (and prints tracebacks from its workers) on a bad URL list."""
+    if distributor == "pyspark":
+        try:
+            import pyspark  # noqa: F401
+        except ImportError:
+            raise MixtureError("--distributor pyspark needs pyspark installed and a Spark session",
+                               hint="install pyspark on the cluster, or use --distributor multiprocessing") from None
+    first = next(iter_records(url_list), None)
+    if not isinstance(first, dict):
+        raise MixtureError(f"URL list {url_list} has no rows" if first is None else f"URL list {url_list}: rows "
+                           "must be records with a URL and a caption")
+    missing = [c for c in (url_column, caption_column) if c not in first]
+    if missing:
+        raise MixtureError(f"URL list {url_list}: no column {missing[0]!r} (columns: {sorted(first)})",
+                           hint="name the columns with --url-column / --caption-column")

@@ -89,7 +89,7 @@ def iter_documents(files: Sequence[str], *, text_field: str = "text", fmt: str |
 
 
 def iter_records(path: str) -> Iterator[dict[str, Any]]:
-    """Rows of a CSV, JSONL or parquet table as dicts (URL lists, caption files)."""
+    """Rows of a CSV/TSV, JSONL, JSON (a list of objects) or parquet table as dicts (URL lists, captions)."""
     name = path.lower()
     if name.endswith(".parquet"):
         import pyarrow.parquet as pq
@@ -99,6 +99,15 @@ def iter_records(path: str) -> Iterator[dict[str, Any]]:
                 yield from batch.to_pylist()
     elif name.endswith((".jsonl", ".ndjson")):
         yield from (record for _, record in _jsonl(path))
+    elif name.endswith(".json"):
+        try:
+            with open_text(path) as handle:
+                records = json.load(handle)
+        except json.JSONDecodeError as exc:
+            raise MixtureError(f"{path}:{exc.lineno}:{exc.colno}: not valid JSON ({exc.msg})") from None
+        if not isinstance(records, list):
+            raise MixtureError(f"{path}: expected a JSON list of records, got {type(records).__name__}")
+        yield from records
     else:
         delimiter = "\t" if name.endswith(".tsv") else ","
         with open_text(path) as handle:

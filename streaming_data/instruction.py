@@ -16,7 +16,6 @@ with a reason.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Iterator
@@ -108,21 +107,14 @@ def tokenize(rendered: Rendered, ids: list[np.ndarray], eos_id: int) -> tuple[np
     return np.concatenate(chunks), np.concatenate(masks)
 
 
-def read_records(path: str) -> list[dict[str, Any]]:
+def read_records(path: str) -> list[Any]:
     """Records of a LLaVA JSON list or JSONL file (local path or fsspec URL)."""
-    from streaming_data.inputs import iter_records, open_text
+    from streaming_data.inputs import iter_records
 
-    if path.lower().endswith((".jsonl", ".ndjson")):
-        return list(iter_records(path))
-    try:
-        with open_text(path) as handle:
-            records = json.load(handle)
-    except json.JSONDecodeError as exc:
-        raise MixtureError(f"{path}:{exc.lineno}:{exc.colno}: not valid JSON ({exc.msg})") from None
-    if not isinstance(records, list):
-        raise MixtureError(f"{path}: expected a JSON list of conversations, got {type(records).__name__}",
+    if not path.lower().endswith((".json", ".jsonl", ".ndjson")):
+        raise MixtureError(f"{path}: expected a LLaVA .json list or a .jsonl file",
                            hint="LLaVA format: [{\"id\": ..., \"image\": ..., \"conversations\": [...]}, ...]")
-    return records
+    return list(iter_records(path))
 
 
 def ingest_instruction(config: InstructionIngestConfig, *, work_dir: str | None = None, overwrite: bool = False,

@@ -53,10 +53,12 @@ def test_flag_set_is_frozen() -> None:
     (["ingest", "text", "{tmp}/x.txt", "-o", "{tmp}/o", "--tokenizer", "{tmp}"], "no tokenizer.json"),
     (["ingest", "train-tokenizer", "{tmp}/x.txt", "-o", "{tmp}/tok", "--vocab-size", "10"], "at least 300"),
     (["index", "{tmp}"], "no index.json"),
+    (["ingest", "image-caption", "--urls", "{tmp}/urls.csv", "-o", "{tmp}/o"], "no column 'url'"),
 ])
 def test_bad_input_is_one_line_and_exit_2(argv: list[str], message: str, tmp_path: Path,
                                           capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "x.txt").write_text("some text")
+    (tmp_path / "urls.csv").write_text("link,caption\nhttp://127.0.0.1:9/a.jpg,a\n")
     assert main([a.format(tmp=tmp_path) for a in argv]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
