@@ -122,3 +122,20 @@ def test_user_errors_are_mixture_errors(tmp_path: Path, capsys: pytest.CaptureFi
     _ingest(tmp_path / "again", ["abc"])
     with pytest.raises(MixtureError, match="already holds a complete dataset"):
         _ingest(tmp_path / "again", ["abc"])
+
+
+def test_parquet_gzipped_jsonl_and_plain_text_inputs_in_order(tmp_path: Path) -> None:
+    import gzip
+
+    import pyarrow as pa
+
+    docs = [d for d in make_documents(30, seed=8) if d]
+    pq.write_table(pa.table({"body": docs[:10], "n": list(range(10))}), tmp_path / "a.parquet")
+    with gzip.open(tmp_path / "b.jsonl.gz", "wt") as handle:
+        handle.writelines(json.dumps({"body": d}) + "\n" for d in docs[10:20])
+    (tmp_path / "c.txt").write_text(docs[20])
+    config = TextIngestConfig(inputs=(str(tmp_path / "a.parquet"), str(tmp_path / "b.jsonl.gz"), str(tmp_path / "c.txt")),
+                              out=str(tmp_path / "mds"), seq_len=None, text_field="body")
+    ingest_text(config, show_progress=False)
+    got = [bytes(s["input_ids"][:-1].astype(np.uint8)).decode() for s in read_mds(str(tmp_path / "mds"))]
+    assert got == docs[:21]
