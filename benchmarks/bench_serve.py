@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import resource
 import os
 import sys
 import time
@@ -67,18 +68,25 @@ def compile_for(root: Path, refs: list, batch: int, num_batches: int) -> str:
     return str(out)
 
 
-def run_loader(dataset, batch: int, num_workers: int, max_batches: int | None = None) -> tuple[float, int, dict]:
-    """(samples/s, samples, {worker pid: peak RssAnon KiB}) for one pass."""
+def cpu_seconds() -> float:
+    """CPU time of this process (all threads) plus its finished children (dataloader workers, once joined)."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
+
+
+def run_loader(dataset, batch: int, num_workers: int) -> tuple[float, float, int, dict]:
+    """(samples/s wall, CPU us/sample, samples, {worker pid: peak Private_Dirty KiB}) for one pass."""
     from torch.utils.data import DataLoader
 
     loader = DataLoader(dataset, batch_size=batch, num_workers=num_workers, collate_fn=collate_with_memory)
-    start, count, memory = time.perf_counter(), 0, {}
-    for k, (n, pid, rss) in enumerate(loader):
+    start, cpu, count, memory = time.perf_counter(), cpu_seconds(), 0, {}
+    for n, pid, dirty in loader:
         count += n
-        memory[pid] = max(memory.get(pid, 0), rss)
-        if max_batches is not None and k + 1 == max_batches:
-            break
-    return count / (time.perf_counter() - start), count, memory
+        memory[pid] = max(memory.get(pid, 0), dirty)
+    wall = time.perf_counter() - start
+    del loader  # joins the workers, so that their CPU time is counted
+    gc.collect()
+    return count / wall, 1e6 * (cpu_seconds() - cpu) / count, count, memory
 
 
 def throughput(schedule: str, refs: list, rounds: int, workers: list[int]) -> list[dict]:
@@ -99,10 +107,11 @@ def throughput(schedule: str, refs: list, rounds: int, workers: list[int]) -> li
         for r in range(rounds):
             for name in ("plain", "scheduled") if r % 2 == 0 else ("scheduled", "plain"):
                 ds = make(name)
-                rate, n, _ = run_loader(ds, 256, num_workers)
+                rate, cpu_us, n, _ = run_loader(ds, 256, num_workers)
                 rows.append({"dataset": name, "workers": num_workers, "round": r, "samples": n,
-                             "samples_per_s": rate})
-                print(f"  {name:9s} workers={num_workers} round={r}: {rate:,.0f} samples/s over {n:,}", flush=True)
+                             "samples_per_s": rate, "cpu_us_per_sample": cpu_us})
+                print(f"  {name:9s} workers={num_workers} round={r}: {rate:,.0f} samples/s, "
+                      f"{cpu_us:.1f} CPU us/sample over {n:,}", flush=True)
                 del ds
                 gc.collect()
     return rows
@@ -117,7 +126,7 @@ def memory(root: Path, refs: list, lengths: list[int], tail_batches: int) -> lis
         ds = ScheduledDataset(path)
         ds.load_state_dict({"samples_consumed": max(num_batches - tail_batches, 0) * 256,
                             "schedule_fingerprint": ds.schedule_fingerprint})
-        _, n, mem = run_loader(ds, 256, 2)
+        _, _, n, mem = run_loader(ds, 256, 2)
         rows.append({"positions": num_batches * 256, "served": n, "worker_private_dirty_kib": sorted(mem.values()),
                      "full_order_copy_mib": num_batches * 256 * 12 / 2**20})
         print(f"  {num_batches * 256:>12,} positions: worker Private_Dirty {sorted(mem.values())} KiB", flush=True)
@@ -128,7 +137,7 @@ def memory(root: Path, refs: list, lengths: list[int], tail_batches: int) -> lis
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--samples", type=int, default=200_000, help="samples in the sources")
+    parser.add_argument("--samples", type=int, default=100_000, help="samples in the sources")
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 2])
     parser.add_argument("--lengths", type=int, nargs="+", default=[1_000, 10_000, 60_000],
@@ -144,11 +153,16 @@ def main() -> None:
     print("memory per worker (2 workers, last 200 batches of each schedule):")
     mem = memory(root, refs, args.lengths, 200)
     (root / "bench_serve.json").write_text(json.dumps({"throughput": rows, "memory": mem}, indent=1))
-    print("\n| workers | plain samples/s | scheduled samples/s | ratio |\n|---|---|---|---|")
+    print("\n| workers | plain samples/s | scheduled samples/s | ratio (median of per-round ratios) "
+          "| plain CPU us/sample | scheduled CPU us/sample | CPU ratio plain/scheduled |\n|---|---|---|---|---|---|---|")
     for w in args.workers:
-        plain = [r["samples_per_s"] for r in rows if r["workers"] == w and r["dataset"] == "plain"]
-        sched = [r["samples_per_s"] for r in rows if r["workers"] == w and r["dataset"] == "scheduled"]
-        print(f"| {w} | {np.median(plain):,.0f} | {np.median(sched):,.0f} | {np.median(sched) / np.median(plain):.2f} |")
+        pick = {d: [r for r in rows if r["workers"] == w and r["dataset"] == d] for d in ("plain", "scheduled")}
+        rate = {d: [r["samples_per_s"] for r in v] for d, v in pick.items()}
+        cpu = {d: [r["cpu_us_per_sample"] for r in v] for d, v in pick.items()}
+        ratio = np.median(np.array(rate["scheduled"]) / np.array(rate["plain"]))
+        cpu_ratio = np.median(np.array(cpu["plain"]) / np.array(cpu["scheduled"]))
+        print(f"| {w} | {np.median(rate['plain']):,.0f} | {np.median(rate['scheduled']):,.0f} | {ratio:.2f} "
+              f"| {np.median(cpu['plain']):.1f} | {np.median(cpu['scheduled']):.1f} | {cpu_ratio:.2f} |")
 
 
 if __name__ == "__main__":
