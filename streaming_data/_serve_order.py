@@ -8,8 +8,10 @@ worker ``w`` serves the rank's slice of global batches ``g0 + w, g0 + w + N, ...
 first global batch not yet consumed.
 
 A worker never materialises its share: :class:`WorkerOrder` is a sequence that asks the schedule for one
-chunk of batches at a time (``schedule.take`` per batch) and keeps one chunk per reading thread. Memory per
-worker is ``O(chunk)``, independent of the schedule's length (8,192 samples by default, about 300 KB).
+chunk of its batches at a time (one ``schedule.take`` of the span holding them, or one per batch when that
+span would be mostly other ranks' and workers' positions) and keeps one chunk per reading thread. Memory per
+worker is ``O(chunk)``, independent of the schedule's length (8,192 samples by default: about 1 MB of
+Python lists per reading thread).
 """
 
 from __future__ import annotations
