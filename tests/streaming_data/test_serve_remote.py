@@ -85,11 +85,11 @@ def test_remote_with_eviction(s3_env: str, tmp_path: Path, num_workers: int) -> 
 
     ds = dataset(path, cache_dir=str(cache), cache_limit=limit, predownload=predownload)
     check_exact(batches(ds, kinds, num_workers), path)
-    # Streaming checks the limit before a download but counts it after, so concurrent downloads (its
-    # prepare and ready threads, other workers) may overshoot by about one shard.
+    # Streaming checks the limit before a download but counts it after, so concurrent downloads overshoot
+    # it by up to one shard each: three threads per worker may download (prepare, ready, yield).
     largest_shard = max(os.path.getsize(f) for f in glob.glob(str(data / "*" / "shard.*.mds")))
     on_disk = sum(os.path.getsize(f) for f in glob.glob(str(cache / "*" / "*")))
-    assert on_disk <= ds.cache_usage <= limit + largest_shard
+    assert on_disk <= ds.cache_usage <= limit + 3 * max(num_workers, 1) * largest_shard
     assert 0 < len(glob.glob(str(cache / "*" / "shard.*.mds"))) < num_shards  # evicted, not all kept
     del ds
     gc.collect()
