@@ -7,29 +7,15 @@ full pass with 0 and 2 workers; stop after ``k`` batches and save the state (for
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import sys
 
 
-def served(ds, kinds: dict, num_workers: int, stop: int | None = None) -> list:
-    from serve_helpers import decode_batch
-
-    from streaming_data.serve import build_dataloader
-
-    loader = build_dataloader(ds, num_workers=num_workers, collate_fn=functools.partial(decode_batch, table=kinds))
-    out = []
-    for batch in loader:
-        out.append(batch)
-        if stop is not None and len(out) == stop:
-            break
-    return out
-
-
 def main(schedule: str, out: str, state_from_one_rank: str, stop: int) -> None:
     """``out/table.json`` holds the test's source table (schedule source id -> [kind, data tag])."""
     import torch.distributed as dist
+    from serve_helpers import served_batches
 
     dist.init_process_group("gloo")
     rank = dist.get_rank()
@@ -40,9 +26,9 @@ def main(schedule: str, out: str, state_from_one_rank: str, stop: int) -> None:
 
     with open(os.path.join(out, "table.json")) as f:
         kinds = {int(i): tuple(v) for i, v in json.load(f).items()}
-    results = {f"full_w{w}": served(dataset(), kinds, w) for w in (0, 2)}
+    results = {f"full_w{w}": served_batches(dataset(), kinds, w) for w in (0, 2)}
     stopped = dataset()
-    results["stop"] = served(stopped, kinds, 2, stop=stop)
+    results["stop"] = served_batches(stopped, kinds, 2, stop=stop)
     state = stopped.state_dict(stop * stopped.global_batch_size, from_beginning=True)
     if rank == 0:
         with open(os.path.join(out, "state_two_ranks.json"), "w") as f:
@@ -50,7 +36,7 @@ def main(schedule: str, out: str, state_from_one_rank: str, stop: int) -> None:
     resumed = dataset()
     with open(state_from_one_rank) as f:
         resumed.load_state_dict(json.load(f))
-    results["resume_from_one_rank"] = served(resumed, kinds, 0)
+    results["resume_from_one_rank"] = served_batches(resumed, kinds, 0)
     with open(os.path.join(out, f"rank{rank}.json"), "w") as f:
         json.dump(results, f)
     dist.barrier()

@@ -145,3 +145,18 @@ def decode_batch(samples: list[dict[str, Any]], table: dict[int, tuple[str, int]
         assert got[0] == tag, (got, s["source"], tag)
         rows.append([s["position"], s["source_id"], got[1]])
     return rows
+
+
+def served_batches(ds: Any, kinds: dict, num_workers: int, stop: int | None = None) -> list[list[list[int]]]:
+    """Batches a dataloader over ``ds`` serves, as [position, source id, sample id (read from the data)] rows."""
+    import functools
+
+    from streaming_data.serve import build_dataloader
+
+    loader = build_dataloader(ds, num_workers=num_workers, collate_fn=functools.partial(decode_batch, table=kinds))
+    out = []
+    for batch in loader:
+        out.append(batch)
+        if stop is not None and len(out) == stop:
+            break
+    return out

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import pickle
@@ -15,9 +14,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from serve_helpers import (  # noqa: E402
     compile_mixture,
-    decode_batch,
     expected_batches,
     make_sources,
+    served_batches,
     source_table,
     trunk_then_mix,
 )
@@ -48,17 +47,6 @@ def dataset(path: str, **kwargs) -> serve.ScheduledDataset:
     return serve.ScheduledDataset(path, **kwargs)
 
 
-def batches(ds: serve.ScheduledDataset, kinds: dict, num_workers: int, stop: int | None = None) -> list[list[list[int]]]:
-    """Served batches as [position, source id, sample id (read from the data)] rows."""
-    loader = serve.build_dataloader(ds, num_workers=num_workers, collate_fn=functools.partial(decode_batch, table=kinds))
-    out = []
-    for batch in loader:
-        out.append(batch)
-        if stop is not None and len(out) == stop:
-            break
-    return out
-
-
 def check_exact(got: list[list[list[int]]], path: str, first_batch: int = 0, complete: bool = True) -> None:
     """Batch k of ``got`` is global batch first_batch + k (positions, sources, samples); all of them."""
     want = expected_batches(load_schedule(path), first_batch)
@@ -73,7 +61,7 @@ def check_exact(got: list[list[list[int]]], path: str, first_batch: int = 0, com
 def test_exact_order_one_rank(world: dict, num_workers: int) -> None:
     ds = dataset(world["path"])
     assert len(ds) == NUM_BATCHES * B
-    check_exact(batches(ds, world["kinds"], num_workers), world["path"])
+    check_exact(served_batches(ds, world["kinds"], num_workers), world["path"])
 
 
 def test_mixed_batches_route_by_kind(world: dict) -> None:
@@ -104,39 +92,39 @@ def test_mixed_batches_route_by_kind(world: dict) -> None:
 def test_stop_resume_rest_identical(world: dict, num_workers: int) -> None:
     k = 7
     first = dataset(world["path"])
-    assert len(batches(first, world["kinds"], num_workers, stop=k)) == k
+    assert len(served_batches(first, world["kinds"], num_workers, stop=k)) == k
     state = first.state_dict(k * B, from_beginning=True)
     assert state == {"samples_consumed": k * B, "schedule_fingerprint": first.schedule_fingerprint,
                      "global_batch_size": B}
     second = dataset(world["path"])
     second.load_state_dict(json.loads(json.dumps(state)))
-    check_exact(batches(second, world["kinds"], num_workers), world["path"], first_batch=k)
+    check_exact(served_batches(second, world["kinds"], num_workers), world["path"], first_batch=k)
 
 
 def test_chained_stop_resume(world: dict) -> None:
     """0 workers for 5 batches, 2 workers for 4 more, then the rest: identical to one pass."""
     a = dataset(world["path"])
-    got = batches(a, world["kinds"], 0, stop=5)
+    got = served_batches(a, world["kinds"], 0, stop=5)
     b = dataset(world["path"])
     b.load_state_dict(a.state_dict(5 * B, from_beginning=True))
-    got += batches(b, world["kinds"], 2, stop=4)
+    got += served_batches(b, world["kinds"], 2, stop=4)
     state = b.state_dict(4 * B, from_beginning=False)  # counted from where b resumed
     assert state["samples_consumed"] == 9 * B
     c = dataset(world["path"])
     c.load_state_dict(state)
-    got += batches(c, world["kinds"], 0)
+    got += served_batches(c, world["kinds"], 0)
     check_exact(got, world["path"])
 
 
 def test_second_epoch_replays_and_resumes_like_one(world: dict) -> None:
     """Iterating again replays the schedule; a state past the end resumes inside that replay."""
     ds = dataset(world["path"])
-    assert len(batches(ds, world["kinds"], 0)) == NUM_BATCHES
-    check_exact(batches(ds, world["kinds"], 0, stop=3), world["path"], complete=False)  # epoch 1
+    assert len(served_batches(ds, world["kinds"], 0)) == NUM_BATCHES
+    check_exact(served_batches(ds, world["kinds"], 0, stop=3), world["path"], complete=False)  # epoch 1
     assert ds.state_dict(3 * B, from_beginning=True)["samples_consumed"] == (NUM_BATCHES + 3) * B
     resumed = dataset(world["path"])
     resumed.load_state_dict({"samples_consumed": (NUM_BATCHES + 3) * B, "schedule_fingerprint": ds.schedule_fingerprint})
-    check_exact(batches(resumed, world["kinds"], 2), world["path"], first_batch=3)
+    check_exact(served_batches(resumed, world["kinds"], 2), world["path"], first_batch=3)
 
 
 def test_refuses_state_of_another_schedule(world: dict) -> None:
@@ -147,7 +135,7 @@ def test_refuses_state_of_another_schedule(world: dict) -> None:
     assert state["schedule_fingerprint"] in str(error.value) and other.schedule_fingerprint in str(error.value)
     switched = dataset(world["other"], ignore_schedule_fingerprint=True)
     switched.load_state_dict(state)
-    check_exact(batches(switched, world["kinds"], 0), world["other"], first_batch=3)
+    check_exact(served_batches(switched, world["kinds"], 0), world["other"], first_batch=3)
 
 
 @pytest.mark.parametrize("state, message", [
@@ -237,4 +225,4 @@ def test_resume_does_not_depend_on_streaming_shared_memory(world: dict) -> None:
     ds.load_state_dict({"samples_consumed": 5 * B, "schedule_fingerprint": ds.schedule_fingerprint})
     assert not os.path.exists(f"/dev/shm/{_get_path(ds._shm_prefix_int, RESUME)}")
     assert pickle.loads(pickle.dumps(ds))._resume_point(0) == (0, 5 * B)
-    check_exact(batches(ds, world["kinds"], 2), world["path"], first_batch=5)
+    check_exact(served_batches(ds, world["kinds"], 2), world["path"], first_batch=5)

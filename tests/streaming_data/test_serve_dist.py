@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_serve import B, NUM_BATCHES, batches, check_exact, dataset, world  # noqa: E402, F401
+from serve_helpers import served_batches  # noqa: E402
+from test_serve import B, NUM_BATCHES, check_exact, dataset, world  # noqa: E402, F401
 
 WORKER = Path(__file__).parent / "serve_dist_worker.py"
 REPO = Path(__file__).resolve().parents[2]
@@ -61,7 +62,7 @@ def global_batches(per_rank: list[list]) -> list:
 def test_two_ranks_exact_and_elastic(world: dict, tmp_path: Path) -> None:
     kinds, path = world["kinds"], world["path"]
     one_rank = dataset(path)  # 1 rank, stopped after 4 batches: the 1 -> 2 state
-    assert len(batches(one_rank, kinds, 2, stop=4)) == 4
+    assert len(served_batches(one_rank, kinds, 2, stop=4)) == 4
     state_one = tmp_path / "state_one_rank.json"
     state_one.write_text(json.dumps(one_rank.state_dict(4 * B, from_beginning=True)))
 
@@ -76,5 +77,5 @@ def test_two_ranks_exact_and_elastic(world: dict, tmp_path: Path) -> None:
 
     two_to_one = dataset(path)  # 2 -> 1: the state the 2-rank run saved after 6 batches
     two_to_one.load_state_dict(json.loads((tmp_path / "state_two_ranks.json").read_text()))
-    check_exact(batches(two_to_one, kinds, 2), path, first_batch=6)
+    check_exact(served_batches(two_to_one, kinds, 2), path, first_batch=6)
     assert NUM_BATCHES > 6
