@@ -10,9 +10,18 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 from collections.abc import Callable, Iterator
 
 _TASK: Callable[[int], int] | None = None
+
+
+def _init_worker() -> None:
+    # A forked worker inherits the parent's signal handlers; libraries imported earlier in the parent
+    # (Streaming, torch, a test harness) may catch SIGTERM, and then Pool.terminate() can never end the
+    # worker and joining it hangs. Workers take the default dispositions back.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _call(index: int) -> int:
@@ -40,7 +49,14 @@ def run_parts(indices: list[int], task: Callable[[int], int], workers: int) -> I
         return
     _TASK = task
     try:
-        with multiprocessing.get_context("fork").Pool(min(workers, len(indices))) as pool:
+        pool = multiprocessing.get_context("fork").Pool(min(workers, len(indices)), initializer=_init_worker)
+        try:
             yield from pool.imap_unordered(_call, indices)
+        except BaseException:  # an error, an interrupt, or the caller closing the generator early
+            pool.terminate()
+            pool.join()
+            raise
+        pool.close()  # all parts done: the workers exit on their own
+        pool.join()
     finally:
         _TASK = None
