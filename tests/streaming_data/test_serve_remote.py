@@ -17,7 +17,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 from serve_helpers import compile_mixture, make_sources, source_table, trunk_then_mix  # noqa: E402
-from test_serve import B, PHASES, SPEC, batches, check_exact, dataset  # noqa: E402
+from serve_helpers import served_batches  # noqa: E402
+from test_serve import B, PHASES, SPEC, check_exact, dataset  # noqa: E402
 
 from mixture.errors import MixtureError  # noqa: E402
 from mixture.schedule import load_schedule  # noqa: E402
@@ -84,7 +85,7 @@ def test_remote_with_eviction(s3_env: str, tmp_path: Path, num_workers: int) -> 
     assert limit < 0.4 * data_bytes
 
     ds = dataset(path, cache_dir=str(cache), cache_limit=limit, predownload=predownload)
-    check_exact(batches(ds, kinds, num_workers), path)
+    check_exact(served_batches(ds, kinds, num_workers), path)
     # Streaming checks the limit before a download but counts it after, so concurrent downloads overshoot
     # it by up to one shard each: three threads per worker may download (prepare, ready, yield).
     largest_shard = max(os.path.getsize(f) for f in glob.glob(str(data / "*" / "shard.*.mds")))
