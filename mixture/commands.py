@@ -16,7 +16,7 @@ from pathlib import Path
 def _console():  # noqa: ANN202 - rich is imported lazily
     from rich.console import Console
 
-    return Console(stderr=False, highlight=False, width=max(120, Console().width))
+    return Console(stderr=False, highlight=False, width=max(160, Console().width))
 
 
 @contextlib.contextmanager
