@@ -131,15 +131,15 @@ def export_order(schedule: Schedule, out: str | Path, start: int = 0, stop: int 
     source_type = pa.dictionary(pa.int32(), pa.string())
     schema = pa.schema([("position", pa.int64()), ("phase", phase_type), ("source", source_type),
                         ("sample", pa.int64()), ("tokens", pa.int64())])
-    starts = np.array([p["start"] for p in schedule.phases])
-    stops = np.array([p["stop"] for p in schedule.phases])
+    # Phase index of each position: bisect over the phases that hold positions (empty ones share a start).
+    live = np.array([i for i, p in enumerate(schedule.phases) if p["stop"] > p["start"]], dtype=np.int64)
+    live_starts = np.array([schedule.phases[i]["start"] for i in live], dtype=np.int64)
     with pq.ParquetWriter(str(out), schema) as writer:
         for a in range(start, stop, chunk):
             b = min(a + chunk, stop)
             src, samples = schedule.take(a, b)
             pos = np.arange(a, b, dtype=np.int64)
-            nonempty = np.flatnonzero(stops > starts)
-            phase = nonempty[np.searchsorted(starts[nonempty], pos, side="right") - 1]
+            phase = live[np.searchsorted(live_starts, pos, side="right") - 1]
             table = pa.table({
                 "position": pos,
                 "phase": pa.DictionaryArray.from_arrays(pa.array(phase.astype(np.int16)), pa.array(phase_names)),

@@ -19,6 +19,7 @@ import math
 import os
 import shutil
 from collections.abc import Callable
+from typing import BinaryIO
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -33,6 +34,7 @@ from mixture.lr import lr_per_step
 from mixture.permute import derive_key, permute
 from mixture.resolve import Resolved, ResolvedPhase, epochs_to_positions
 from mixture.sourcedata import SourceData
+from mixture.units import Unit, parse_duration
 
 ALGORITHM = "edf-apportionment/1"
 FORMAT = "mixture-schedule/1"
@@ -54,9 +56,9 @@ class _State:
 
 @dataclass
 class _Out:
-    directory: Path
     names: list[str]
-    order: object
+    order: BinaryIO
+    dtype: np.dtype
     order_len: int = 0
     checkpoints: list[NDArray[np.int64]] = field(default_factory=list)
     batch_tokens: list[NDArray[np.int64]] = field(default_factory=list)
@@ -93,8 +95,10 @@ class _Lookahead:
         if 0 <= have_from <= len(self.tokens):
             kept = self.tokens[have_from:]
             need = count - len(kept)
-            fresh = _draw_tokens(self.src, start + len(kept), need) if need > 0 else kept[:0]
-            self.tokens = np.concatenate([kept, fresh])[:count] if need > 0 else kept[:count]
+            if need > 0:
+                self.tokens = np.concatenate([kept, _draw_tokens(self.src, start + len(kept), need)])
+            else:
+                self.tokens = kept[:count]
         else:
             self.tokens = _draw_tokens(self.src, start, count)
         self.start = start
@@ -186,7 +190,7 @@ def _mixed(phase: ResolvedPhase, names: list[str], state: _State, data: dict[str
         full = np.zeros((blocks, len(out.names)), np.int64)
         full[:, [all_ids[n] for n in names]] = starts
         out.checkpoints.append(full)
-        global_ids = np.array([all_ids[n] for n in names], dtype=out.order.dtype)[ids]
+        global_ids = np.array([all_ids[n] for n in names], dtype=out.dtype)[ids]
         raw = global_ids.tobytes()
         out.order.write(raw)
         out.digest.update(raw)
@@ -238,20 +242,20 @@ def _compile_phase(phase: ResolvedPhase, state: _State, data: dict[str, SourceDa
     for n, d in drawn.items():
         state.cursors[n] = state.cursors.get(n, 0) + int(d)
     record.update(stop=state.pos + positions, tokens=tokens, cursors=start_cursors,
-                  start_tokens=state.tokens)
+                  draws={n: int(drawn.get(n, 0)) for n in out.names}, start_tokens=state.tokens)
     state.pos += positions
     state.tokens += tokens
     state.prev_weights = phase.weights
     return record
 
 
-def _check_caps(records: list[dict[str, object]], data: dict[str, SourceData], state: _State) -> None:
+def _check_caps(records: list[dict[str, object]], data: dict[str, SourceData]) -> None:
     problems = []
     for name, src in data.items():
         if src.max_epochs is None:
             continue
-        for rec, nxt in zip(records, records[1:] + [{"cursors": state.cursors}]):
-            used = nxt["cursors"].get(name, 0) / src.num_samples  # type: ignore[union-attr]
+        for rec in records:
+            used = (rec["cursors"][name] + rec["draws"][name]) / src.num_samples  # type: ignore[index]
             if used > src.max_epochs + 1e-12:
                 problems.append(
                     f"source {name!r} needs {used:.3f} epochs by the end of phase {rec['name']!r}, "
@@ -279,12 +283,12 @@ def compile_schedule(resolved: Resolved, data: dict[str, SourceData], out_dir: s
     state = _State()
     records: list[dict[str, object]] = []
     with open(tmp / "order.bin", "wb") as order:
-        out = _Out(tmp, names, _Writer(order, np.dtype(dtype)))
+        out = _Out(names, order, np.dtype(dtype))
         for phase in resolved.phases:
             records.append(_compile_phase(phase, state, data, batch, out, progress))
     batch_tokens = np.concatenate([np.zeros(1, np.int64)] + out.batch_tokens)
     try:
-        _check_caps(records, data, state)
+        _check_caps(records, data)
         _check_overrun(resolved, state, batch_tokens)
     except MixtureError:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -308,21 +312,8 @@ def compile_schedule(resolved: Resolved, data: dict[str, SourceData], out_dir: s
     return manifest
 
 
-class _Writer:
-    """A file plus the dtype of the ids written to it."""
-
-    def __init__(self, handle: object, dtype: np.dtype) -> None:
-        self.handle = handle
-        self.dtype = dtype
-
-    def write(self, raw: bytes) -> None:
-        self.handle.write(raw)  # type: ignore[attr-defined]
-
-
 def _check_overrun(resolved: Resolved, state: _State, batch_tokens: NDArray[np.int64]) -> None:
     """The phases may not run past run.duration by a whole batch (phase ends round up to batches)."""
-    from mixture.units import Unit, parse_duration
-
     run = resolved.spec.run
     if run.duration is None:
         return
@@ -367,9 +358,6 @@ def _manifest(resolved: Resolved, data: dict[str, SourceData], records: list[dic
             "pricing": src.pricing.describe(), "max_epochs": src.max_epochs,
             "epochs_used": state.cursors.get(name, 0) / src.num_samples, "dropped": src.dropped,
         })
-    for rec, nxt in zip(records, records[1:] + [{"cursors": state.cursors}]):
-        rec["draws"] = {n: nxt["cursors"].get(n, 0) - rec["cursors"].get(n, 0)  # type: ignore[union-attr]
-                        for n in out.names}
     fingerprint = _fingerprint(sources, records, out.digest.hexdigest(), checkpoints)
     return {
         "format": FORMAT, "algorithm": ALGORITHM, "toolkit_version": __version__,

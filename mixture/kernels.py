@@ -88,6 +88,8 @@ def mix_chunk(
     pos = state_pos[0]
     clock_tok = state_tok[0]
     rem = np.zeros(k, dtype=np.int64)
+    share = np.zeros(k, dtype=np.float64)  # this batch's target per source (level 1)
+    target_end = np.zeros(k, dtype=np.float64)  # integral of the weights up to the batch's end
     written = 0
     while written < max_positions:
         if stop_pos >= 0 and pos >= stop_pos:
@@ -100,21 +102,20 @@ def mix_chunk(
             ub = ua + batch
             total_floor = 0
             for s in range(k):
-                x = _integral(p[s], q[s], ramp, shape, ub) - _integral(p[s], q[s], ramp, shape, ua)
-                fl = math.floor(x + 1e-9)
-                rem[s] = max(fl, 0)
+                target_end[s] = _integral(p[s], q[s], ramp, shape, ub)
+                share[s] = target_end[s] - _integral(p[s], q[s], ramp, shape, ua)
+                rem[s] = max(math.floor(share[s] + 1e-9), 0)
                 total_floor += rem[s]
             extra = batch - total_floor
             while extra != 0:
                 best = -1
                 best_key = 0.0
                 for s in range(k):
-                    x = _integral(p[s], q[s], ramp, shape, ub) - _integral(p[s], q[s], ramp, shape, ua)
-                    if extra > 0 and not rem[s] < x - 1e-9:  # rem + 1 must stay below x + 1
+                    if extra > 0 and not rem[s] < share[s] - 1e-9:  # rem + 1 must stay below share + 1
                         continue
                     if extra < 0 and rem[s] == 0:
                         continue
-                    behind = (drawn[s] + rem[s]) - (lag0[s] + _integral(p[s], q[s], ramp, shape, ub))
+                    behind = (drawn[s] + rem[s]) - (lag0[s] + target_end[s])
                     key = behind if extra > 0 else -behind
                     if best < 0 or key < best_key or (key == best_key and tie[s] < tie[best]):
                         best, best_key = s, key

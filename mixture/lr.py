@@ -33,7 +33,7 @@ def _decay(shape: str, frac: NDArray[np.float64]) -> NDArray[np.float64]:
     return frac
 
 
-def _amount(d: Duration, ref: float, clocks: dict[str, NDArray[np.float64]], batch: int) -> tuple[str, float]:
+def _amount(d: Duration, ref: float) -> tuple[str, float]:
     """(clock, length) of a duration; percentages become a fraction of ``ref`` in clock "fraction"."""
     if d.unit is Unit.TOKENS:
         return "tokens", float(d.value)
@@ -63,8 +63,8 @@ def lr_per_step(spec: MixtureSpec, phases: list[dict[str, object]],
     batch = spec.run.global_batch_size
     num_steps = len(batch_tokens) - 1
     plan_d = _resolve_percent(spec, plan.plan) if plan.plan else None
-    plan_clock, plan_len = ("steps", float(num_steps)) if plan_d is None else _amount(plan_d, 0, {}, batch)
-    warm_clock, warm_len = _amount(_resolve_percent(spec, plan.warmup), 1.0, {}, batch)
+    plan_clock, plan_len = ("steps", float(num_steps)) if plan_d is None else _amount(plan_d, 0)
+    warm_clock, warm_len = _amount(_resolve_percent(spec, plan.warmup), 1.0)
     if warm_clock == "fraction":
         warm_clock, warm_len = plan_clock, warm_len * plan_len
     shape = "linear" if plan.schedule == "linear" else plan.schedule
@@ -87,7 +87,6 @@ def lr_per_step(spec: MixtureSpec, phases: list[dict[str, object]],
         if b <= a:
             continue
         n = b - a
-        frac = np.arange(n, dtype=np.float64) / n
         start_lr = lr[a - 1] if a > 0 else planned_first
         directive = phase.lr
         if directive.cooldown is not None:
@@ -96,7 +95,7 @@ def lr_per_step(spec: MixtureSpec, phases: list[dict[str, object]],
         elif directive.rewarm is not None:
             r = directive.rewarm
             wd = parse_duration(r.warmup)
-            wclock, wlen = _amount(wd, float(n), {}, batch)
+            wclock, wlen = _amount(wd, float(n))
             wsteps = {"steps": wlen, "samples": wlen / batch, "fraction": wlen}.get(wclock)
             if wsteps is None:  # tokens: convert with this phase's tokens per step
                 per_step = (batch_tokens[b] - batch_tokens[a]) / n

@@ -125,6 +125,20 @@ def permute_scalar(rank: np.int64, n: np.int64, block: np.int64, key: np.uint64)
     return _permute_in_epoch(rank - epoch * n, n, block, ekey, short_slot)
 
 
+@njit(cache=True)
+def _hash_kernel(values: NDArray[np.int64], key: np.uint64, out: NDArray[np.uint64]) -> None:
+    for i in range(values.shape[0]):
+        out[i] = _mix(np.uint64(values[i]) ^ key)
+
+
+def hash64(values: NDArray[np.int64], key: int) -> NDArray[np.uint64]:
+    """64-bit mix (splitmix64 finaliser) of each value xor ``key``: per-sample draws that need no state."""
+    values = np.ascontiguousarray(values, dtype=np.int64)
+    out = np.empty(values.shape, dtype=np.uint64)
+    _hash_kernel(values.reshape(-1), np.uint64(key), out.reshape(-1))
+    return out
+
+
 def permute(ranks: NDArray[np.int64], n: int, block: int, key: int) -> NDArray[np.int64]:
     """Samples read by draws ``ranks`` of a source of ``n`` samples (ranks beyond ``n`` are later epochs).
 

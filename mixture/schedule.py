@@ -71,7 +71,6 @@ class Schedule:
         self.fingerprint: str = m["fingerprint"]
         self.global_batch_size: int = m["global_batch_size"]
         self.phases: list[dict] = m["phases"]
-        self._starts = [p["start"] for p in self.phases]
         self._len: int = m["num_positions"]
         self._every: int = m["checkpoint_every"]
         order_file = self.path / "order.bin"
@@ -81,9 +80,10 @@ class Schedule:
                        else np.zeros(0, dtype))
         self._ckpt = np.load(self.path / "checkpoints.npy", mmap_mode="r").view(np.ndarray)
         self._pricing: dict[str, Pricing] | None = None
-        # Scalar lookups: phases with positions, and per-source permutation parameters as plain values.
+        # Phases that hold positions (a zero-length phase shares its start with the next one), for bisecting.
         self._live = [p for p in self.phases if p["stop"] > p["start"]]
         self._live_starts = [p["start"] for p in self._live]
+        # Per-source permutation parameters as the compiled scalar lookup takes them.
         self._params = [(np.int64(r.num_samples), np.int64(r.block), np.uint64(r.key)) for r in self.sources]
 
     def __reduce__(self) -> tuple[type, tuple[str]]:
@@ -92,24 +92,20 @@ class Schedule:
     def __len__(self) -> int:
         return self._len
 
-    def _phase_index(self, i: int) -> int:
+    def _live_index(self, i: int) -> int:
+        """Index in ``self._live`` of the phase holding position ``i``."""
         if not 0 <= i < self._len:
             raise IndexError(f"position {i} outside the schedule's {self._len} positions")
-        idx = bisect.bisect_right(self._starts, i) - 1
-        while self.phases[idx]["stop"] <= i:  # skip empty phases that share a start
-            idx += 1
-        return idx
+        return bisect.bisect_right(self._live_starts, i) - 1
 
     def phase_at(self, i: int) -> str:
         """Name of the phase that position ``i`` belongs to."""
-        return self.phases[self._phase_index(i)]["name"]
+        return self._live[self._live_index(i)]["name"]
 
     def __getitem__(self, i: int) -> tuple[str, int]:
         if i < 0:
             i += self._len
-        if not 0 <= i < self._len:
-            raise IndexError(f"position {i} outside the schedule's {self._len} positions")
-        phase = self._live[bisect.bisect_right(self._live_starts, i) - 1]
+        phase = self._live[self._live_index(i)]
         local = i - phase["start"]
         if phase["mixed"]:
             sid, rank = _mixed_draw(self._order, self._ckpt, np.int64(phase["order_offset"]),
@@ -126,15 +122,14 @@ class Schedule:
         if stop <= start:
             return np.zeros(0, np.int32), np.zeros(0, np.int64)
         src_parts, rank_parts = [], []
-        idx = self._phase_index(start)
+        idx = self._live_index(start)
         pos = start
         while pos < stop:
-            phase = self.phases[idx]
+            phase = self._live[idx]
             end = min(stop, phase["stop"])
-            if end > pos:
-                src, rank = self._phase_take(phase, pos, end)
-                src_parts.append(src)
-                rank_parts.append(rank)
+            src, rank = self._phase_take(phase, pos, end)
+            src_parts.append(src)
+            rank_parts.append(rank)
             pos = end
             idx += 1
         src = np.concatenate(src_parts)

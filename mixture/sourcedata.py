@@ -17,13 +17,11 @@ import numpy as np
 from numpy.typing import NDArray
 
 from mixture.errors import MixtureError
-from mixture.permute import derive_key
+from mixture.permute import derive_key, hash64
 from mixture.sources import read_sample_index, source_fingerprint
 from mixture.spec import Distribution, Source
 from mixture.units import parse_count
 
-_C1 = np.uint64(0xBF58476D1CE4E5B9)
-_C2 = np.uint64(0x94D049BB133111EB)
 
 
 @dataclass(frozen=True)
@@ -64,10 +62,7 @@ class Pricing:
         if const is not None:
             return np.full(samples.shape, const, dtype=np.int64)
         # Irwin-Hall sum of four 16-bit uniforms from a 64-bit hash: integer-exact, so identical everywhere.
-        z = samples.astype(np.uint64) ^ np.uint64(self.key)
-        z = (z ^ (z >> np.uint64(30))) * _C1
-        z = (z ^ (z >> np.uint64(27))) * _C2
-        z = z ^ (z >> np.uint64(31))
+        z = hash64(samples, self.key)
         parts = sum(((z >> np.uint64(16 * i)) & np.uint64(0xFFFF)).astype(np.int64) for i in range(4))
         normal = (parts / 65536.0 - 2.0) * math.sqrt(3.0)
         values = np.rint(self.mean + self.std * normal).astype(np.int64)

@@ -56,8 +56,8 @@ def _build(node: yaml.Node, path: str, located: Located) -> object:
                 raise MixtureError(
                     Problem(f"duplicate key {key!r}", path=child, file=located.file, line=line, col=col)
                 )
-            located.marks[child] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
             out[key] = _build(value_node, child, located)
+            # A field's errors point at its key (the value's own mark was recorded while building it).
             located.marks[child] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
         return out
     if isinstance(node, yaml.SequenceNode):
