@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,6 +31,7 @@ class Variant:
     name: str
     resolved: Resolved
     base_dir: str
+    values: dict[str, object] = field(default_factory=dict)  # sweep axis -> this variant's value
 
 
 def variants(path: str | Path) -> list[Variant]:
@@ -45,10 +46,10 @@ def variants(path: str | Path) -> list[Variant]:
     base_dir = str(Path(path).resolve().parent)
     out = []
     problems: list[Problem] = []
-    for name, data, origins in expand(located):
+    for name, data, origins, values in expand(located):
         try:
             variant_spec = spec if not name else MixtureSpec.model_validate(data)
-            out.append(Variant(name, resolve(variant_spec, located), base_dir))
+            out.append(Variant(name, resolve(variant_spec, located), base_dir, values))
         except ValidationError as exc:
             problems += [_in_variant(p, name, origins, located) for p in _problems(exc, located)]
         except MixtureError as exc:
@@ -78,7 +79,8 @@ def compile_variant(variant: Variant, out_dir: str | Path, progress: Progress | 
 
     spec = variant.resolved.spec
     data = {n: load_source(n, spec.sources[n], spec.seed, variant.base_dir) for n in variant.resolved.used_sources}
-    compile_schedule(variant.resolved, data, out_dir, progress)
+    compile_schedule(variant.resolved, data, out_dir, progress,
+                     variant={"name": variant.name, "values": variant.values})
     return load_schedule(out_dir)
 
 

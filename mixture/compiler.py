@@ -266,8 +266,12 @@ def _check_caps(records: list[dict[str, object]], data: dict[str, SourceData]) -
 
 
 def compile_schedule(resolved: Resolved, data: dict[str, SourceData], out_dir: str | Path,
-                     progress: Progress | None = None) -> dict[str, object]:
+                     progress: Progress | None = None,
+                     variant: dict[str, object] | None = None) -> dict[str, object]:
     """Compile ``resolved`` over ``data`` into ``out_dir`` (written atomically); returns the manifest.
+
+    ``variant`` (the sweep variant's name and axis values) is recorded in the manifest for reports; it is
+    not part of the fingerprint, which covers only what determines the order.
 
     Raises:
         MixtureError: If the schedule is infeasible (caps, overrun) or data is missing.
@@ -305,6 +309,7 @@ def compile_schedule(resolved: Resolved, data: dict[str, SourceData], out_dir: s
     if lr is not None:
         np.save(tmp / "lr.npy", lr)
     manifest = _manifest(resolved, data, records, state, out, batch_tokens, checkpoints, dtype)
+    manifest["variant"] = variant or {"name": "", "values": {}}
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=False) + "\n")
     if out_dir.exists():
         shutil.rmtree(out_dir)

@@ -47,18 +47,18 @@ def _set(data: dict, dotted: str, value: object, axis: str, located: Located) ->
     return indexed
 
 
-def expand(located: Located) -> list[tuple[str, dict, dict[str, str]]]:
-    """(variant name, variant data, {indexed field path: path of its sweep value}) for every variant.
+def expand(located: Located) -> list[tuple[str, dict, dict[str, str], dict[str, object]]]:
+    """(name, data, {indexed field path: path of its sweep value}, {axis: value}) for every variant.
 
-    Without a sweep: ``[("", data, {})]``. The third item lets errors in a variant point at the sweep
-    value that caused them.
+    Without a sweep: ``[("", data, {}, {})]``. The third item lets errors in a variant point at the sweep
+    value that caused them; the fourth is what `mixture compare` plots results against.
     """
     data = located.data
     assert isinstance(data, dict)
     sweep = data.get("sweep")
     base = {k: v for k, v in data.items() if k != "sweep"}
     if not sweep:
-        return [("", base, {})]
+        return [("", base, {}, {})]
     axes: dict = sweep["axes"]
     names = list(axes)
     values = [axes[n]["values"] for n in names]
@@ -79,5 +79,5 @@ def expand(located: Located) -> list[tuple[str, dict, dict[str, str]]]:
             field = _set(variant, axes[axis]["field"], value, axis, located)
             origins[field] = f"sweep.axes.{axis}.values[{column}]"
         name = ",".join(f"{axis}={_slug(v)}" for axis, v in zip(names, combo))
-        out.append((name, variant, origins))
+        out.append((name, variant, origins, dict(zip(names, combo))))
     return out
