@@ -34,9 +34,9 @@ def _models_in(annotation: object) -> list[type[BaseModel]]:
     return []
 
 
-def _known_keys(loc: tuple[int | str, ...]) -> list[str]:
+def _known_keys(loc: tuple[int | str, ...], root: type[BaseModel]) -> list[str]:
     """Field names (and aliases) valid at the mapping that holds ``loc[-1]``."""
-    models: list[type[BaseModel]] = [MixtureSpec]
+    models: list[type[BaseModel]] = [root]
     for part in loc[:-1]:
         if isinstance(part, int) or (isinstance(part, str) and "[" in part):
             continue
@@ -55,7 +55,7 @@ def _known_keys(loc: tuple[int | str, ...]) -> list[str]:
     return keys
 
 
-def _problems(exc: ValidationError, located: Located) -> list[Problem]:
+def _problems(exc: ValidationError, located: Located, root: type[BaseModel] = MixtureSpec) -> list[Problem]:
     problems = []
     seen: set[tuple[str, str]] = set()
     for err in exc.errors():
@@ -64,7 +64,7 @@ def _problems(exc: ValidationError, located: Located) -> list[Problem]:
         hint = ""
         if err["type"] == "extra_forbidden":
             key = str(loc[-1])
-            close = difflib.get_close_matches(key, _known_keys(loc), n=1)
+            close = difflib.get_close_matches(key, _known_keys(loc, root), n=1)
             message = f"unknown key {key!r}"
             hint = f"did you mean {close[0]!r}?" if close else "see docs/dsl.md for the allowed keys"
         elif err["type"] == "missing":
@@ -80,24 +80,29 @@ def _problems(exc: ValidationError, located: Located) -> list[Problem]:
     return problems
 
 
-def parse_spec(text: str, file: str = "<string>") -> tuple[MixtureSpec, Located]:
-    """Parse and schema-check mixture-file text.
+M = typing.TypeVar("M", bound=BaseModel)
+
+
+def parse_model(text: str, file: str, model: type[M], keys: str) -> tuple[M, Located]:
+    """Parse YAML text and check it against the frozen schema ``model``.
+
+    Args:
+        keys: The top-level keys, for the message when the file is not a mapping.
 
     Raises:
         MixtureError: Listing every schema problem with ``file:line:col``.
     """
     located = load_yaml(text, file)
     if not isinstance(located.data, dict):
-        raise MixtureError(located.problem("", "the file must be a mapping (sources:, phases:, ...)"))
+        raise MixtureError(located.problem("", f"the file must be a mapping ({keys})"))
     try:
-        spec = MixtureSpec.model_validate(located.data)
+        return model.model_validate(located.data), located
     except ValidationError as exc:
-        raise MixtureError(_problems(exc, located)) from None
-    return spec, located
+        raise MixtureError(_problems(exc, located, model)) from None
 
 
-def read_spec(path: str | Path) -> tuple[MixtureSpec, Located]:
-    """Read and schema-check a mixture file from disk.
+def read_model(path: str | Path, model: type[M], what: str, keys: str) -> tuple[M, Located]:
+    """Read a YAML file from disk and check it against ``model`` (``what`` names the file in errors).
 
     Raises:
         MixtureError: If the file cannot be read or has problems.
@@ -106,6 +111,24 @@ def read_spec(path: str | Path) -> tuple[MixtureSpec, Located]:
     try:
         text = path.read_text(encoding="utf-8")
     except (FileNotFoundError, IsADirectoryError, UnicodeDecodeError) as exc:
-        raise MixtureError(f"cannot read mixture file {str(path)!r}: {exc.__class__.__name__}",
-                           hint="pass the path of a .yaml mixture file") from None
-    return parse_spec(text, str(path))
+        raise MixtureError(f"cannot read {what} {str(path)!r}: {exc.__class__.__name__}",
+                           hint=f"pass the path of a .yaml {what}") from None
+    return parse_model(text, str(path), model, keys)
+
+
+def parse_spec(text: str, file: str = "<string>") -> tuple[MixtureSpec, Located]:
+    """Parse and schema-check mixture-file text.
+
+    Raises:
+        MixtureError: Listing every schema problem with ``file:line:col``.
+    """
+    return parse_model(text, file, MixtureSpec, "sources:, phases:, ...")
+
+
+def read_spec(path: str | Path) -> tuple[MixtureSpec, Located]:
+    """Read and schema-check a mixture file from disk.
+
+    Raises:
+        MixtureError: If the file cannot be read or has problems.
+    """
+    return read_model(path, MixtureSpec, "mixture file", "sources:, phases:, ...")
