@@ -161,6 +161,35 @@ class Schedule:
             ranks[sel] = counts[sid] + np.arange(int(sel.sum()))
         return src, ranks
 
+    def source_ids(self, start: int, stop: int) -> NDArray[np.int32]:
+        """Source ids of positions ``[start, stop)`` without their sample ids (no permutation: cheap)."""
+        start, stop = max(start, 0), min(stop, self._len)
+        parts = [np.zeros(0, np.int32)]
+        pos = start
+        while pos < stop:
+            phase = self._live[self._live_index(pos)]
+            end = min(stop, phase["stop"])
+            if phase["mixed"]:
+                off = phase["order_offset"] - phase["start"]
+                parts.append(self._order[off + pos: off + end].astype(np.int32))
+            else:
+                parts.append(np.full(end - pos, self.source_names.index(phase["source"]), np.int32))
+            pos = end
+        return np.concatenate(parts)
+
+    def draws_before(self, i: int) -> NDArray[np.int64]:
+        """Draws of every source (indexed by source id) before position ``i``: where each one's next draw reads."""
+        phase = self._live[self._live_index(i)]
+        local = i - phase["start"]
+        if not phase["mixed"]:
+            draws = np.array([phase["cursors"][n] for n in self.source_names], np.int64)
+            draws[self.source_names.index(phase["source"])] += local
+            return draws
+        block = local // self._every
+        lead = self._order[phase["order_offset"] + block * self._every: phase["order_offset"] + local]
+        return (np.array(self._ckpt[phase["ckpt_offset"] + block], np.int64)
+                + np.bincount(lead, minlength=len(self.sources)))
+
     def pricing(self) -> dict[str, Pricing]:
         """Budget-token pricing of each source (for tokens per position)."""
         if self._pricing is None:
