@@ -36,6 +36,10 @@ class Tokenizer(Protocol):
         """Token ids of each text, no special tokens added."""
         ...
 
+    def decode(self, ids: Sequence[int]) -> str:
+        """Text of token ids (what a model generated)."""
+        ...
+
 
 @dataclass(frozen=True)
 class ByteTokenizer:
@@ -48,6 +52,10 @@ class ByteTokenizer:
     def encode_batch(self, texts: Sequence[str]) -> list[NDArray[np.int32]]:
         """Token ids of each text (its UTF-8 bytes)."""
         return [np.frombuffer(t.encode("utf-8"), dtype=np.uint8).astype(np.int32) for t in texts]
+
+    def decode(self, ids: Sequence[int]) -> str:
+        """Text of token ids (ids past 255 are dropped)."""
+        return bytes(i for i in ids if 0 <= i < 256).decode("utf-8", errors="replace")
 
 
 class HFTokenizer:
@@ -63,6 +71,7 @@ class HFTokenizer:
                 hint="pass `bytes`, a directory saved by a Hugging Face fast tokenizer, or train one with "
                 "`mixture ingest train-tokenizer`",
             )
+        self.file = os.path.abspath(file)
         try:
             self._tok = RustTokenizer.from_file(file)
         except Exception as exc:  # the Rust library reports bad files as plain exceptions
@@ -84,6 +93,15 @@ class HFTokenizer:
         """Token ids of each text, no special tokens added."""
         encodings = self._tok.encode_batch_fast(list(texts), add_special_tokens=False)
         return [np.asarray(e.ids, dtype=np.int32) for e in encodings]
+
+    def decode(self, ids: Sequence[int]) -> str:
+        """Text of token ids (special tokens and ids outside the vocabulary skipped)."""
+        return self._tok.decode([int(i) for i in ids if 0 <= i < self.vocab_size], skip_special_tokens=True)
+
+    @property
+    def directory(self) -> str:
+        """The directory holding ``tokenizer.json`` (exports copy it)."""
+        return os.path.dirname(self.file)
 
 
 def _configured_eos(directory: str) -> str | None:

@@ -1,0 +1,168 @@
+"""The VLM of the study: a decoder LM, a frozen SigLIP vision tower and a 2-layer GELU MLP projector.
+
+The model IS a transformers ``LlavaForConditionalGeneration`` (Llama text model, SigLIP vision tower,
+``vision_feature_select_strategy="full"`` because SigLIP has no CLS token), so an export is
+``save_pretrained`` and loads in transformers without this project's code. Visual tokens go before the
+text: an image sample's ``input_ids`` start with ``V`` copies of the image token, whose embeddings are
+replaced by the projected patch features (the same masked scatter LLaVA does).
+
+:class:`VLM` wraps it for Composer. Its forward differs from LLaVA's in one way that matters for FSDP: the
+vision tower and projector run on every step of every rank, on a blank image when the rank's batch has no
+image, so that all ranks issue the same collectives (a text-only batch on one rank and an image batch on
+another would otherwise hang FSDP's all-gathers). The loss is the mean over label tokens of the per-token
+cross entropy; per-source sums are kept for the per-source loss metrics.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from composer.models import ComposerModel
+from torch import nn
+from transformers import LlamaConfig, LlavaConfig, LlavaForConditionalGeneration, SiglipVisionConfig
+
+from trainer.config import ModelConfig
+
+IGNORE = -100
+"""Label of a token without loss (visual tokens, padding, non-assistant turns)."""
+
+LM_PRESETS: dict[str, dict[str, Any]] = {
+    # The paper's appendix shapes (79M, 1.4B) in Llama form, and a tiny one for tests and the demo.
+    "tiny": {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 256},
+    "79m": {"hidden_size": 512, "num_hidden_layers": 8, "num_attention_heads": 4, "intermediate_size": 1536},
+    "1b": {"hidden_size": 2048, "num_hidden_layers": 24, "num_attention_heads": 16, "intermediate_size": 5632},
+}
+VISION_PRESETS: dict[str, dict[str, Any]] = {
+    "tiny": {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64,
+             "image_size": 32, "patch_size": 8},
+    "siglip-so400m-384": {"hidden_size": 1152, "num_hidden_layers": 27, "num_attention_heads": 16,
+                          "intermediate_size": 4304, "image_size": 384, "patch_size": 14},
+}
+PIXEL_MEAN, PIXEL_STD = 0.5, 0.5  # SigLIP's image processor normalisation
+
+
+@dataclass(frozen=True)
+class Vocab:
+    """Token ids the model and the collator agree on."""
+
+    text_vocab_size: int
+    eos_id: int
+
+    @property
+    def image_token_id(self) -> int:
+        """One id past the tokenizer's vocabulary: never produced by the tokenizer."""
+        return self.text_vocab_size
+
+    @property
+    def vocab_size(self) -> int:
+        return self.text_vocab_size + 1
+
+
+def build_hf_model(cfg: ModelConfig, vocab: Vocab, seq_len: int) -> LlavaForConditionalGeneration:
+    """A LLaVA model from the config: presets, overrides, or local pretrained parts."""
+    vision = SiglipVisionConfig(**{**VISION_PRESETS[cfg.vision.preset or "tiny"], **cfg.vision.config})
+    if cfg.lm.pretrained:
+        text = LlamaConfig.from_pretrained(cfg.lm.pretrained)
+    else:
+        text = LlamaConfig(**{**LM_PRESETS[cfg.lm.preset or "tiny"], "max_position_embeddings": seq_len,
+                              "vocab_size": vocab.vocab_size, "bos_token_id": None, "eos_token_id": vocab.eos_id,
+                              "pad_token_id": vocab.eos_id, **cfg.lm.config})
+    config = LlavaConfig(vision_config=vision.to_dict(), text_config=text.to_dict(),
+                         image_token_index=vocab.image_token_id, projector_hidden_act=cfg.projector_act,
+                         vision_feature_layer=-1, vision_feature_select_strategy="full")
+    model = LlavaForConditionalGeneration(config)
+    if cfg.lm.pretrained:
+        _load_pretrained_lm(model, cfg.lm.pretrained, vocab)
+    if cfg.vision.pretrained:
+        from transformers import SiglipVisionModel
+
+        tower = SiglipVisionModel.from_pretrained(cfg.vision.pretrained)
+        model.model.vision_tower.load_state_dict(tower.state_dict())
+    if cfg.vision.frozen:
+        model.model.vision_tower.requires_grad_(False)
+    return model
+
+
+def _load_pretrained_lm(model: LlavaForConditionalGeneration, path: str, vocab: Vocab) -> None:
+    from transformers import AutoModelForCausalLM
+
+    lm = AutoModelForCausalLM.from_pretrained(path)
+    if lm.config.vocab_size < vocab.vocab_size:
+        lm.resize_token_embeddings(vocab.vocab_size)  # room for the image token
+    model.model.language_model.load_state_dict(lm.model.state_dict())
+    model.lm_head.load_state_dict(lm.lm_head.state_dict())
+
+
+def visual_tokens(model: LlavaForConditionalGeneration) -> int:
+    """Visual tokens per image: the vision tower's patches."""
+    vision = model.config.vision_config
+    return (vision.image_size // vision.patch_size) ** 2
+
+
+class VLM(ComposerModel):
+    """Composer wrapper: batches from :mod:`trainer.batch`, masked loss, per-source loss sums.
+
+    Args:
+        hf: The LLaVA model.
+        num_sources: Sources of the schedule (per-source sums are indexed by source id).
+    """
+
+    def __init__(self, hf: LlavaForConditionalGeneration, num_sources: int) -> None:
+        super().__init__()
+        self.model = hf
+        self.num_sources = num_sources
+        self.reset_source_stats()
+
+    def reset_source_stats(self) -> None:
+        """Zero the per-source sums (loss, label tokens, samples, budget tokens) of the current batch."""
+        self.source_stats = torch.zeros(4, self.num_sources, dtype=torch.float64)
+
+    def fsdp_wrap_fn(self, module: nn.Module) -> bool:
+        """FSDP2 units: each decoder layer, each vision encoder layer, and the vision tower."""
+        name = type(module).__name__
+        return name in ("LlamaDecoderLayer", "SiglipEncoderLayer") or module is self.model.model.vision_tower
+
+    def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, pixels: torch.Tensor,
+               has_image: torch.Tensor) -> torch.Tensor:
+        """Next-token logits ``[batch, seq, vocab]``; ``pixels`` are uint8 ``[batch, 3, H, W]``."""
+        inner = self.model.model
+        embeds = inner.get_input_embeddings()(input_ids)
+        chosen = pixels[has_image] if bool(has_image.any()) else pixels[:1]
+        values = (chosen.to(embeds.dtype) / 255.0 - PIXEL_MEAN) / PIXEL_STD
+        features = torch.cat(inner.get_image_features(pixel_values=values), dim=0).to(embeds.dtype)
+        if bool(has_image.any()):
+            mask = (input_ids == self.model.config.image_token_id).unsqueeze(-1).expand_as(embeds)
+            embeds = embeds.masked_scatter(mask, features)
+        else:  # keep the tower and projector in the graph on every rank (see the module docstring)
+            embeds = embeds + 0.0 * features.sum()
+        hidden = inner.language_model(inputs_embeds=embeds, attention_mask=attention_mask).last_hidden_state
+        return self.model.lm_head(hidden)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.logits(batch["input_ids"], batch["attention_mask"], batch["pixels"], batch["has_image"])
+
+    def token_losses(self, logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-token cross entropy (0 where unlabelled) and the label mask, both ``[batch, seq-1]``."""
+        target = labels[:, 1:]
+        mask = target != IGNORE
+        flat = nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1).float(),
+                                           target.clamp(min=0).flatten(), reduction="none")
+        return flat.view_as(target) * mask, mask
+
+    def loss(self, outputs: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        losses, mask = self.token_losses(outputs, batch["labels"])
+        with torch.no_grad():
+            src = batch["source_id"].long()
+            stats = torch.stack([losses.sum(1).double(), mask.sum(1).double(),
+                                 torch.ones_like(src, dtype=torch.float64), batch["budget_tokens"].double()])
+            self.source_stats = self.source_stats.to(stats.device)
+            self.source_stats.index_add_(1, src, stats)
+        return losses.sum() / mask.sum().clamp(min=1)
+
+    def eval_forward(self, batch: dict[str, torch.Tensor], outputs: Any | None = None) -> torch.Tensor:
+        return outputs if outputs is not None else self.forward(batch)
+
+    def get_metrics(self, is_train: bool = False) -> dict[str, Any]:
+        return {}
