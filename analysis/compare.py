@@ -1,0 +1,183 @@
+"""`mixture compare`: the results of a sweep side by side, as the paper's figures show them.
+
+Runs are placed by their schedule variant's axis values (``run.json``'s ``variant``, else the compiled
+schedule's manifest): for every axis with more than one value, each score is plotted against that axis
+(introduction point, image share, fine-tuning epochs, ...), one line per combination of the other axes.
+Axis values sort numerically where they hold a number (``"20% of text_plan"`` is 20, ``"2 ep"`` is 2);
+a mix (a mapping) is labelled compactly (``dclm 0.9, img 0.1``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from analysis.html import Page, write_report
+from analysis.plots import colors, count_axis, grid
+from analysis.runs import Run, load_run
+from mixture.errors import MixtureError
+
+VISION, TEXT_MEAN = "eval/vqa/accuracy", "eval/text/mean"
+_NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
+
+
+def axis_label(value: Any) -> str:  # noqa: ANN401 - any axis value
+    """A short label for an axis value (a mapping such as a mix as ``key value, ...``)."""
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {axis_label(v)}" for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return "/".join(axis_label(v) for v in value)
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def axis_key(value: Any) -> tuple[int, float, str]:  # noqa: ANN401 - any axis value
+    """Sort key: values holding a number first, by that number; then the rest by label."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return (0, float(value), "")
+    match = _NUMBER.search(value) if isinstance(value, str) else None
+    if match:
+        return (0, float(match.group()), str(value))
+    return (1, 0.0, axis_label(value))
+
+
+def _variant_values(run: Run) -> dict[str, Any]:
+    if run.info.get("variant"):
+        return run.variant_values
+    manifest = Path(str(run.info.get("schedule", ""))) / "manifest.json"
+    if manifest.is_file():
+        return dict((json.loads(manifest.read_text()).get("variant") or {}).get("values") or {})
+    return {}
+
+
+def _scores(run: Run) -> dict[str, float]:
+    scores = {k: float(v) for k, v in run.final_eval().items() if not k.endswith("/num_questions")}
+    text = [v for k, v in scores.items() if k.startswith("eval/text/")]
+    if len(text) > 1:
+        scores[TEXT_MEAN] = sum(text) / len(text)
+    return scores
+
+
+def compare(run_dirs: list[str], out_dir: str | Path, figures: bool = False) -> tuple[dict[str, Any], dict[str, Path]]:
+    """Write the comparison report of several runs (a sweep) into ``out_dir``.
+
+    Returns:
+        The report's data (``runs``, ``axes``, ``scores``, ``table``, ``notes``) and the paths written.
+
+    Raises:
+        MixtureError: If a run directory cannot be read, or no run has any evaluation result.
+    """
+    runs = [load_run(d) for d in run_dirs]
+    values = [_variant_values(r) for r in runs]
+    axes = list(dict.fromkeys(a for v in values for a in v))
+    scores = [_scores(r) for r in runs]
+    keys = _score_keys(scores)
+    if not keys:
+        raise MixtureError("none of the runs has evaluation results (results.json or eval/ lines in metrics.jsonl)",
+                           hint="compare runs once they have been evaluated")
+    notes = [n for r in runs for n in r.notes]
+    notes += [f"{r.name}: status {r.info.get('status')!r}" for r in runs if r.info.get("status") != "done"]
+    order = sorted(range(len(runs)), key=lambda i: ([axis_key(values[i].get(a)) for a in axes], runs[i].name))
+    table = [{"run": runs[i].name, **{a: axis_label(values[i].get(a, "")) for a in axes},
+              "status": runs[i].info.get("status"), "batches": runs[i].info.get("last_batch"),
+              **{k: scores[i].get(k) for k in keys}} for i in order]
+    data = {"kind": "compare", "axes": axes, "scores": keys, "table": table, "notes": notes,
+            "runs": [{"name": runs[i].name, "path": str(runs[i].path), "values": values[i], "scores": scores[i],
+                      "eval_curve": _eval_curve(runs[i])} for i in order]}
+    return data, write_report(out_dir, _page(data), data, figures)
+
+
+def _score_keys(scores: list[dict[str, float]]) -> list[str]:
+    keys = sorted({k for s in scores for k in s})
+    first = [k for k in (VISION, TEXT_MEAN) if k in keys]
+    return first + [k for k in keys if k.startswith("eval/") and k not in first and not k.startswith("eval/loss/")] \
+        + [k for k in keys if k.startswith("eval/loss/")]
+
+
+def _eval_curve(run: Run) -> dict[str, list[float]]:
+    lines = [line for line in run.evals if VISION in line]
+    return {"batch": [line["batch"] for line in lines], VISION: [float(line[VISION]) for line in lines]}
+
+
+def _page(data: dict[str, Any]) -> Page:
+    names = [r["name"] for r in data["runs"]]
+    page = Page("Sweep comparison", f"{len(names)} runs: {', '.join(names)}")
+    page.notes(data["notes"])
+    page.heading("Results")
+    page.text("Final evaluation scores per run (results.json), runs ordered by their sweep axis values. "
+              f"{VISION}: the vision score; {TEXT_MEAN}: the mean of the text scores where there are several.")
+    page.table(data["table"], left=("run", "status", *data["axes"]))
+    varied = [a for a in data["axes"] if len({axis_label(r["values"].get(a)) for r in data["runs"]}) > 1]
+    for axis in varied:
+        _axis_figure(page, data, axis)
+    if not varied:
+        _bar_figure(page, data)
+    _curve_figure(page, data)
+    return page
+
+
+def _main_scores(data: dict[str, Any]) -> list[str]:
+    main = [k for k in data["scores"] if not k.startswith("eval/loss/")]
+    return (main or data["scores"])[:6]
+
+
+def _axis_figure(page: Page, data: dict[str, Any], axis: str) -> None:
+    others = [a for a in data["axes"] if a != axis]
+    ticks = sorted({axis_label(r["values"].get(axis)): r["values"].get(axis) for r in data["runs"]}.items(),
+                   key=lambda kv: axis_key(kv[1]))
+    numeric = all(axis_key(v)[0] == 0 for _, v in ticks)
+    position = {label: (axis_key(v)[1] if numeric else i) for i, (label, v) in enumerate(ticks)}
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in data["runs"]:
+        groups.setdefault(", ".join(f"{a}={axis_label(r['values'].get(a))}" for a in others) or "all", []).append(r)
+    keys = _main_scores(data)
+    fig, axs = grid(len(keys), ncols=min(3, len(keys)), row_height=3.1)
+    palette = colors(list(groups))
+    for ax, key in zip(axs, keys):
+        for group, runs in groups.items():
+            pts = sorted((position[axis_label(r["values"].get(axis))], r["scores"][key]) for r in runs if key in r["scores"])
+            if pts:
+                ax.plot(*zip(*pts), marker="o", color=palette[group], label=group, linewidth=1.4)
+        ax.set_xticks(list(position.values()), list(position))
+        ax.set_title(key, fontsize=10)
+        ax.set_xlabel(axis)
+    if len(groups) > 1:
+        axs[0].legend(frameon=False, fontsize=8)
+    page.heading(f"Scores against {axis}")
+    page.text(f"Each final score against the sweep axis {axis!r}"
+              + (f", one line per value of {', '.join(others)}." if others else "."))
+    page.figure(fig, f"compare_{re.sub(r'[^A-Za-z0-9_]+', '_', axis)}", f"Scores against {axis}.")
+
+
+def _bar_figure(page: Page, data: dict[str, Any]) -> None:
+    keys = _main_scores(data)
+    fig, axs = grid(len(keys), ncols=min(3, len(keys)), row_height=3.1)
+    names = [r["name"] for r in data["runs"]]
+    palette = colors(names)
+    for ax, key in zip(axs, keys):
+        ax.bar(names, [r["scores"].get(key, 0.0) for r in data["runs"]], color=[palette[n] for n in names])
+        ax.set_title(key, fontsize=10)
+        ax.tick_params(axis="x", labelrotation=30, labelsize=8)
+    page.heading("Scores per run")
+    page.text("The runs have no sweep axis that varies, so each score is shown per run.")
+    page.figure(fig, "compare_runs", "Final scores per run.")
+
+
+def _curve_figure(page: Page, data: dict[str, Any]) -> None:
+    runs = [r for r in data["runs"] if r["eval_curve"]["batch"]]
+    if not runs:
+        return
+    fig, (ax,) = grid(1, width=10, row_height=3.3)
+    palette = colors([r["name"] for r in runs])
+    for r in runs:
+        ax.plot(r["eval_curve"]["batch"], r["eval_curve"][VISION], marker=".", color=palette[r["name"]],
+                label=r["name"], linewidth=1.2)
+    count_axis(ax, "batch")
+    ax.set_ylabel(VISION)
+    ax.legend(frameon=False, fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    page.heading("Vision score during training")
+    page.text(f"{VISION} at every evaluation the runs logged.")
+    page.figure(fig, "compare_eval_curves", f"{VISION} over training, one line per run.")
