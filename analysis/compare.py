@@ -141,15 +141,22 @@ def _axis_figure(page: Page, data: dict[str, Any], axis: str) -> None:
             pts = sorted((position[axis_label(r["values"].get(axis))], r["scores"][key]) for r in runs if key in r["scores"])
             if pts:
                 ax.plot(*zip(*pts), marker="o", color=palette[group], label=group, linewidth=1.4)
-        ax.set_xticks(list(position.values()), list(position))
+        ax.set_xticks(list(position.values()), [label.split(" of ")[0] for label in position], fontsize=8,
+                      rotation=30 if len(position) > 6 else 0)
         ax.set_title(key, fontsize=10)
-        ax.set_xlabel(axis)
+        ax.set_xlabel(axis + _reference(list(position)))
     if len(groups) > 1:
         axs[0].legend(frameon=False, fontsize=8)
     page.heading(f"Scores against {axis}")
     page.text(f"Each final score against the sweep axis {axis!r}"
               + (f", one line per value of {', '.join(others)}." if others else "."))
     page.figure(fig, f"compare_{re.sub(r'[^A-Za-z0-9_]+', '_', axis)}", f"Scores against {axis}.")
+
+
+def _reference(labels: list[str]) -> str:
+    """`` (% of NAME)`` when every tick is a percentage of the same reference (ticks then show "20%")."""
+    refs = {label.split(" of ", 1)[1] for label in labels if " of " in label}
+    return f" (% of {refs.pop()})" if len(refs) == 1 and all(" of " in label for label in labels) else ""
 
 
 def _bar_figure(page: Page, data: dict[str, Any]) -> None:

@@ -41,9 +41,10 @@ def fmt(value: Any) -> str:  # noqa: ANN401 - any cell value
     if isinstance(value, int):
         return f"{value:,}"
     if isinstance(value, float):
-        if value == 0 or 1e-3 <= abs(value) < 1e6:
-            return f"{value:,.4g}" if abs(value) >= 1000 else f"{value:.4g}"
-        return f"{value:.3e}"
+        if value == 0 or 1e-3 <= abs(value) < 1000:
+            return f"{value:.4g}"
+        # Large amounts (planned tokens) keep every digit: a deviation of 300 in 2.8e9 must stay visible.
+        return f"{value:,.1f}" if 1000 <= abs(value) < 1e15 else f"{value:.3e}"
     return str(value)
 
 
@@ -97,7 +98,7 @@ class Page:
 
         buffer = io.BytesIO()
         # No "Software" text chunk: it would carry matplotlib's URL into the page.
-        fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
+        fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight", metadata={"Software": None})
         plt.close(fig)
         png = buffer.getvalue()
         self.figures.append(Figure(name, png, caption))

@@ -9,7 +9,7 @@ import numpy as np
 
 from analysis.html import Page, write_report
 from analysis.plan import MAX_POINTS, analyse_schedule
-from analysis.plots import colors, count_axis, grid, phase_lines
+from analysis.plots import band, colors, count_axis, grid, phase_lines, steps
 
 _ROW_COLUMNS = ["phase", "source", "unit", "target_share", "share", "planned", "realised", "deviation", "max_lag",
                 "samples", "tokens", "epochs", "epochs_at_end", "repeated"]
@@ -101,8 +101,8 @@ def _overview_figure(page: Page, data: dict[str, Any]) -> None:
     for name in curve["realised"]:
         if not any(curve["realised"][name]) and not any(curve["target"][name]):
             continue
-        ax.stairs(curve["realised"][name], x, color=palette[name], label=name, linewidth=1.6, baseline=None)
-        ax.stairs(curve["target"][name], x, color=palette[name], linestyle="--", linewidth=1.0, baseline=None)
+        steps(ax, x, curve["realised"][name], color=palette[name], label=name, linewidth=1.6)
+        steps(ax, x, curve["target"][name], color=palette[name], linestyle="--", linewidth=1.2, zorder=3)
     phase_lines(ax, [(p["start_batch"], p["name"]) for p in data["phases"] if p["batches"]])
     count_axis(ax, "global batch")
     ax.set_ylabel("share")
@@ -123,10 +123,10 @@ def _zoom_figure(page: Page, zoom: dict[str, Any]) -> None:
     palette = colors(list(zoom["realised"]))
     for name in zoom["realised"]:
         c = palette[name]
-        ax.stairs(zoom["max_share"][name], x, baseline=zoom["min_share"][name], fill=True, color=c, alpha=0.18)
-        ax.stairs(zoom["realised"][name], x, color=c, label=name, linewidth=1.4, baseline=None)
-        ax.stairs(zoom["target"][name], x, color=c, linestyle="--", linewidth=1.0, baseline=None)
-        lag_ax.stairs(zoom["max_lag"][name], x, color=c, label=name, linewidth=1.2, baseline=None)
+        band(ax, x, zoom["min_share"][name], zoom["max_share"][name], color=c, alpha=0.18)
+        steps(ax, x, zoom["realised"][name], color=c, label=name, linewidth=1.4)
+        steps(ax, x, zoom["target"][name], color=c, linestyle="--", linewidth=1.2, zorder=3)
+        steps(lag_ax, x, zoom["max_lag"][name], color=c, label=name, linewidth=1.2)
         lag_ax.axhline(zoom["bound"][name], color=c, linestyle=":", linewidth=1.0)
     ax.set_title(f"share of {zoom['unit']}", fontsize=10)
     lag_ax.set_title(f"max |realised - target| ({zoom['unit']}); dotted: one sample", fontsize=10)

@@ -125,9 +125,10 @@ def _loss_figure(page: Page, data: dict[str, Any]) -> None:
     panels = [("losses", "training loss per source", "loss/train"), ("eval", "held-out loss per source", "eval/loss")]
     present = [(key, title, prefix) for key, title, prefix in panels
                if any(k.startswith(prefix) for k in data[key]["series"])]
-    if not present:
+    with_lr = bool(data["lr"]["batch"])
+    if not present and not with_lr:
         return
-    fig, axes = grid(len(present), ncols=2, row_height=3.2)
+    fig, axes = grid(len(present) + with_lr, ncols=3, row_height=3.2)
     for ax, (key, title, prefix) in zip(axes, present):
         series = {k: v for k, v in data[key]["series"].items() if k.startswith(prefix + "/")}
         palette = colors(sorted(series))
@@ -139,5 +140,13 @@ def _loss_figure(page: Page, data: dict[str, Any]) -> None:
         ax.set_title(title, fontsize=10)
         count_axis(ax, "batch")
         ax.legend(frameon=False, fontsize=8)
-    page.figure(fig, "report_run_losses", "Loss per source over training (averaged over consecutive log lines "
-                "where there are more than the plot shows).")
+    if with_lr:
+        ax = axes[-1]
+        ax.plot(data["lr"]["batch"], data["lr"]["logged"], color="#1d232b", label="logged", linewidth=1.4)
+        if "schedule" in data["lr"]:
+            ax.plot(data["lr"]["batch"], data["lr"]["schedule"], color="#d62728", linestyle="--", label="lr.npy")
+        ax.set_title("learning rate", fontsize=10)
+        count_axis(ax, "batch")
+        ax.legend(frameon=False, fontsize=8)
+    page.figure(fig, "report_run_losses", "Loss per source and learning rate over training (averaged over "
+                "consecutive log lines where there are more than the plot shows).")

@@ -106,3 +106,15 @@ def write_run(root: Path, schedule: Any, order: pa.Table, name: str = "run", eve
     if scores is not None:
         (out / "results.json").write_text(json.dumps({"batch": nb, "eval": scores}))
     return out
+
+
+def assert_self_contained(html_path: Path) -> None:
+    """The page needs nothing outside itself: no URL, no script, no linked file (inline PNGs aside)."""
+    import re
+
+    page = html_path.read_text(encoding="utf-8")
+    assert page.count("data:image/png;base64,") == page.count("<img")
+    stripped = re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", page)
+    for banned in ("http", "src=\"//", "<link", "<script", "@import", "url("):
+        assert banned not in stripped.lower(), banned
+    assert re.findall(r'src="([^"]*)"', stripped) == [""] * page.count("<img")

@@ -17,7 +17,7 @@ from analysis.stats import source_stats
 from analysis.stats_page import stats_report
 from mixture.cli import main
 from mixture.errors import MixtureError
-from tests.analysis.fixtures import random_rows, write_index
+from tests.analysis.fixtures import assert_self_contained, random_rows, write_index
 
 
 def _expected(values: np.ndarray) -> dict[str, object]:
@@ -81,6 +81,7 @@ def test_report_files_and_figures(tmp_path: Path) -> None:
         "stats_text_distributions.png", "stats_text_shards.png"}
     page = paths["html"].read_text()
     assert "not_an_image" in page and "Duplicate images" in page
+    assert_self_contained(paths["html"])
 
 
 def test_the_same_name_twice_is_told_apart(tmp_path: Path) -> None:

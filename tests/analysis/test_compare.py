@@ -1,0 +1,85 @@
+"""`mixture compare`: runs side by side, ordered and plotted by their sweep axis values."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from analysis.compare import axis_key, axis_label, compare
+from mixture.cli import main
+from tests.analysis.fixtures import assert_self_contained
+
+
+def _run(root: Path, name: str, values: dict[str, Any], scores: dict[str, float] | None, status: str = "done",
+         in_manifest: bool = False) -> Path:
+    out = root / name
+    out.mkdir(parents=True)
+    info: dict[str, Any] = {"name": name, "schedule": str(out / "schedule"), "schedule_fingerprint": "f" * 32,
+                            "global_batch_size": 8, "world_size": 1, "status": status, "last_batch": 40}
+    if in_manifest:  # an older run.json without variant: the compiled schedule's manifest says
+        (out / "schedule").mkdir()
+        (out / "schedule" / "manifest.json").write_text(json.dumps({"variant": {"name": name, "values": values}}))
+    else:
+        info["variant"] = {"name": name, "values": values}
+    (out / "run.json").write_text(json.dumps(info))
+    evals = [{"batch": b, "eval/vqa/accuracy": 0.2 + b / 100, "eval/vqa/num_questions": 10} for b in (10, 20, 40)]
+    (out / "metrics.jsonl").write_text("".join(json.dumps(e) + "\n" for e in evals))
+    if scores is not None:
+        (out / "results.json").write_text(json.dumps({"batch": 40, "eval": scores}))
+    return out
+
+
+def _scores(intro: float, share: float) -> dict[str, float]:
+    return {"eval/vqa/accuracy": 0.5 + intro / 1000 + share, "eval/vqa/num_questions": 100,
+            "eval/text/arc_easy": 0.6 - share, "eval/text/hellaswag": 0.4, "eval/loss/web": 2.0 + share}
+
+
+def test_sweep_is_ordered_and_plotted_by_axis(tmp_path: Path) -> None:
+    runs = []
+    for intro in ("80% of text_plan", "20% of text_plan", "40% of text_plan"):
+        for share in (0.1, 0.05):
+            number = float(intro.split("%")[0])
+            runs.append(_run(tmp_path, f"i{number:g}_s{share}", {"intro": intro, "share": share},
+                             _scores(number, share), in_manifest=share == 0.05))
+    data, paths = compare([str(r) for r in runs], tmp_path / "out", figures=True)
+    assert data["axes"] == ["intro", "share"]
+    assert [row["run"] for row in data["table"]] == ["i20_s0.05", "i20_s0.1", "i40_s0.05", "i40_s0.1",
+                                                     "i80_s0.05", "i80_s0.1"]
+    first = data["table"][0]
+    assert first["eval/vqa/accuracy"] == pytest.approx(0.5 + 0.02 + 0.05)
+    assert first["eval/text/mean"] == pytest.approx((0.55 + 0.4) / 2)
+    assert "eval/vqa/num_questions" not in first
+    assert data["scores"][:2] == ["eval/vqa/accuracy", "eval/text/mean"]
+    assert {p.name for p in paths["figures"].iterdir()} == {"compare_intro.png", "compare_share.png",
+                                                            "compare_eval_curves.png"}
+    assert json.loads(paths["json"].read_text())["table"] == data["table"]
+    assert_self_contained(paths["html"])
+
+
+def test_axis_values_sort_numerically_and_label_compactly() -> None:
+    values = ["80%", "100%", "5%", "2 ep", 3, {"dclm": 0.9, "img": 0.1}]
+    assert sorted(values, key=axis_key)[:5] == ["2 ep", 3, "5%", "80%", "100%"]
+    assert axis_label({"dclm": 0.9, "img": 0.1}) == "dclm 0.9, img 0.1"
+    assert axis_label(0.10000) == "0.1"
+
+
+def test_runs_without_a_sweep_get_bars_and_notes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    a = _run(tmp_path, "a", {}, _scores(0, 0.1))
+    b = _run(tmp_path, "b", {}, None, status="running")  # no results yet: its last eval line counts
+    assert main(["compare", str(a), str(b), "-o", str(tmp_path / "out"), "--figures"]) == 0
+    out = capsys.readouterr().out
+    assert "b: status 'running'" in out
+    assert (tmp_path / "out" / "figures" / "compare_runs.png").exists()
+    data = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert data["table"][1]["eval/vqa/accuracy"] == pytest.approx(0.6)
+
+
+def test_nothing_to_compare_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = _run(tmp_path, "bare", {"intro": "20%"}, None)
+    (run / "metrics.jsonl").unlink()
+    assert main(["compare", str(run), "-o", str(tmp_path / "out")]) == 2
+    assert "none of the runs has evaluation results" in capsys.readouterr().err
+    assert main(["compare", str(tmp_path / "missing"), "-o", str(tmp_path / "out")]) == 2
