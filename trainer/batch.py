@@ -22,6 +22,7 @@ token counts; they come from the schedule, by position.
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,7 +31,27 @@ import torch
 from numpy.typing import NDArray
 from PIL import Image
 
-from trainer.model import IGNORE, Vocab
+
+IGNORE = -100
+"""Label of a token without loss (visual tokens, padding, non-assistant turns)."""
+
+
+@dataclass(frozen=True)
+class Vocab:
+    """Token ids the model and the collator agree on."""
+
+    text_vocab_size: int
+    eos_id: int
+
+    @property
+    def image_token_id(self) -> int:
+        """One id past the tokenizer's vocabulary: never produced by the tokenizer."""
+        return self.text_vocab_size
+
+    @property
+    def vocab_size(self) -> int:
+        """The model's vocabulary: the tokenizer's plus the image token."""
+        return self.text_vocab_size + 1
 
 
 class Collator:

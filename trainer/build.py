@@ -10,7 +10,8 @@ import torch
 
 from mixture.errors import MixtureError
 from trainer.config import RunConfig, require, resolve_path
-from trainer.model import VLM, Vocab, build_hf_model, visual_tokens
+from trainer.batch import Vocab
+from trainer.model import VLM, build_hf_model, visual_tokens
 
 if TYPE_CHECKING:
     from trainer.run import _Run
@@ -83,7 +84,8 @@ def _loader(run: _Run, collator_args: dict[str, Any]) -> Any:
         branch_check(resolve_path(run.base, config.branch.schedule) or "",
                      resolve_path(run.base, config.branch.checkpoint) or "", run.schedule)
     dataset = ScheduledDataset(run.schedule_path, cache_dir=resolve_path(run.base, config.data.cache_dir),
-                               cache_limit=config.data.cache_limit, ignore_schedule_fingerprint=branch)
+                               cache_limit=config.data.cache_limit,
+                               ignore_schedule_fingerprint=branch or config.checkpoint.ignore_schedule_fingerprint)
     kinds = [s.kind for s in run.schedule.sources]
     collate = Collator(kinds, run.schedule_path, **collator_args)
     return build_dataloader(dataset, num_workers=config.data.num_workers, collate_fn=collate,
@@ -134,6 +136,14 @@ def _batches(text: str | None) -> int | None:
     return int(text.strip()[:-2].strip())
 
 
+def num_tokens(batch: dict[str, torch.Tensor]) -> dict[str, int]:
+    """Tokens of a batch for Composer: attended (``total``) and with a loss (``loss_generating``)."""
+    from trainer.batch import IGNORE
+
+    return {"total": int(batch["attention_mask"].sum()),
+            "loss_generating": int((batch["labels"][:, 1:] != IGNORE).sum())}
+
+
 def _trainer_args(run: _Run, model: VLM, loader: Any, lr: list[float], evaluation: Any) -> dict[str, Any]:
     from composer.loggers import MLFlowLogger, TensorboardLogger, WandBLogger
 
@@ -148,8 +158,13 @@ def _trainer_args(run: _Run, model: VLM, loader: Any, lr: list[float], evaluatio
                                              (TensorboardLogger, config.loggers.tensorboard)) if args is not None]
     load = config.branch.checkpoint if config.branch else config.checkpoint.load
     fsdp = config.fsdp.enabled if config.fsdp.enabled is not None else run.world > 1
+    from composer.core import DataSpec
+
     args: dict[str, Any] = {
-        "model": model, "train_dataloader": loader, "max_duration": f"{run.stop_batch()}ba",
+        # Gradient accumulation and rank averaging weighted by label tokens: the step's loss is the mean
+        # over every label token of the global batch, whatever the world size and microbatch size.
+        "model": model, "train_dataloader": DataSpec(loader, get_num_tokens_in_batch=num_tokens),
+        "accumulate_train_batch_on_tokens": True, "max_duration": f"{run.stop_batch()}ba",
         "optimizers": optimizer, "schedulers": [ScheduleLR(torch.tensor(lr).numpy())],
         "step_schedulers_every_batch": True, "device": "gpu" if torch.cuda.is_available() else "cpu",
         "precision": config.precision, "seed": config.seed, "run_name": run.run_dir.name,

@@ -96,6 +96,9 @@ class CheckpointConfig(_Model):
     autoresume: bool = Field(default=True, description="Resume from the newest checkpoint in `folder` when "
                              "there is one (a re-run continues a broken run).")
     load: str | None = Field(default=None, description="Start from this checkpoint (same schedule: a resume).")
+    ignore_schedule_fingerprint: bool = Field(
+        default=False, description="Resume `load` even though it was made with another schedule, serving this "
+        "schedule from the checkpoint's position unchecked. Prefer `branch`, which checks the prefix.")
 
 
 class BranchConfig(_Model):

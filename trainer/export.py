@@ -19,7 +19,7 @@ def export_run(model: Any, out_dir: Path, tokenizer_dir: str | None) -> Path:
     from composer.utils import dist
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
-    hf = model.model
+    hf = model.hf
     if dist.get_world_size() > 1:
         state = get_model_state_dict(hf, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
     else:

@@ -15,7 +15,6 @@ cross entropy; per-source sums are kept for the per-source loss metrics.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -23,10 +22,8 @@ from composer.models import ComposerModel
 from torch import nn
 from transformers import LlamaConfig, LlavaConfig, LlavaForConditionalGeneration, SiglipVisionConfig
 
+from trainer.batch import IGNORE, Vocab
 from trainer.config import ModelConfig
-
-IGNORE = -100
-"""Label of a token without loss (visual tokens, padding, non-assistant turns)."""
 
 LM_PRESETS: dict[str, dict[str, Any]] = {
     # The paper's appendix shapes (79M, 1.4B) in Llama form, and a tiny one for tests and the demo.
@@ -41,23 +38,6 @@ VISION_PRESETS: dict[str, dict[str, Any]] = {
                           "intermediate_size": 4304, "image_size": 384, "patch_size": 14},
 }
 PIXEL_MEAN, PIXEL_STD = 0.5, 0.5  # SigLIP's image processor normalisation
-
-
-@dataclass(frozen=True)
-class Vocab:
-    """Token ids the model and the collator agree on."""
-
-    text_vocab_size: int
-    eos_id: int
-
-    @property
-    def image_token_id(self) -> int:
-        """One id past the tokenizer's vocabulary: never produced by the tokenizer."""
-        return self.text_vocab_size
-
-    @property
-    def vocab_size(self) -> int:
-        return self.text_vocab_size + 1
 
 
 def build_hf_model(cfg: ModelConfig, vocab: Vocab, seq_len: int) -> LlavaForConditionalGeneration:
@@ -101,6 +81,45 @@ def visual_tokens(model: LlavaForConditionalGeneration) -> int:
     return (vision.image_size // vision.patch_size) ** 2
 
 
+class VLMCore(nn.Module):
+    """The LLaVA model behind one ``forward`` (FSDP2's root unit: its hooks gather the embeddings, the
+    projector and the LM head; each decoder layer and the vision tower are units of their own)."""
+
+    def __init__(self, hf: LlavaForConditionalGeneration) -> None:
+        super().__init__()
+        self.hf = hf
+
+    def fsdp_wrap_fn(self, module: nn.Module) -> bool:
+        """FSDP2 units below the root: each decoder layer and each vision encoder layer (Composer asks this)."""
+        return type(module).__name__ in ("LlamaDecoderLayer", "SiglipEncoderLayer")
+
+    def image_features(self, values: torch.Tensor) -> torch.Tensor:
+        """Projected patch features ``[images, patches, hidden]``: what LLaVA computes with
+        ``vision_feature_layer=-1`` and the ``full`` strategy (the encoder's last hidden state, before SigLIP's
+        post-layernorm). Spelled out instead of calling ``get_image_features``, which asks the tower for all
+        hidden states (memory) and loses them when the tower's layers are FSDP2 units."""
+        vision = self.hf.model.vision_tower.vision_model
+        hidden = vision.encoder(inputs_embeds=vision.embeddings(values)).last_hidden_state
+        return self.hf.model.multi_modal_projector(hidden)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, pixels: torch.Tensor,
+                has_image: torch.Tensor) -> torch.Tensor:
+        """Next-token logits ``[batch, seq, vocab]``; ``pixels`` are uint8 ``[batch, 3, H, W]``."""
+        inner = self.hf.model
+        embeds = inner.get_input_embeddings()(input_ids)
+        any_image = bool(has_image.any())
+        chosen = pixels[has_image] if any_image else pixels[:1]
+        values = (chosen.to(embeds.dtype) / 255.0 - PIXEL_MEAN) / PIXEL_STD
+        features = self.image_features(values).flatten(0, 1).to(embeds.dtype)
+        if any_image:
+            mask = (input_ids == self.hf.config.image_token_id).unsqueeze(-1).expand_as(embeds)
+            embeds = embeds.masked_scatter(mask, features)
+        else:  # keep the tower and projector in the graph on every rank (see the module docstring)
+            embeds = embeds + 0.0 * features.sum()
+        hidden = inner.language_model(inputs_embeds=embeds, attention_mask=attention_mask).last_hidden_state
+        return self.hf.lm_head(hidden)
+
+
 class VLM(ComposerModel):
     """Composer wrapper: batches from :mod:`trainer.batch`, masked loss, per-source loss sums.
 
@@ -111,34 +130,23 @@ class VLM(ComposerModel):
 
     def __init__(self, hf: LlavaForConditionalGeneration, num_sources: int) -> None:
         super().__init__()
-        self.model = hf
+        self.core = VLMCore(hf)
         self.num_sources = num_sources
         self.reset_source_stats()
+
+    @property
+    def hf(self) -> LlavaForConditionalGeneration:
+        """The LLaVA model (its parameters are DTensors under FSDP)."""
+        return self.core.hf
 
     def reset_source_stats(self) -> None:
         """Zero the per-source sums (loss, label tokens, samples, budget tokens) of the current batch."""
         self.source_stats = torch.zeros(4, self.num_sources, dtype=torch.float64)
 
-    def fsdp_wrap_fn(self, module: nn.Module) -> bool:
-        """FSDP2 units: each decoder layer, each vision encoder layer, and the vision tower."""
-        name = type(module).__name__
-        return name in ("LlamaDecoderLayer", "SiglipEncoderLayer") or module is self.model.model.vision_tower
-
     def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, pixels: torch.Tensor,
                has_image: torch.Tensor) -> torch.Tensor:
         """Next-token logits ``[batch, seq, vocab]``; ``pixels`` are uint8 ``[batch, 3, H, W]``."""
-        inner = self.model.model
-        embeds = inner.get_input_embeddings()(input_ids)
-        chosen = pixels[has_image] if bool(has_image.any()) else pixels[:1]
-        values = (chosen.to(embeds.dtype) / 255.0 - PIXEL_MEAN) / PIXEL_STD
-        features = torch.cat(inner.get_image_features(pixel_values=values), dim=0).to(embeds.dtype)
-        if bool(has_image.any()):
-            mask = (input_ids == self.model.config.image_token_id).unsqueeze(-1).expand_as(embeds)
-            embeds = embeds.masked_scatter(mask, features)
-        else:  # keep the tower and projector in the graph on every rank (see the module docstring)
-            embeds = embeds + 0.0 * features.sum()
-        hidden = inner.language_model(inputs_embeds=embeds, attention_mask=attention_mask).last_hidden_state
-        return self.model.lm_head(hidden)
+        return self.core(input_ids, attention_mask, pixels, has_image)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.logits(batch["input_ids"], batch["attention_mask"], batch["pixels"], batch["has_image"])
