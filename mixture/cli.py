@@ -21,6 +21,7 @@ from mixture.errors import MixtureError
 # heavy imports inside its handlers.
 _REGISTRARS: tuple[str, ...] = (
     "mixture.commands",
+    "mixture.sweep_cli",
     "streaming_data.cli",
     "trainer.cli",
     "analysis.cli",

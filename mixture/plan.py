@@ -10,9 +10,9 @@ Why not compare the orders position by position: the 1B recipe has 1.7B position
 Feistel permutation, so one full comparison takes minutes. A one-source phase is analytic (a cursor through
 a keyed permutation), so two of them agree on a whole span when source and cursor agree: O(1). Only where a
 mixed phase is involved are source ids compared, as bytes of ``order.bin`` in chunks that grow from 64k
-positions (a divergence is usually found in the first one), with each source's draw count checked once at
-the span's start. Sample ids are computed (``Schedule.take``) only where two spans read the same source with
-different cursors, where equal sample ids are possible but rare.
+positions (a divergence is usually found in the first one). Sample ids are never computed: while two orders
+agree, every source has been drawn equally often in both, so the next positions agree exactly when they
+read the same source.
 
 Agreement up to batch ``k`` is an equivalence relation, so pairwise prefixes form an ultrametric
 (``LCP(a, c) >= min(LCP(a, b), LCP(b, c))``); :func:`plan_sweep` splits the sweep recursively into groups
@@ -64,9 +64,6 @@ class _View:
     def ids(self, start: int, stop: int) -> NDArray[np.int64]:
         return self.canon[self.schedule.source_ids(start, stop)]
 
-    def draws(self, i: int) -> dict[int, int]:
-        """Draws before position ``i`` by canonical source id."""
-        return dict(zip(self.canon.tolist(), self.schedule.draws_before(i).tolist()))
 
 
 def _chunks(start: int, stop: int) -> Iterator[tuple[int, int]]:
@@ -86,41 +83,25 @@ def _first_difference(x: NDArray, y: NDArray) -> int:
     return len(x)
 
 
-def _scan(a: _View, b: _View, start: int, stop: int) -> int:
-    """First position in ``[start, stop)`` where the two orders read different samples, or ``stop`` (brute force)."""
-    for x, y in _chunks(start, stop):
-        src_a, smp_a = a.schedule.take(x, y)
-        src_b, smp_b = b.schedule.take(x, y)
-        diff = np.flatnonzero((a.canon[src_a] != b.canon[src_b]) | (smp_a != smp_b))
-        if len(diff):
-            return x + int(diff[0])
-    return stop
-
-
 def _span_difference(a: _View, b: _View, start: int, stop: int) -> int:
-    """First difference in ``[start, stop)``, a span inside one phase of each schedule, or ``stop``."""
+    """First difference in ``[start, stop)``, a span inside one phase of each schedule, or ``stop``.
+
+    Called only when positions ``[0, start)`` agree. Then every source has been drawn equally often in both,
+    and since a position's sample is its source's permutation of that source's draw count, positions agree
+    exactly where their canonical source ids do: no sample id needs computing.
+    """
     pa, pb = a.phase_at(start), b.phase_at(start)
     if not pa["mixed"] and not pb["mixed"]:
         if a.single(pa) != b.single(pb):
             return start
-        if a.cursor(pa, start) == b.cursor(pb, start):
-            return stop
-        return _scan(a, b, start, stop)  # same permutation, other draws: equal samples are rare, not impossible
-    size = int(max(a.canon.max(), b.canon.max())) + 1
-    seen = np.zeros(size, bool)
-    end = stop
+        # Equal by the argument above; were they not (a schedule whose cursors do not start at 0), the
+        # safe answer is that the span disagrees.
+        return stop if a.cursor(pa, start) == b.cursor(pb, start) else start
     for x, y in _chunks(start, stop):
-        ids_a, ids_b = a.ids(x, y), b.ids(x, y)
-        cut = _first_difference(ids_a, ids_b)
-        seen |= np.bincount(ids_a[:cut], minlength=size) > 0
+        cut = _first_difference(a.ids(x, y), b.ids(x, y))
         if cut < y - x:
-            end = x + cut
-            break
-    # Same sources in the same places: the samples agree iff each source's draws agree at the span's start.
-    draws_a, draws_b = a.draws(start), b.draws(start)
-    if all(draws_a[c] == draws_b[c] for c in np.flatnonzero(seen).tolist()):
-        return end
-    return _scan(a, b, start, end)
+            return x + cut
+    return stop
 
 
 def _prefix(a: _View, b: _View) -> int:

@@ -177,19 +177,6 @@ class Schedule:
             pos = end
         return np.concatenate(parts)
 
-    def draws_before(self, i: int) -> NDArray[np.int64]:
-        """Draws of every source (indexed by source id) before position ``i``: where each one's next draw reads."""
-        phase = self._live[self._live_index(i)]
-        local = i - phase["start"]
-        if not phase["mixed"]:
-            draws = np.array([phase["cursors"][n] for n in self.source_names], np.int64)
-            draws[self.source_names.index(phase["source"])] += local
-            return draws
-        block = local // self._every
-        lead = self._order[phase["order_offset"] + block * self._every: phase["order_offset"] + local]
-        return (np.array(self._ckpt[phase["ckpt_offset"] + block], np.int64)
-                + np.bincount(lead, minlength=len(self.sources)))
-
     def pricing(self) -> dict[str, Pricing]:
         """Budget-token pricing of each source (for tokens per position)."""
         if self._pricing is None:
