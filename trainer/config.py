@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from mixture.errors import MixtureError
 from mixture.load import read_model
-from mixture.units import parse_duration
+from mixture.spec import DurationStr
 
 
 class _Model(BaseModel):
@@ -90,7 +90,7 @@ class CheckpointConfig(_Model):
 
     folder: str | None = Field(default=None, description="Save folder, local or remote (`s3://...`; Composer's "
                                "object stores). Default: `RUN_DIR/checkpoints`.")
-    interval: str | None = Field(default=None, description="Save every so many batches (`100ba`); the end of "
+    interval: DurationStr | None = Field(default=None, description="Save every so many batches (`100ba`); the end of "
                                  "training is always saved.")
     keep: int = Field(default=-1, description="Checkpoints to keep (-1: all).")
     autoresume: bool = Field(default=True, description="Resume from the newest checkpoint in `folder` when "
@@ -127,7 +127,7 @@ class VQAConfig(_Model):
 class EvalConfig(_Model):
     """Evaluation during and at the end of training."""
 
-    interval: str | None = Field(default=None, description="Evaluate every so many batches (`100ba`); "
+    interval: DurationStr | None = Field(default=None, description="Evaluate every so many batches (`100ba`); "
                                  "always at the end.")
     heldout: dict[str, HeldOut] = Field(default_factory=dict, description="Held-out sets by source name.")
     vqa: VQAConfig | None = Field(default=None, description="VQA-style accuracy.")
@@ -164,7 +164,7 @@ class RunConfig(_Model):
                                 "file with a sweep.")
     run_dir: str = Field(description="Where run.json, metrics.jsonl, results.json, checkpoints and the export go.")
     seed: int = Field(default=17, description="Seeds model initialisation (the data order is the schedule's).")
-    stop_at: str | None = Field(default=None, description="Stop early: `40ba`, `50%` of the schedule's "
+    stop_at: DurationStr | None = Field(default=None, description="Stop early: `40ba`, `50%` of the schedule's "
                                 "batches, or tokens (`2M tok`); rounded up to a whole batch.")
     model: ModelConfig = Field(default_factory=ModelConfig, description="The VLM.")
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig, description="The optimiser.")
@@ -180,11 +180,7 @@ class RunConfig(_Model):
     export: bool = Field(default=True, description="Save `RUN_DIR/export` (Hugging Face format) at the end.")
 
     @model_validator(mode="after")
-    def _check_durations(self) -> RunConfig:
-        for name, value in (("stop_at", self.stop_at), ("checkpoint.interval", self.checkpoint.interval),
-                            ("eval.interval", self.eval.interval)):
-            if value is not None:
-                parse_duration(value)  # raises a located ValueError for a malformed unit string
+    def _check_start(self) -> RunConfig:
         if self.branch is not None and self.checkpoint.load is not None:
             raise ValueError("set either branch or checkpoint.load, not both")
         return self

@@ -3,16 +3,13 @@
 Both run on every rank in lockstep: each rank takes every W-th item and pads its share to the same
 length (padding is evaluated and weighted 0), so that FSDP's collectives line up; sums are all-reduced.
 Generation is greedy for a fixed number of steps on every rank (tokens after EOS are ignored), for the
-same reason. VQA answers are scored like VQAv2: answers normalised (case, punctuation, articles, number
-words), and with 10 human answers the leave-one-out mean of ``min(1, matches / 3)``; with fewer answers
-``min(1, matches / min(3, n))``.
+same reason. VQA answers are scored like VQAv2 (:mod:`trainer.vqa_score`).
 """
 
 from __future__ import annotations
 
 import json
 import math
-import re
 from pathlib import Path
 from typing import Any
 
@@ -25,27 +22,7 @@ from composer.utils import dist
 from mixture.errors import MixtureError
 from trainer.batch import Collator
 from trainer.metrics import RunLog, all_reduce_sum
-
-_NUMBERS = {w: str(i) for i, w in enumerate("zero one two three four five six seven eight nine ten".split())}
-_ARTICLES = {"a", "an", "the"}
-_PUNCT = re.compile(r"[;/\[\]\"{}()=+\\_\-><@`,?!*#%^&$:.']")
-
-
-def normalize_answer(text: str) -> str:
-    """VQAv2-style answer normalisation."""
-    words = _PUNCT.sub(" ", text.lower()).split()
-    return " ".join(_NUMBERS.get(w, w) for w in words if w not in _ARTICLES)
-
-
-def vqa_accuracy(prediction: str, answers: list[str]) -> float:
-    """VQAv2 accuracy of one prediction against the human answers."""
-    pred = normalize_answer(prediction)
-    gold = [normalize_answer(a) for a in answers]
-    if len(gold) >= 10:
-        scores = [min(1.0, sum(g == pred for j, g in enumerate(gold) if j != i) / 3) for i in range(len(gold))]
-        return sum(scores) / len(scores)
-    return min(1.0, sum(g == pred for g in gold) / min(3, max(len(gold), 1)))
-
+from trainer.vqa_score import vqa_accuracy
 
 def _rank_share(num_items: int) -> tuple[list[int], list[float]]:
     """This rank's item indexes, padded to the common length, and their weights (0 for padding)."""
