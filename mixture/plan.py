@@ -51,6 +51,7 @@ class _View:
         self.starts = [p["start"] for p in self.live]
 
     def phase_at(self, i: int) -> dict:
+        """The phase record holding position ``i``."""
         return self.live[bisect.bisect_right(self.starts, i) - 1]
 
     def single(self, phase: dict) -> int:
@@ -62,8 +63,8 @@ class _View:
         return phase["cursors"][phase["source"]] + i - phase["start"]
 
     def ids(self, start: int, stop: int) -> NDArray[np.int64]:
+        """Canonical source ids of positions ``[start, stop)``."""
         return self.canon[self.schedule.source_ids(start, stop)]
-
 
 
 def _chunks(start: int, stop: int) -> Iterator[tuple[int, int]]:
