@@ -73,7 +73,12 @@ class _Run:
 
         trainer = Trainer(**self.trainer_args())
         stop = self.stop_batch()
-        self.log.update_run(status="running", last_batch=int(trainer.state.timestamp.batch), stop_batch=stop,
+        manifest = self.schedule.manifest
+        self.log.update_run(name=self.run_dir.name, schedule=str(Path(self.schedule_path).resolve()),
+                            schedule_fingerprint=self.schedule.fingerprint,
+                            variant=manifest.get("variant", {"name": "", "values": {}}),
+                            global_batch_size=self.batch, status="running",
+                            last_batch=int(trainer.state.timestamp.batch), stop_batch=stop,
                             world_size=self.world, started=time.time())
         try:
             trainer.fit()

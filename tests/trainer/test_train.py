@@ -66,6 +66,8 @@ def test_run_logs_what_the_schedule_serves(study: dict) -> None:
     assert [m["lr"] for m in lines] == pytest.approx(schedule.lr().tolist(), rel=1e-12)
     run = json.loads((run_dir / "run.json").read_text())
     assert run["status"] == "done" and run["last_batch"] == 12
+    assert run["schedule_fingerprint"] == schedule.fingerprint and run["global_batch_size"] == batch
+    assert run["variant"] == {"name": "", "values": {}} and run["world_size"] == 1
     results = json.loads((run_dir / "results.json").read_text())
     assert set(results["eval"]) == {"eval/loss/text", "eval/vqa/accuracy", "eval/vqa/num_questions"}
     assert results["eval"]["eval/vqa/num_questions"] == 8
