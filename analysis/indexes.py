@@ -108,7 +108,11 @@ def open_index(location: str, storage_options: dict[str, Any] | None = None) -> 
     import fsspec
     import pyarrow.parquet as pq
 
-    options = dict(storage_options or {})
+    if storage_options is None:  # what Streaming and the ingest use (S3_ENDPOINT_URL for S3-compatible stores)
+        from streaming_data.locations import storage_options as default_options
+
+        storage_options = default_options()
+    options = dict(storage_options)
     name, parquet, directory = _paths(location)
     try:
         with fsspec.open(parquet, "rb", **options) as handle:
