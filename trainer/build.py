@@ -144,6 +144,22 @@ def num_tokens(batch: dict[str, torch.Tensor]) -> dict[str, int]:
             "loss_generating": int((batch["labels"][:, 1:] != IGNORE).sum())}
 
 
+def _save_when(config: RunConfig, stop: int) -> Any:
+    """Composer's save_interval: every ``checkpoint.interval`` batches, at ``checkpoint.save_at``, at the end."""
+    from composer.core import Event
+
+    every = _batches(config.checkpoint.interval)
+    at = set(config.checkpoint.save_at) | {stop}
+
+    def save(state: Any, event: Event) -> bool:
+        if event != Event.BATCH_CHECKPOINT:
+            return False
+        batch = int(state.timestamp.batch)
+        return batch in at or bool(every and batch % every == 0)
+
+    return save
+
+
 def _trainer_args(run: _Run, model: VLM, loader: Any, lr: list[float], evaluation: Any) -> dict[str, Any]:
     from composer.loggers import MLFlowLogger, TensorboardLogger, WandBLogger
 
@@ -171,7 +187,7 @@ def _trainer_args(run: _Run, model: VLM, loader: Any, lr: list[float], evaluatio
         "callbacks": [SourceMetrics([s.name for s in run.schedule.sources], run.log, lr), evaluation],
         "loggers": loggers, "progress_bar": False, "log_to_console": config.loggers.console,
         "console_log_interval": config.loggers.console_interval,
-        "save_folder": _checkpoint_folder(run), "save_interval": config.checkpoint.interval or f"{run.stop_batch()}ba",
+        "save_folder": _checkpoint_folder(run), "save_interval": _save_when(config, run.stop_batch()),
         "save_filename": "ba{batch}-rank{rank}.pt", "save_num_checkpoints_to_keep": config.checkpoint.keep,
         "save_overwrite": True, "autoresume": config.checkpoint.autoresume,
         "load_path": resolve_path(run.base, load), "device_train_microbatch_size": config.microbatch_size or loader.batch_size,

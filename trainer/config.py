@@ -92,6 +92,8 @@ class CheckpointConfig(_Model):
                                "object stores). Default: `RUN_DIR/checkpoints`.")
     interval: DurationStr | None = Field(default=None, description="Save every so many batches (`100ba`); the end of "
                                  "training is always saved.")
+    save_at: list[int] = Field(default_factory=list, description="Also save at these batch counts (a sweep's "
+                               "branch points).")
     keep: int = Field(default=-1, description="Checkpoints to keep (-1: all).")
     autoresume: bool = Field(default=True, description="Resume from the newest checkpoint in `folder` when "
                              "there is one (a re-run continues a broken run).")
