@@ -138,7 +138,8 @@ def _axis_figure(page: Page, data: dict[str, Any], axis: str) -> None:
     palette = colors(list(groups))
     for ax, key in zip(axs, keys):
         for group, runs in groups.items():
-            pts = sorted((position[axis_label(r["values"].get(axis))], r["scores"][key]) for r in runs if key in r["scores"])
+            pts = sorted((position[axis_label(r["values"].get(axis))], r["scores"][key])
+                         for r in runs if key in r["scores"])
             if pts:
                 ax.plot(*zip(*pts), marker="o", color=palette[group], label=group, linewidth=1.4)
         ax.set_xticks(list(position.values()), [label.split(" of ")[0] for label in position], fontsize=8,

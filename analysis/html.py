@@ -20,7 +20,8 @@ from typing import Any
 _CSS = """
 body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#1d232b;margin:0;background:#f5f6f8}
 main{max-width:1120px;margin:0 auto;padding:24px 32px 64px;background:#fff;box-shadow:0 0 12px #0001}
-h1{font-size:26px;margin:8px 0 4px}h2{font-size:20px;margin:34px 0 6px;border-bottom:1px solid #dde1e6;padding-bottom:4px}
+h1{font-size:26px;margin:8px 0 4px}
+h2{font-size:20px;margin:34px 0 6px;border-bottom:1px solid #dde1e6;padding-bottom:4px}
 h3{font-size:16px;margin:22px 0 4px}.sub{color:#5b6470;margin:0 0 18px}.what{color:#3c4550;margin:4px 0 10px}
 table{border-collapse:collapse;margin:8px 0 16px;font-size:13px;font-variant-numeric:tabular-nums}
 th,td{padding:4px 10px;border-bottom:1px solid #e6e9ed;text-align:right}th{background:#f0f2f5;font-weight:600}

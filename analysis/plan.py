@@ -111,7 +111,8 @@ def _rows(an: Analysis) -> list[dict[str, Any]]:
             draws = int(scan.samples[-1, j])
             rows.append({"phase": plan.name, "source": name, "unit": plan.unit, "target_share": target[j] / clock,
                          "share": realised[j] / clock, "planned": float(target[j]), "realised": float(realised[j]),
-                         "deviation": float(realised[j] - target[j]), "max_lag": float(scan.max_lag[:, j].max(initial=0)),
+                         "deviation": float(realised[j] - target[j]),
+                         "max_lag": float(scan.max_lag[:, j].max(initial=0)),
                          "samples": draws, "tokens": int(scan.tokens[-1, j]),
                          "sample_share": draws / samples_total, "token_share": int(scan.tokens[-1, j]) / tokens_total,
                          **epochs_row(draws, records[plan.name]["cursors"][name], sizes[name])})

@@ -57,7 +57,8 @@ def steps(ax: Any, edges: Sequence[float], values: Sequence[float], **style: Any
         ax.plot(edges, [*values, values[-1]], drawstyle="steps-post", **style)
 
 
-def band(ax: Any, edges: Sequence[float], low: Sequence[float], high: Sequence[float], **style: Any) -> None:  # noqa: ANN401
+def band(ax: Any, edges: Sequence[float], low: Sequence[float], high: Sequence[float],  # noqa: ANN401
+         **style: Any) -> None:
     """A piecewise-constant band between ``low`` and ``high`` (same bins as :func:`steps`)."""
     if len(low):
         ax.fill_between(edges, [*low, low[-1]], [*high, high[-1]], step="post", linewidth=0, **style)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
+from mixture.errors import MixtureError
 from mixture.permute import permute
 from mixture.schedule import Schedule
 
@@ -143,6 +144,9 @@ class _Mixed:
         rec = next(r for r in schedule.phases if r["name"] == plan.name)
         self.cursor = np.array([rec["cursors"][n] for n in plan.names], np.int64)
         self.offset = int(rec["order_offset"])
+        # Global source id -> index in this phase's sources (-1: not in the phase).
+        self.lookup = np.full(max(len(schedule.sources), 256), -1, np.int64)
+        self.lookup[plan.ids] = np.arange(k)
         self.drawn, self.tok = np.zeros(k, np.int64), np.zeros(k, np.int64)
         self.clock = 0.0
         self.largest = np.zeros(k, np.int64)
@@ -180,7 +184,10 @@ class _Mixed:
     def _chunk(self, first_batch: int, ids: NDArray) -> None:
         batch, k = self.plan.batch, len(self.plan.names)
         nb = len(ids) // batch
-        local = np.searchsorted(np.asarray(self.plan.ids), ids.astype(np.int64))
+        local = self.lookup[ids]
+        if local.size and local.min() < 0:
+            raise MixtureError(f"{self.s.path}/order.bin holds a source outside phase {self.plan.name!r}'s mix",
+                               hint="the schedule directory is damaged: compile it again")
         per_batch = np.bincount(np.arange(len(ids)) // batch * k + local, minlength=nb * k).reshape(nb, k)
         cum = np.cumsum(per_batch, axis=0)  # draws since chunk start, at each batch end
         tok_cum = np.zeros((nb, k), np.int64)

@@ -66,7 +66,8 @@ def _page(data: dict[str, Any]) -> Page:
                 f"{s['num_batches']:,} batches of {s['global_batch_size']} - {s['total_tokens']:,} budget tokens")
     page.notes(data["notes"])
     page.heading("Phases")
-    page.table([{"phase": p["name"], "unit": p["unit"], "batches": p["batches"], "positions": f"{p['start']:,}-{p['stop']:,}",
+    page.table([{"phase": p["name"], "unit": p["unit"], "batches": p["batches"],
+                 "positions": f"{p['start']:,}-{p['stop']:,}",
                  "mix": ", ".join(f"{n} {w:g}" for n, w in p["weights"].items()),
                  "ramp": f"{p['ramp']['length']:,.0f} {p['unit']} {p['ramp']['shape']}" if p["ramp"] else ""}
                 for p in data["phases"]], left=("phase", "unit", "positions", "mix", "ramp"))

@@ -39,7 +39,8 @@ def run_data(run: Run, an: Analysis, checked: list[int], max_points: int) -> dic
         notes.append(f"{run.name}: global batch size {info.get('global_batch_size')} differs from the schedule's "
                      f"{m['global_batch_size']}")
     data = {"name": run.name, "path": str(run.path), "status": info.get("status"), "last_batch": info.get("last_batch"),
-            "world_size": info.get("world_size"), "fingerprint_ok": info.get("schedule_fingerprint") == m["fingerprint"],
+            "world_size": info.get("world_size"),
+            "fingerprint_ok": info.get("schedule_fingerprint") == m["fingerprint"],
             **_agreement(run, an, [b for b in checked if b <= m["num_batches"]]),
             "losses": _curves(run.train, "loss/train", max_points), "eval": _curves(run.evals, "eval", max_points),
             "lr": _lr(run, an, max_points), "notes": notes}
@@ -64,10 +65,12 @@ def _agreement(run: Run, an: Analysis, checked: list[int]) -> dict[str, Any]:
     consumed = []
     for j, n in enumerate(names):
         ls, lt = int(got_s.get(n, 0)), int(got_t.get(n, 0))
-        consumed.append({"source": n, "batch": checked[-1], "logged samples": ls, "schedule samples": int(samples[-1, j]),
-                         "logged tokens": lt, "schedule tokens": int(tokens[-1, j]),
-                         "difference": f"{ls - samples[-1, j]:+,} samples, {lt - tokens[-1, j]:+,} tokens"
-                         if (ls, lt) != (samples[-1, j], tokens[-1, j]) else "", "agrees": (ls, lt) == (samples[-1, j], tokens[-1, j])})
+        ws, wt = int(samples[-1, j]), int(tokens[-1, j])
+        agrees = (ls, lt) == (ws, wt)
+        consumed.append({"source": n, "batch": checked[-1], "logged samples": ls, "schedule samples": ws,
+                         "logged tokens": lt, "schedule tokens": wt,
+                         "difference": "" if agrees else f"{ls - ws:+,} samples, {lt - wt:+,} tokens",
+                         "agrees": agrees})
     return {"consumed": consumed, "checked_batches": len(checked), "mismatched_batches": len(bad),
             "first_mismatch": bad[0] if bad else None}
 

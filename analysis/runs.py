@@ -91,7 +91,8 @@ def _read_metrics(path: Path, run: Run) -> None:
             if number == len(lines):  # the trainer may be writing it right now
                 run.notes.append(f"{run.name}: the last line of {METRICS} is incomplete and was left out")
                 continue
-            raise MixtureError(f"{path}:{number}: not a JSON object", hint="each line must be one JSON object") from None
+            raise MixtureError(f"{path}:{number}: not a JSON object",
+                               hint="each line must be one JSON object") from None
         if not isinstance(line, dict) or not isinstance(line.get("batch"), int):
             raise MixtureError(f"{path}:{number}: a metrics line needs an integer 'batch'")
         (run.evals if any(k.startswith("eval/") for k in line) else run.train).append(line)

@@ -31,7 +31,8 @@ def dropped_rows(data: dict[str, Any]) -> list[dict[str, Any]]:
     for s in data["sources"]:
         read = s["num_samples"] + s["dropped_total"]
         for reason, n in s["dropped"].items():
-            rows.append({"source": s["name"], "reason": reason, "rows": n, "share of input": n / read if read else None})
+            rows.append({"source": s["name"], "reason": reason, "rows": n,
+                         "share of input": n / read if read else None})
     return rows
 
 

@@ -73,7 +73,8 @@ def make_index(directory: Path, rows: int, seed: int = 0) -> Path:
             cap = rng.integers(3, 78, n)
             writer.write_table(pa.table({
                 "tokens": 729 + cap, "caption_tokens": cap, "num_images": np.ones(n, np.int32),
-                "width": rng.integers(64, 2048, n).astype(np.int32), "height": rng.integers(64, 2048, n).astype(np.int32),
+                "width": rng.integers(64, 2048, n).astype(np.int32),
+                "height": rng.integers(64, 2048, n).astype(np.int32),
                 "content_hash": _hashes(rng.integers(0, int(rows * 0.95), n)),
                 "caption_chars": (cap * 4 + rng.integers(0, 4, n)).astype(np.int32),
                 "shard": (np.arange(start, start + n) // 5000).astype(np.int32)}, schema=schema))

@@ -17,7 +17,14 @@ from analysis.report import report
 from mixture.cli import main
 from mixture.kernels import COSINE, LINEAR, _integral
 from mixture.schedule import Schedule
-from tests.analysis.fixtures import assert_self_contained, cumulative_by_batch, order_table, random_rows, write_index, write_run
+from tests.analysis.fixtures import (
+    assert_self_contained,
+    cumulative_by_batch,
+    order_table,
+    random_rows,
+    write_index,
+    write_run,
+)
 from tests.mixture.helpers import compile_text, spec_text
 
 PHASES = [
@@ -66,7 +73,8 @@ def test_rows_agree_with_export(compiled: tuple[Schedule, pa.Table, Path], fine:
     sizes = {s.name: s.num_samples for s in schedule.sources}
     totals = {s: sum(v[0] for (p, src), v in expected.items() if src == s) for s in sizes}
     assert {r["source"]: r["samples"] for r in data["sources"]} == totals
-    assert {r["source"]: r["epochs"] for r in data["sources"]} == pytest.approx({s: totals[s] / sizes[s] for s in sizes})
+    epochs = {s: totals[s] / sizes[s] for s in sizes}
+    assert {r["source"]: r["epochs"] for r in data["sources"]} == pytest.approx(epochs)
     tune = next(r for r in data["rows"] if r["phase"] == "tune")
     assert tune["repeated"] == max(0, tune["samples"] + expected[("ramp_in", "chat")][0] - sizes["chat"])
 
@@ -145,7 +153,8 @@ def test_a_run_that_consumed_the_schedule_agrees(compiled: tuple[Schedule, pa.Ta
     assert len(got["lr"].get("schedule", got["lr"]["batch"])) == len(got["lr"]["batch"])
 
 
-def test_a_run_that_strayed_is_caught(compiled: tuple[Schedule, pa.Table, Path], capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_run_that_strayed_is_caught(compiled: tuple[Schedule, pa.Table, Path],
+                                      capsys: pytest.CaptureFixture[str]) -> None:
     schedule, order, tmp = compiled
     run = write_run(tmp / "runs", schedule, order, "strayed", fingerprint="0" * 32)
     lines = (run / "metrics.jsonl").read_text().splitlines()
