@@ -1,6 +1,7 @@
-"""CLI of sweeps: `mixture sweep plan FILE [-o SWEEP_DIR]` (run and status build on the same plan).
+"""CLI of sweeps: `mixture sweep plan|run|status` (docs/sweeps.md).
 
-Imports stay light at module level (argparse only); the planner itself is pure Python + NumPy.
+Imports stay light at module level (argparse only); the planner itself is pure Python + NumPy. `run` and
+`status` import :mod:`trainer.sweep` inside their handlers; only `run` training in-process imports composer.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ if TYPE_CHECKING:
     from rich.tree import Tree
 
     from mixture.plan import PlanNode, SweepPlan
+    from trainer.sweep_status import SweepStatus
 
 
 def _human(tokens: float) -> str:
@@ -78,6 +80,47 @@ def print_plan(plan: SweepPlan, name: str) -> None:
                   f"({100 * t['saved_token_fraction']:.1f}%)[/]")
 
 
+def _state(run: dict) -> str:
+    state = run["state"]
+    colour = {"done": "green", "failed": "red", "stale": "red", "running": "yellow", "stopped": "yellow"}
+    text = f"[{colour.get(state.status, 'white')}]{state.status}[/]"
+    if state.status != "done" and state.last_batch:
+        text += f" at {state.last_batch:,}"
+    return text + (f": {state.error}" if state.error else "")
+
+
+def print_status(status: SweepStatus) -> None:
+    """The runs with their states and final scores, the variants with their result directories, the saving."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from mixture.commands import _console
+
+    console = _console()
+    table = Table(title=f"sweep {status.name}: runs, in dependency order", title_justify="left")
+    for col in ("run", "starts from", "batches", "status", "final eval"):
+        table.add_column(col, justify="right" if col == "batches" else "left")
+    for run in status.runs:
+        origin = f"{run['after']} @ {run['start_batch']:,}" if run["after"] else "scratch"
+        scores = ", ".join(f"{k.removeprefix('eval/')} {v:.4g}" for k, v in run["eval"].items()
+                           if not k.endswith("num_questions"))
+        table.add_row(escape(run["id"]), escape(origin), f"{run['start_batch']:,} -> {run['stop_batch']:,}",
+                      _state(run), scores)
+    console.print(table)
+    table = Table(title="variants: final model and results", title_justify="left")
+    for col in ("variant", "done", "results in", "at batch"):
+        table.add_column(col, justify="right" if col == "at batch" else "left")
+    for name, v in status.variants.items():
+        where = v["run_dir"] + ("" if v["at_run_end"] else " (a mid-run checkpoint: not evaluated)")
+        where += f" (same as {v['same_as']})" if v["same_as"] else ""
+        table.add_row(escape(name), "yes" if v["done"] else "no", escape(where), f"{v['batch']:,}")
+    console.print(table)
+    t = status.totals
+    console.print(f"planned {t['plan_batches']:,} batches, {_human(t['plan_tokens'])} tok instead of "
+                  f"{t['scratch_batches']:,} from scratch: [bold]saved {t['saved_batches']:,} batches "
+                  f"({100 * t['saved_batch_fraction']:.1f}%)[/]")
+
+
 def _plan(args: argparse.Namespace) -> int:
     from mixture.plan import plan_sweep
     from mixture.plan_files import compile_sweep, plan_dict, write_plan
@@ -96,11 +139,67 @@ def _plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run(args: argparse.Namespace) -> int:
+    from trainer.sweep import launch_commands, prepare_sweep, run_sweep
+
+    def told(name: str, reused: bool) -> None:
+        print(f"{'reused' if reused else 'compiled'} {name}", file=sys.stderr)
+
+    if args.nproc < 1:
+        from mixture.errors import MixtureError
+
+        raise MixtureError(f"--nproc {args.nproc}: a run needs at least one rank")
+    sweep_dir, notes = prepare_sweep(args.file, args.run_config, args.out, told)
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    print(f"wrote {sweep_dir / 'plan.json'}, {sweep_dir / 'sweep.json'} and a run config per run", file=sys.stderr)
+    if args.print_commands:
+        print("\n".join(launch_commands(sweep_dir, args.nproc)))
+        return 0
+    trained = run_sweep(sweep_dir, args.nproc, say=lambda line: print(f"[sweep] {line}", flush=True))
+    print(f"[sweep] all runs done ({len(trained)} trained now); `mixture sweep status {sweep_dir}` shows the results")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from trainer.sweep import default_sweep_dir
+    from trainer.sweep_status import result_dirs, sweep_status
+
+    target = Path(args.target)
+    sweep_dir = target if target.is_dir() else Path(args.out) if args.out else default_sweep_dir(target)
+    status = sweep_status(sweep_dir)
+    if args.results:
+        print("\n".join(result_dirs(status)))
+        return 0
+    print_status(status)
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add `sweep` with its subcommand `plan`."""
-    sweep = subparsers.add_parser("sweep", help="plan a sweep's runs, sharing trunks between its variants")
+    """Add `sweep` with its subcommands `plan`, `run` and `status`."""
+    sweep = subparsers.add_parser("sweep", help="plan, run and follow a sweep, sharing trunks between its variants")
     actions = sweep.add_subparsers(dest="sweep_command", metavar="ACTION", required=True)
     p = actions.add_parser("plan", help="compile every variant and print the run tree with shared trunks")
     p.add_argument("file", help="mixture file (.yaml) with a sweep")
     p.add_argument("-o", "--out", help="sweep directory: schedules/ and plan.json (default: a temporary one)")
     p.set_defaults(func=_plan)
+    p = actions.add_parser("run", help="train the run tree (resumable), or print one launch command per run",
+                           description="Plan the sweep, write SWEEP_DIR/runs/<run>/run.yaml for every run and train "
+                           "them parents first. Re-running skips finished runs and resumes a broken one.")
+    p.add_argument("file", help="mixture file (.yaml) with a sweep")
+    p.add_argument("--run-config", required=True, metavar="BASE.yaml",
+                   help="base run config: model, optimizer, precision, eval, loggers (schedule and run_dir may "
+                        "be left out: the sweep sets them per run)")
+    p.add_argument("-o", "--out", help="sweep directory (default: out/sweeps/<name>)")
+    p.add_argument("--print-commands", action="store_true",
+                   help="train nothing: print `composer -n N -m mixture train RUN.yaml` per run, parents first")
+    p.add_argument("--nproc", type=int, default=1,
+                   help="ranks per run: 1 trains in this process, N > 1 launches `composer -n N` (FSDP2)")
+    p.set_defaults(func=_run)
+    p = actions.add_parser("status", help="which runs are done, running or failed, and the variants' results")
+    p.add_argument("target", metavar="SWEEP_DIR|FILE", help="sweep directory, or the mixture file (with -o, or "
+                   "the default out/sweeps/<name>)")
+    p.add_argument("-o", "--out", help="sweep directory of FILE")
+    p.add_argument("--results", action="store_true",
+                   help="print only the run directories of finished variants, one a line (for `mixture compare`)")
+    p.set_defaults(func=_status)

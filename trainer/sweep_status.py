@@ -1,0 +1,126 @@
+"""Where a sweep stands: ``sweep.json`` and each run's ``run.json``, read without torch or composer.
+
+A run is *pending* (no run.json), *running* (run.json says so: training now, or a process that was killed),
+*stopped* at a batch before its last (``stop_at``, or an interrupted run), *failed* (run.json says so, or
+the sweep recorded a failure before the trainer wrote anything), *done* (it reached its last batch), or
+*stale* (its run.json names another schedule than the sweep's: the mixture file changed since it trained).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mixture.errors import MixtureError
+
+SWEEP_FORMAT = "mixture-sweep/1"
+
+
+def read_sweep(sweep_dir: str | Path, missing_ok: bool = False) -> dict[str, Any]:
+    """``SWEEP_DIR/sweep.json`` ({} when missing and ``missing_ok``).
+
+    Raises:
+        MixtureError: If it is missing (unless ``missing_ok``) or of another format.
+    """
+    path = Path(sweep_dir) / "sweep.json"
+    if not path.is_file():
+        if missing_ok:
+            return {}
+        raise MixtureError(f"{path} does not exist: no sweep was prepared there",
+                           hint="run `mixture sweep run FILE --run-config BASE.yaml -o SWEEP_DIR` (or with "
+                                "--print-commands) first")
+    data = json.loads(path.read_text())
+    if data.get("format") != SWEEP_FORMAT:
+        raise MixtureError(f"{path}: unsupported format {data.get('format')!r}",
+                           hint="prepare the sweep again with `mixture sweep run`")
+    return data
+
+
+def write_sweep(sweep_dir: str | Path, data: dict[str, Any]) -> None:
+    """Write ``sweep.json`` whole (through a rename)."""
+    path = Path(sweep_dir) / "sweep.json"
+    tmp = path.with_name(".sweep.json.partial")
+    tmp.write_text(json.dumps(data, indent=1) + "\n")
+    os.replace(tmp, path)
+
+
+@dataclass(frozen=True)
+class RunState:
+    """One run's state (see the module docstring) and the last batch it reached (0: none)."""
+
+    status: str
+    last_batch: int = 0
+    error: str = ""
+
+
+def _json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def run_state(run: dict[str, Any], failures: dict[str, Any] | None = None) -> RunState:
+    """The state of one ``sweep.json`` run, from its ``run.json`` (and the sweep's recorded failures)."""
+    failure = (failures or {}).get(run["id"])
+    info = _json(Path(run["run_dir"]) / "run.json")
+    if info is None:
+        return RunState("failed", 0, failure["error"]) if failure else RunState("pending")
+    last = int(info.get("last_batch") or 0)
+    if info.get("schedule_fingerprint") not in (None, run["fingerprint"]):
+        return RunState("stale", last)
+    if failure:
+        return RunState("failed", last, failure["error"])
+    status = str(info.get("status", "running"))
+    if status in ("done", "stopped"):
+        status = "done" if last >= run["stop_batch"] else "stopped"
+    return RunState(status, last)
+
+
+@dataclass
+class SweepStatus:
+    """A sweep's runs with their states, its variants with where their results are, and what it saves.
+
+    Attributes:
+        name: The sweep's name (the mixture file's).
+        runs: ``sweep.json`` runs, each with ``state`` (a :class:`RunState`) and ``eval`` (final evaluation of
+            a finished run that finishes variants: results.json's ``eval``; {} otherwise).
+        variants: Variant name -> ``sweep.json`` entry plus ``done`` (its final model exists).
+        totals: ``plan.json``'s totals.
+    """
+
+    name: str
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    variants: dict[str, dict[str, Any]] = field(default_factory=dict)
+    totals: dict[str, float] = field(default_factory=dict)
+
+
+def sweep_status(sweep_dir: str | Path) -> SweepStatus:
+    """Read a sweep directory's state.
+
+    Raises:
+        MixtureError: If it holds no ``sweep.json``.
+    """
+    data = read_sweep(sweep_dir)
+    out = SweepStatus(data["name"], totals=data["totals"])
+    states = {}
+    for run in data["runs"]:
+        state = run_state(run, data.get("failures"))
+        states[run["id"]] = state
+        results = _json(Path(run["run_dir"]) / "results.json") if state.status == "done" and run["finishes"] else None
+        out.runs.append({**run, "state": state, "eval": (results or {}).get("eval", {})})
+    for name, entry in data["variants"].items():
+        state = states[entry["run"]]
+        done = state.status in ("done", "stopped", "running", "failed") and state.last_batch >= entry["batch"]
+        out.variants[name] = {**entry, "done": done}
+    return out
+
+
+def result_dirs(status: SweepStatus) -> list[str]:
+    """Run directories holding finished variants' results, once each (identical variants share one)."""
+    dirs = [v["run_dir"] for v in status.variants.values() if v["done"] and v["at_run_end"]]
+    return list(dict.fromkeys(dirs))
