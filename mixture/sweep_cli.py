@@ -108,12 +108,11 @@ def print_status(status: SweepStatus) -> None:
                       _state(run), scores)
     console.print(table)
     table = Table(title="variants: final model and results", title_justify="left")
-    for col in ("variant", "done", "results in", "at batch"):
+    for col in ("variant", "done", "at batch", "trained by run", "results in"):
         table.add_column(col, justify="right" if col == "at batch" else "left")
     for name, v in status.variants.items():
-        where = v["run_dir"] + ("" if v["at_run_end"] else " (a mid-run checkpoint: not evaluated)")
-        where += f" (same as {v['same_as']})" if v["same_as"] else ""
-        table.add_row(escape(name), "yes" if v["done"] else "no", escape(where), f"{v['batch']:,}")
+        where = v["results_dir"] if v["at_run_end"] else "(a mid-run checkpoint: not evaluated)"
+        table.add_row(escape(name), "yes" if v["done"] else "no", f"{v['batch']:,}", escape(v["run"]), escape(where))
     console.print(table)
     t = status.totals
     console.print(f"planned {t['plan_batches']:,} batches, {_human(t['plan_tokens'])} tok instead of "

@@ -35,7 +35,7 @@ import yaml
 
 from mixture.errors import MixtureError
 from trainer.config import RunConfig, resolve_path
-from trainer.sweep_status import SWEEP_FORMAT, read_sweep, run_state, write_sweep
+from trainer.sweep_status import SWEEP_FORMAT, read_sweep, run_state, write_aliases, write_sweep
 
 # Fields of a run config that are paths, resolved relative to the base config's directory, as the trainer
 # resolves them relative to the run config's.
@@ -200,11 +200,12 @@ def _write_index(root: Path, content: dict[str, Any], runs: list[SweepRun], plan
                  base_config: str | Path) -> None:
     """``sweep.json``: the runs, and where each variant's final model and results are."""
     by_id = {r.id: r for r in runs}
+    values = {v["name"]: v["values"] for v in content["variants"]}
     out_variants = {}
     for name in plan.variants:
         node = plan.served_by(name)
         run = by_id[run_of[node.id]]
-        out_variants[name] = {"run": run.id, "run_dir": run.run_dir, "batch": node.stop_batch,
+        out_variants[name] = {"values": values[name], "run": run.id, "run_dir": run.run_dir, "batch": node.stop_batch,
                               "at_run_end": node.stop_batch == run.stop_batch, "same_as": plan.same_as(name)}
     old = read_sweep(root, missing_ok=True)
     write_sweep(root, {"format": SWEEP_FORMAT, "name": content["name"], "file": content["file"],
@@ -257,6 +258,7 @@ def run_sweep(sweep_dir: str | Path, nproc: int = 1, say: Say = print) -> list[s
             _fail(root, run, f"stopped at batch {after.last_batch:,}, before its last batch {run['stop_batch']:,}")
         say(f"done {run['id']}: batch {after.last_batch:,}")
         trained.append(run["id"])
+    write_aliases(root)
     return trained
 
 

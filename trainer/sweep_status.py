@@ -41,10 +41,7 @@ def read_sweep(sweep_dir: str | Path, missing_ok: bool = False) -> dict[str, Any
 
 def write_sweep(sweep_dir: str | Path, data: dict[str, Any]) -> None:
     """Write ``sweep.json`` whole (through a rename)."""
-    path = Path(sweep_dir) / "sweep.json"
-    tmp = path.with_name(".sweep.json.partial")
-    tmp.write_text(json.dumps(data, indent=1) + "\n")
-    os.replace(tmp, path)
+    write_sweep_file(Path(sweep_dir) / "sweep.json", data)
 
 
 @dataclass(frozen=True)
@@ -89,7 +86,8 @@ class SweepStatus:
         name: The sweep's name (the mixture file's).
         runs: ``sweep.json`` runs, each with ``state`` (a :class:`RunState`) and ``eval`` (final evaluation of
             a finished run that finishes variants: results.json's ``eval``; {} otherwise).
-        variants: Variant name -> ``sweep.json`` entry plus ``done`` (its final model exists).
+        variants: Variant name -> ``sweep.json`` entry plus ``done`` (its final model exists) and
+            ``results_dir`` (the run directory ``mixture compare`` should read: an alias for a ``same_as`` one).
         totals: ``plan.json``'s totals.
     """
 
@@ -116,11 +114,55 @@ def sweep_status(sweep_dir: str | Path) -> SweepStatus:
     for name, entry in data["variants"].items():
         state = states[entry["run"]]
         done = state.status in ("done", "stopped", "running", "failed") and state.last_batch >= entry["batch"]
-        out.variants[name] = {**entry, "done": done}
+        alias = alias_dir(sweep_dir, name)
+        results = str(alias) if entry["same_as"] and (alias / "run.json").is_file() else entry["run_dir"]
+        out.variants[name] = {**entry, "done": done, "results_dir": results}
     return out
 
 
+def alias_dir(sweep_dir: str | Path, variant: str) -> Path:
+    """``SWEEP_DIR/variants/<variant>``: the results of a variant trained by another's run, under its own name."""
+    return Path(sweep_dir).resolve() / "variants" / variant
+
+
+def write_aliases(sweep_dir: str | Path) -> list[Path]:
+    """Give each finished variant served by another variant's run (``same_as``) a run directory of its own.
+
+    ``mixture compare`` places a run by its ``run.json`` variant, so a variant identical to another would
+    otherwise not appear. The alias holds the serving run's ``run.json`` with this variant's name and values
+    (plus ``same_as`` and ``trained_in``), a copy of its ``results.json`` and a link to its ``metrics.jsonl``.
+
+    Returns:
+        The alias directories written.
+    """
+    data, written = read_sweep(sweep_dir), []
+    for name, entry in data["variants"].items():
+        source = Path(entry["run_dir"])
+        info = _json(source / "run.json")
+        if not entry["same_as"] or not entry["at_run_end"] or info is None or info.get("status") != "done":
+            continue
+        target = alias_dir(sweep_dir, name)
+        target.mkdir(parents=True, exist_ok=True)
+        variant = {"name": name, "values": entry["values"]}
+        write_sweep_file(target / "run.json", {**info, "name": name, "variant": variant, "same_as": entry["same_as"],
+                                               "trained_in": str(source)})
+        results = _json(source / "results.json")
+        if results is not None:
+            write_sweep_file(target / "results.json", results)
+        link = target / "metrics.jsonl"
+        if not link.is_symlink() and (source / "metrics.jsonl").exists():
+            link.symlink_to(source / "metrics.jsonl")
+        written.append(target)
+    return written
+
+
+def write_sweep_file(path: Path, data: dict[str, Any]) -> None:
+    """Write a JSON file whole (through a rename)."""
+    tmp = path.with_name(f".{path.name}.partial")
+    tmp.write_text(json.dumps(data, indent=1) + "\n")
+    os.replace(tmp, path)
+
+
 def result_dirs(status: SweepStatus) -> list[str]:
-    """Run directories holding finished variants' results, once each (identical variants share one)."""
-    dirs = [v["run_dir"] for v in status.variants.values() if v["done"] and v["at_run_end"]]
-    return list(dict.fromkeys(dirs))
+    """One run directory per finished variant, evaluated at its end, for ``mixture compare``."""
+    return list(dict.fromkeys(v["results_dir"] for v in status.variants.values() if v["done"] and v["at_run_end"]))

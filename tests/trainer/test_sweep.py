@@ -1,8 +1,10 @@
 """`mixture sweep run|status` end to end on CPU: a three-point introduction sweep over tiny real data.
 
 The variants enter images after 2, 4 and 6 text batches, under one LR plan, so the tree is a chain:
-run ``intro=2ba`` trains batches 0-8 from scratch, ``intro=4ba`` branches from it at batch 2 and trains 2-10,
-``intro=6ba`` branches from that at batch 4 and trains 4-12. One module fixture prepares the sweep, trains
+run ``intro=2ba,seq=64`` trains batches 0-8 from scratch, ``intro=4ba,...`` branches from it at batch 2 and
+trains 2-10, ``intro=6ba,...`` branches from that at batch 4 and trains 4-12. A second axis (``run.seq_len``
+64 or 80, which the planner does not compare) doubles the variants without adding runs: each ``seq=80``
+variant is served by its ``seq=64`` twin's run, and gets an alias run directory for ``mixture compare``. One module fixture prepares the sweep, trains
 the first run, breaks the second one (stopped at batch 6, marked failed, with a metrics line past its
 checkpoint as a crash leaves it) and re-runs ``mixture sweep run``, which must skip the first, resume the
 second from its checkpoint and train the third. The second's losses must then equal training its schedule
@@ -32,7 +34,8 @@ from mixture.errors import MixtureError  # noqa: E402
 from trainer.run import train  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
-RUNS = ("intro=2ba", "intro=4ba", "intro=6ba")
+RUNS = ("intro=2ba,seq=64", "intro=4ba,seq=64", "intro=6ba,seq=64")
+TWINS = ("intro=2ba,seq=80", "intro=4ba,seq=80", "intro=6ba,seq=80")  # the planner finds them identical
 
 
 def _cli(args: list[str]) -> tuple[int, str]:
@@ -56,7 +59,8 @@ def sweep(tmp_path_factory: pytest.TempPathFactory) -> dict:
     raw = h.make_raw(root / "raw")
     h.ingest(raw, root / "data")
     spec = h.mixture(root / "data") | {"name": "tiny-intro", "sweep": {"axes": {
-        "intro": {"field": "phases.text.duration", "values": ["2ba", "4ba", "6ba"]}}}}
+        "intro": {"field": "phases.text.duration", "values": ["2ba", "4ba", "6ba"]},
+        "seq": {"field": "run.seq_len", "values": [64, 80]}}}}
     (root / "intro.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
     # Relative paths, as a user writes them: relative to the base config's directory.
     base = {"seed": 3, "model": {"lm": {"preset": "tiny"}, "vision": {"preset": "tiny"}},
@@ -109,8 +113,8 @@ def test_status_of_a_broken_sweep(sweep: dict) -> None:
     table = sweep["broken"]["table"]
     rows = {r: next(line for line in table.splitlines() if r in line and "->" in line) for r in RUNS}
     assert "done" in rows[RUNS[0]] and "failed at 7" in rows[RUNS[1]] and "pending" in rows[RUNS[2]]
-    assert "vqa/accuracy" in rows[RUNS[0]] and "saved 6 batches (20.0%)" in table
-    assert sweep["broken"]["results"].split() == [str(sweep["runs"][RUNS[0]])]
+    assert "vqa/accuracy" in rows[RUNS[0]] and "saved 36 batches (60.0%)" in table
+    assert sweep["broken"]["results"].split() == [str(sweep["runs"][RUNS[0]])]  # aliases are written at the end
 
 
 def test_rerun_skips_finished_runs_and_resumes_the_broken_one(sweep: dict) -> None:
@@ -142,12 +146,18 @@ def test_branches_and_resume_equal_training_from_scratch(sweep: dict) -> None:
 def test_status_and_results_feed_mixture_compare(sweep: dict) -> None:
     out = sweep["out"]
     code, table = _cli(["sweep", "status", str(out)])
-    assert code == 0 and table.count("done") >= 3 and "saved 6 batches (20.0%)" in table
+    assert code == 0 and table.count("done") >= 3 and "saved 36 batches (60.0%)" in table
+    assert RUNS[1] in next(line for line in table.splitlines() if TWINS[1] in line)
     code, results = _cli(["sweep", "status", str(out), "--results"])
-    assert results.split() == [str(sweep["runs"][r]) for r in RUNS]
+    aliases = [out / "variants" / t for t in TWINS]
+    assert results.split() == [str(d) for pair in zip(sweep["runs"].values(), aliases) for d in pair]
+    twin = json.loads((aliases[1] / "run.json").read_text())
+    assert twin["variant"] == {"name": TWINS[1], "values": {"intro": "4ba", "seq": 80}}
+    assert twin["trained_in"] == str(sweep["runs"][RUNS[1]]) and twin["last_batch"] == 10
+    assert (aliases[1] / "results.json").read_text() == (sweep["runs"][RUNS[1]] / "results.json").read_text()
     code, _ = _cli(["compare", *results.split(), "-o", str(sweep["root"] / "compare")])
     report = json.loads((sweep["root"] / "compare" / "report.json").read_text())
-    assert code == 0 and report["axes"] == ["intro"] and len(report["runs"]) == 3
+    assert code == 0 and report["axes"] == ["intro", "seq"] and len(report["runs"]) == 6
     code, again = _cli(sweep["args"])
     assert code == 0 and again.count("skip") == 3
 
