@@ -123,7 +123,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--preset", default="tiny", choices=["tiny", "79m"])
-    parser.add_argument("--scale", type=float, default=0.3)
+    parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--root", type=Path, default=Path("/tmp/bench_train_step"))
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     args = parser.parse_args()

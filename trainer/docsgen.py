@@ -16,7 +16,7 @@ from trainer.config import RunConfig
 
 REPO = Path(__file__).resolve().parents[1]
 DOC_PATH = REPO / "docs" / "run_config.md"
-EXAMPLE_PATH = REPO / "examples" / "runs" / "tiny.yaml"
+EXAMPLE_PATH = REPO / "examples" / "runs" / "demo_intro80.yaml"
 
 INTRO = """# Run config reference
 
@@ -31,7 +31,7 @@ relative to the run config file. See docs/training.md for the guide.
 
 ## Example
 
-`examples/runs/tiny.yaml`, as checked in:
+`examples/runs/demo_intro80.yaml`, as checked in:
 
 ```yaml
 {example}```

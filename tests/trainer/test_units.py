@@ -97,3 +97,19 @@ def test_schedule_lr_multiplier_follows_the_array() -> None:
     assert [sched(state(b)) * sched.base for b in range(6)] == [0.5, 1.0, 2.0, 1.0, 0.0, 0.0]
     with pytest.raises(ValueError):
         ScheduleLR(np.array([1.0, np.nan]))
+
+
+def test_run_config_reference_is_up_to_date() -> None:
+    from trainer import docsgen
+
+    assert docsgen.DOC_PATH.read_text(encoding="utf-8") == docsgen.render(), (
+        "docs/run_config.md is stale: run `.venv/bin/python -m trainer.docsgen > docs/run_config.md`")
+
+
+def test_example_run_configs_are_valid() -> None:
+    from pathlib import Path
+
+    examples = sorted((Path(__file__).resolve().parents[2] / "examples" / "runs").glob("*.yaml"))
+    assert examples
+    for path in examples:
+        load_run_config(path)
