@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -86,6 +88,10 @@ def _loader(run: _Run, collator_args: dict[str, Any]) -> Any:
     dataset = ScheduledDataset(run.schedule_path, cache_dir=resolve_path(run.base, config.data.cache_dir),
                                cache_limit=config.data.cache_limit,
                                ignore_schedule_fingerprint=branch or config.checkpoint.ignore_schedule_fingerprint)
+    if config.data.num_workers and not torch.cuda.is_available() and "OMP_NUM_THREADS" not in os.environ:
+        # Measured on 2 cores: workers next to PyTorch's OpenMP threads made CPU steps ~10x slower.
+        print(f"note: {config.data.num_workers} dataloader workers on CPU compete with PyTorch's threads; if steps "
+              "are slow, set OMP_NUM_THREADS=1 or data.num_workers: 0", file=sys.stderr)
     kinds = [s.kind for s in run.schedule.sources]
     collate = Collator(kinds, run.schedule_path, **collator_args)
     return build_dataloader(dataset, num_workers=config.data.num_workers, collate_fn=collate,
