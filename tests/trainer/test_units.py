@@ -113,3 +113,17 @@ def test_example_run_configs_are_valid() -> None:
     assert examples
     for path in examples:
         load_run_config(path)
+
+
+def test_eval_text_says_what_is_missing(tmp_path) -> None:
+    from trainer.text_eval import evaluate_text
+
+    with pytest.raises(MixtureError, match="not an exported model"):
+        evaluate_text(str(tmp_path), ["arc_easy"])
+    (tmp_path / "language_model").mkdir()
+    (tmp_path / "language_model" / "config.json").write_text("{}")
+    try:
+        import lm_eval  # noqa: F401
+    except ImportError:
+        with pytest.raises(MixtureError, match="lm-eval harness is not installed"):
+            evaluate_text(str(tmp_path), ["arc_easy"])
