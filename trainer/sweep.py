@@ -42,7 +42,8 @@ from trainer.sweep_status import SWEEP_FORMAT, read_sweep, run_state, write_alia
 _PATHS = (("model", "tokenizer"), ("model", "lm", "pretrained"), ("model", "vision", "pretrained"),
           ("checkpoint", "folder"), ("data", "cache_dir"), ("eval", "vqa", "file"))
 # Fields the sweep sets for each run; a base config that sets them is told they are replaced.
-_SWEPT = ("schedule", "variant", "run_dir", "stop_at", "branch", "checkpoint.load", "checkpoint.save_at")
+_SWEPT = ("schedule", "variant", "run_dir", "stop_at", "branch", "checkpoint.load", "checkpoint.save_at",
+          "checkpoint.autoresume")
 
 Say = Callable[[str], None]
 
@@ -123,7 +124,8 @@ def _get(data: dict[str, Any], keys: list[str]) -> Any:  # noqa: ANN401 - any YA
 def _derive(base: dict[str, Any], run: SweepRun, schedule: str, save_at: list[int], has_children: bool,
             num_batches: int, branch: dict[str, str] | None) -> dict[str, Any]:
     """The full run config of one planned run."""
-    checkpoint = {**base.get("checkpoint", {}), "save_at": save_at}
+    # autoresume is what makes a re-run of the sweep continue a broken run from its newest checkpoint.
+    checkpoint = {**base.get("checkpoint", {}), "save_at": save_at, "autoresume": True}
     if "folder" in checkpoint:  # each run needs its own folder: autoresume reads the newest checkpoint in it
         checkpoint["folder"] = f"{checkpoint['folder'].rstrip('/')}/{run.id}"
     if has_children:
