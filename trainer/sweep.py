@@ -173,29 +173,33 @@ def prepare_sweep(file: str | Path, base_config: str | Path, sweep_dir: str | Pa
     content = plan_dict(plan, found, schedules, file, root)
     write_plan(content, root)
     run_of = {node: r.schedule for r in plan.runs() for node in r.nodes}
-    runs, folders = [], {}
-    for planned in plan.runs():
-        run_dir = root / "runs" / planned.schedule
-        folders[planned.schedule] = base.get("checkpoint", {}).get("folder")
-        folders[planned.schedule] = (f"{folders[planned.schedule].rstrip('/')}/{planned.schedule}"
-                                     if folders[planned.schedule] else str(run_dir / "checkpoints"))
-        after = run_of[planned.parent] if planned.parent else None
-        run = SweepRun(planned.schedule, str(run_dir / "run.yaml"), str(run_dir), planned.start_batch,
-                       planned.stop_batch, after, _checkpoint(folders[after], planned.start_batch) if after else None,
-                       plan.node(planned.nodes[-1]).finishes, schedules[planned.schedule].fingerprint)
-        branch = None
-        if after is not None:
-            same = schedules[after].fingerprint == run.fingerprint
-            branch = ({"load": run.checkpoint} if same
-                      else {"checkpoint": run.checkpoint, "schedule": str(schedules[after].path)})
-        has_children = any(n.parent in planned.nodes for n in plan.nodes if run_of[n.id] != planned.schedule)
-        config = _derive(base, run, str(schedules[planned.schedule].path), list(planned.save_at), has_children,
-                         plan.num_batches[planned.schedule], branch)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        Path(run.config).write_text(yaml.safe_dump(config, sort_keys=False))
-        runs.append(run)
+    folder = base.get("checkpoint", {}).get("folder")
+    folders = {r.schedule: f"{folder.rstrip('/')}/{r.schedule}" if folder else str(root / "runs" / r.schedule /
+                                                                                    "checkpoints") for r in plan.runs()}
+    runs = [_write_run(root, base, plan, planned, schedules, run_of, folders) for planned in plan.runs()]
     _write_index(root, content, runs, plan, run_of, base_config)
     return root, notes
+
+
+def _write_run(root: Path, base: dict[str, Any], plan: Any, planned: Any, schedules: dict[str, Any],
+               run_of: dict[str, str], folders: dict[str, str]) -> SweepRun:
+    """Write ``runs/<run>/run.yaml`` for one planned run (a :class:`~mixture.plan.PlanRun`)."""
+    run_dir = root / "runs" / planned.schedule
+    after = run_of[planned.parent] if planned.parent else None
+    run = SweepRun(planned.schedule, str(run_dir / "run.yaml"), str(run_dir), planned.start_batch,
+                   planned.stop_batch, after, _checkpoint(folders[after], planned.start_batch) if after else None,
+                   plan.node(planned.nodes[-1]).finishes, schedules[planned.schedule].fingerprint)
+    branch = None
+    if after is not None and run.checkpoint is not None:
+        same = schedules[after].fingerprint == run.fingerprint  # a resume, not a branch: the trainer checks it
+        branch = {"load": run.checkpoint} if same else {"checkpoint": run.checkpoint,
+                                                         "schedule": str(schedules[after].path)}
+    has_children = any(n.parent in planned.nodes for n in plan.nodes if run_of[n.id] != planned.schedule)
+    config = _derive(base, run, str(schedules[planned.schedule].path), list(planned.save_at), has_children,
+                     plan.num_batches[planned.schedule], branch)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    Path(run.config).write_text(yaml.safe_dump(config, sort_keys=False))
+    return run
 
 
 def _write_index(root: Path, content: dict[str, Any], runs: list[SweepRun], plan: Any, run_of: dict[str, str],
