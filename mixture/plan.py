@@ -41,6 +41,7 @@ class _View:
     def __init__(self, schedule: Schedule, registry: dict[tuple, int]) -> None:
         self.schedule = schedule
         self.batch = schedule.global_batch_size
+        self.seq_len = schedule.manifest["seq_len"]  # the trainer cuts sequences at it: it changes training
         self.num_batches = len(schedule) // self.batch
         self.lr = schedule.lr()
         self.batch_tokens = schedule.batch_tokens()
@@ -107,7 +108,7 @@ def _span_difference(a: _View, b: _View, start: int, stop: int) -> int:
 
 def _prefix(a: _View, b: _View) -> int:
     """:func:`common_prefix` of two views."""
-    if a.batch != b.batch:
+    if a.batch != b.batch or a.seq_len != b.seq_len:
         return 0
     limit = min(a.num_batches, b.num_batches)
     # batch_tokens[j] is the total before batch j: batches [0, k) agree only if entries 0..k do.
@@ -129,7 +130,9 @@ def _prefix(a: _View, b: _View) -> int:
 def common_prefix(a: Schedule, b: Schedule) -> int:
     """Number of leading global batches on which two compiled schedules agree exactly.
 
-    Batches ``[0, k)`` agree when both schedules have the same global batch size and, at every position
+    Batches ``[0, k)`` agree when both schedules have the same global batch size and sequence length (the
+    trainer cuts samples at it, so it changes what is trained even where the order is the same) and, at every
+    position
     before ``k * global_batch_size``, the same sample of the same source (compared by source name, data
     fingerprint, size, permutation key and shuffle block: source ids may differ between schedules), the
     same learning rate at every step before ``k`` (no LR plan in either also agrees; in one only does

@@ -195,8 +195,8 @@ def test_zip_sweep_changes_intro_and_share_together(tmp_path):
 
 
 def test_identical_variants_are_served_by_one_leaf(tmp_path):
-    # seq_len changes neither the order nor the LR: three variants, one schedule.
-    axes = {"seq": {"field": "run.seq_len", "values": [256, 512, 1024]}}
+    # A cap that is never reached changes neither the order nor the LR: three variants, one schedule.
+    axes = {"cap": {"field": "sources.web.max_epochs", "values": [5, 6, 7]}}
     schedules = compile_sweep_text(sweep_of(axes), tmp_path)
     plan = plan_sweep(schedules)
     check_plan(plan, schedules)
@@ -212,6 +212,14 @@ def test_different_batch_sizes_share_nothing(tmp_path):
     plan = plan_sweep(schedules)
     check_plan(plan, schedules)
     assert len(plan.children(None)) == 2 and plan.global_batch_size == 0
+
+
+def test_different_sequence_lengths_share_nothing(tmp_path):
+    # Same order and LR, but the trainer cuts samples at seq_len: what is trained differs from batch 0.
+    axes = {"seq": {"field": "run.seq_len", "values": [256, 512]}}
+    schedules = compile_sweep_text(sweep_of(axes), tmp_path)
+    plan = plan_sweep(schedules)
+    assert common_prefix(*schedules.values()) == 0 and len(plan.children(None)) == 2
 
 
 # Property test: small random files and two mutations of them, compared with brute force.
