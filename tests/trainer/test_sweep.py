@@ -1,10 +1,10 @@
 """`mixture sweep run|status` end to end on CPU: a three-point introduction sweep over tiny real data.
 
 The variants enter images after 2, 4 and 6 text batches, under one LR plan, so the tree is a chain:
-run ``intro=2ba,seq=64`` trains batches 0-8 from scratch, ``intro=4ba,...`` branches from it at batch 2 and
-trains 2-10, ``intro=6ba,...`` branches from that at batch 4 and trains 4-12. A second axis (``run.seq_len``
-64 or 80, which the planner does not compare) doubles the variants without adding runs: each ``seq=80``
-variant is served by its ``seq=64`` twin's run, and gets an alias run directory for ``mixture compare``. One module fixture prepares the sweep, trains
+run ``intro=2ba,cap=50`` trains batches 0-8 from scratch, ``intro=4ba,...`` branches from it at batch 2 and
+trains 2-10, ``intro=6ba,...`` branches from that at batch 4 and trains 4-12. A second axis (the images'
+``max_epochs``, 50 or 60, never reached: the orders are identical) doubles the variants without adding runs:
+each ``cap=60`` variant is served by its ``cap=50`` twin's run, and gets an alias run directory for ``mixture compare``. One module fixture prepares the sweep, trains
 the first run, breaks the second one (stopped at batch 6, marked failed, with a metrics line past its
 checkpoint as a crash leaves it) and re-runs ``mixture sweep run``, which must skip the first, resume the
 second from its checkpoint and train the third. The second's losses must then equal training its schedule
@@ -34,8 +34,8 @@ from mixture.errors import MixtureError  # noqa: E402
 from trainer.run import train  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
-RUNS = ("intro=2ba,seq=64", "intro=4ba,seq=64", "intro=6ba,seq=64")
-TWINS = ("intro=2ba,seq=80", "intro=4ba,seq=80", "intro=6ba,seq=80")  # the planner finds them identical
+RUNS = ("intro=2ba,cap=50", "intro=4ba,cap=50", "intro=6ba,cap=50")
+TWINS = ("intro=2ba,cap=60", "intro=4ba,cap=60", "intro=6ba,cap=60")  # the planner finds them identical
 
 
 def _cli(args: list[str]) -> tuple[int, str]:
@@ -60,7 +60,7 @@ def sweep(tmp_path_factory: pytest.TempPathFactory) -> dict:
     h.ingest(raw, root / "data")
     spec = h.mixture(root / "data") | {"name": "tiny-intro", "sweep": {"axes": {
         "intro": {"field": "phases.text.duration", "values": ["2ba", "4ba", "6ba"]},
-        "seq": {"field": "run.seq_len", "values": [64, 80]}}}}
+        "cap": {"field": "sources.images.max_epochs", "values": [50, 60]}}}}
     (root / "intro.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
     # Relative paths, as a user writes them: relative to the base config's directory.
     base = {"seed": 3, "model": {"lm": {"preset": "tiny"}, "vision": {"preset": "tiny"}},
@@ -152,12 +152,12 @@ def test_status_and_results_feed_mixture_compare(sweep: dict) -> None:
     aliases = [out / "variants" / t for t in TWINS]
     assert results.split() == [str(d) for pair in zip(sweep["runs"].values(), aliases) for d in pair]
     twin = json.loads((aliases[1] / "run.json").read_text())
-    assert twin["variant"] == {"name": TWINS[1], "values": {"intro": "4ba", "seq": 80}}
+    assert twin["variant"] == {"name": TWINS[1], "values": {"intro": "4ba", "cap": 60}}
     assert twin["trained_in"] == str(sweep["runs"][RUNS[1]]) and twin["last_batch"] == 10
     assert (aliases[1] / "results.json").read_text() == (sweep["runs"][RUNS[1]] / "results.json").read_text()
     code, _ = _cli(["compare", *results.split(), "-o", str(sweep["root"] / "compare")])
     report = json.loads((sweep["root"] / "compare" / "report.json").read_text())
-    assert code == 0 and report["axes"] == ["intro", "seq"] and len(report["runs"]) == 6
+    assert code == 0 and report["axes"] == ["intro", "cap"] and len(report["runs"]) == 6
     code, again = _cli(sweep["args"])
     assert code == 0 and again.count("skip") == 3
 
