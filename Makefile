@@ -19,12 +19,11 @@ setup: $(VENV)/.synced
 test: setup
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
-# Until the full demo lands (issue 7), the demo runs the real steps that exist: the paper's 1B recipe
-# compiled at full scale and explained.
+# The paper's introduction-point study in miniature (docs/demo.md): embedded data, six introduction points
+# trained from one shared trunk on CPU, the comparison report in out/demo/report. ~5 min on 2 cores;
+# re-running reuses what is finished. DEMO_ARGS passes options, e.g. DEMO_ARGS="--scale 0.2".
 demo: setup
-	$(VENV)/bin/mixture validate examples/paper_1b.yaml
-	$(VENV)/bin/mixture compile examples/paper_1b.yaml -o out/paper_1b
-	$(VENV)/bin/mixture explain out/paper_1b
+	$(VENV)/bin/mixture demo -o out/demo $(DEMO_ARGS)
 
 bench: setup
 	$(PY) benchmarks/run_all.py

@@ -112,7 +112,8 @@ def _page(data: dict[str, Any]) -> Page:
     page.table(data["table"], left=("run", "status", *data["axes"]))
     varied = [a for a in data["axes"] if len({axis_label(r["values"].get(a)) for r in data["runs"]}) > 1]
     for axis in varied:
-        _axis_figure(page, data, axis)
+        if not companion_of(data["runs"], axis, varied):
+            _axis_figure(page, data, axis)
     if not varied:
         _bar_figure(page, data)
     _curve_figure(page, data)
@@ -120,12 +121,40 @@ def _page(data: dict[str, Any]) -> Page:
 
 
 def _main_scores(data: dict[str, Any]) -> list[str]:
+    """Up to six scores to plot: the benchmark scores first, then the held-out losses."""
     main = [k for k in data["scores"] if not k.startswith("eval/loss/")]
-    return (main or data["scores"])[:6]
+    return (main + [k for k in data["scores"] if k.startswith("eval/loss/")])[:6]
+
+
+def _determines(runs: list[dict[str, Any]], axis: str, other: str) -> bool:
+    """Whether every run's value of ``axis`` fixes its value of ``other`` (as in a zip sweep)."""
+    seen: dict[str, str] = {}
+    for r in runs:
+        value = axis_label(r["values"].get(other))
+        if seen.setdefault(axis_label(r["values"].get(axis)), value) != value:
+            return False
+    return True
+
+
+def companion_of(runs: list[dict[str, Any]], axis: str, axes: list[str]) -> str | None:
+    """The axis that ``axis`` merely follows, if any: one with more values (or as many, listed earlier) that
+    fixes it. A zip sweep's companions (a re-warm's peak that goes with the introduction point) get no figure
+    of their own, and do not split the lines of the axis they follow into one point each."""
+    def distinct(name: str) -> int:
+        return len({axis_label(r["values"].get(name)) for r in runs})
+
+    for other in axes:
+        if other == axis or not _determines(runs, other, axis):
+            continue
+        more = distinct(other) > distinct(axis)
+        if more or (distinct(other) == distinct(axis) and axes.index(other) < axes.index(axis)):
+            return other
+    return None
 
 
 def _axis_figure(page: Page, data: dict[str, Any], axis: str) -> None:
-    others = [a for a in data["axes"] if a != axis]
+    others = [a for a in data["axes"] if a != axis and not _determines(data["runs"], axis, a)]
+    follow = [a for a in data["axes"] if a != axis and a not in others]
     ticks = sorted({axis_label(r["values"].get(axis)): r["values"].get(axis) for r in data["runs"]}.items(),
                    key=lambda kv: axis_key(kv[1]))
     numeric = all(axis_key(v)[0] == 0 for _, v in ticks)
@@ -150,7 +179,9 @@ def _axis_figure(page: Page, data: dict[str, Any], axis: str) -> None:
         axs[0].legend(frameon=False, fontsize=8)
     page.heading(f"Scores against {axis}")
     page.text(f"Each final score against the sweep axis {axis!r}"
-              + (f", one line per value of {', '.join(others)}." if others else "."))
+              + (f", one line per value of {', '.join(others)}." if others else ".")
+              + (f" {', '.join(follow)} change{'s' if len(follow) == 1 else ''} with it (each {axis} value has one)."
+                 if follow else ""))
     page.figure(fig, f"compare_{re.sub(r'[^A-Za-z0-9_]+', '_', axis)}", f"Scores against {axis}.")
 
 

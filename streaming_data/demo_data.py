@@ -43,7 +43,7 @@ STAMP = "demo_data.json"
 MARKER = ".demo_data"  # written first: this directory is the demo's to overwrite
 
 # Counts at scale 1.0 (multiplied by `scale`, at least 1 each). Sized for the template's plan: each
-# cooldown reads ~320 images (3000 leaves every branch fresh ones), fine-tuning is 25 batches of 16.
+# cooldown reads ~320 images (3000 leaves every branch fresh ones), fine-tuning is 3 epochs of 25 batches of 16.
 NUM_TRAIN_SCENES = 3000
 NUM_HELDOUT_SCENES = 400
 NUM_INSTRUCT_RECORDS = 400

@@ -83,3 +83,17 @@ def test_nothing_to_compare_exits_2(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert main(["compare", str(run), "-o", str(tmp_path / "out")]) == 2
     assert "none of the runs has evaluation results" in capsys.readouterr().err
     assert main(["compare", str(tmp_path / "missing"), "-o", str(tmp_path / "out")]) == 2
+
+
+def test_zip_companions_follow_their_axis(tmp_path: Path) -> None:
+    """A zip sweep (the demo's): the re-warm's warm-up and peak go with the introduction point, so they get
+    no figure of their own and the introduction-point figure has one line, not one point per line."""
+    from analysis.compare import companion_of
+
+    zipped = [("0%", "10%", 3e-3), ("40%", "0%", 2.1e-3), ("80%", "0%", 3.4e-4), ("100%", "10%", 3.4e-4)]
+    runs = [_run(tmp_path, f"i{i}", {"intro": intro, "warmup": warmup, "peak": peak}, _scores(i, 0.1))
+            for i, (intro, warmup, peak) in enumerate(zipped)]
+    data, paths = compare([str(r) for r in runs], tmp_path / "out", figures=True)
+    assert {p.name for p in paths["figures"].iterdir()} == {"compare_intro.png", "compare_eval_curves.png"}
+    assert [companion_of(data["runs"], a, data["axes"]) for a in data["axes"]] == [None, "intro", "intro"]
+    assert "warmup, peak change with it" in paths["html"].read_text()

@@ -213,7 +213,7 @@ def test_cooldown_is_about_ten_percent_visual_tokens(schedules: dict[int, Schedu
         cooldown = lr[phases["cooldown"]["start"] // batch : phases["cooldown"]["stop"] // batch]
         finetune = lr[phases["finetune"]["start"] // batch :]
         assert cooldown[-1] == 0 and np.all(np.diff(cooldown[cooldown.argmax():]) <= 0)
-        assert 0 < finetune.max() <= 1e-3 and finetune[-1] == 0  # re-warmed (to 1e-3 with enough steps)
+        assert 0 < finetune.max() <= 3e-3 and finetune[-1] == 0  # re-warmed (to 3e-3 with enough steps)
 
 
 def test_template_cooldowns_continue_the_lr_plan(tmp_path: Path) -> None:
