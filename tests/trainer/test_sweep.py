@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
-import helpers as h  # noqa: E402
+import train_helpers as h  # noqa: E402
 
 pytest.importorskip("torch")
 pytest.importorskip("composer")

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-import helpers as h  # noqa: E402
+import train_helpers as h  # noqa: E402
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("composer")
