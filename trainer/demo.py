@@ -74,6 +74,7 @@ class DemoResult:
         trained: Runs trained by this call (the others were finished before).
         timings: Seconds per step: ``data``, ``compile``, ``train``, ``report``, ``total``.
         scope: What was trained on what, in words (for the caveats).
+        uniform_loss: ln(vocabulary size): the loss of a uniform guess over the tokenizer's entries.
     """
 
     out_dir: Path
@@ -84,6 +85,7 @@ class DemoResult:
     trained: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     scope: str = ""
+    uniform_loss: float = 0.0
 
     @property
     def figure(self) -> Path:
@@ -130,7 +132,8 @@ def run_demo(out_dir: str | Path = DEFAULT_OUT, *, scale: float = 1.0, questions
     result = _report(out, sweep_dir, trained)
     timings["report"] = time.monotonic() - start - sum(timings.values())
     timings["total"] = time.monotonic() - start
-    return DemoResult(**{**result.__dict__, "timings": timings, "scope": _scope(base, data)})
+    return DemoResult(**{**result.__dict__, "timings": timings, "scope": _scope(base, data),
+                          "uniform_loss": math.log(data.vocab_size)})
 
 
 def _scope(base: Path, data: Any) -> str:  # noqa: ANN401 - DemoData
@@ -219,7 +222,9 @@ def _caveats(result: DemoResult) -> list[str]:
         f"What this shows: VQA accuracy goes from {vqa[0].vqa_accuracy:.3f} (images at {vqa[0].label}) to "
         f"{vqa[-1].vqa_accuracy:.3f} (at {vqa[-1].label}){noise}; held-out text loss, measured after fine-tuning "
         f"on one-word answers, from {text[0].text_loss:.3f} (at {text[0].label}) to {text[-1].text_loss:.3f} "
-        f"(at {text[-1].label}).",
+        f"(at {text[-1].label})" + (f", above the {result.uniform_loss:.2f} of a uniform guess: fine-tuning on "
+                                     "short answers overwrote what the text phase taught"
+                                     if result.uniform_loss and text[0].text_loss > result.uniform_loss else "") + ".",
         f"What it cannot show: with {result.num_questions} questions one standard error is up to {error:.3f}, "
         f"so differences under ~{2 * error:.2f} are noise; the best score is {below} the ~{PRIOR_ACCURACY:.2f} "
         f"of always giving each question kind's most common answer. These are {result.scope or 'tiny models'}, "
