@@ -13,6 +13,7 @@ import json
 import sys
 import types
 import typing
+from collections.abc import Callable
 from pathlib import Path
 
 from pydantic import BaseModel
@@ -240,19 +241,28 @@ def render() -> str:
     return intro + "\n" + "\n".join(sections)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Print docs/dsl.md, or with ``--check`` compare it with the file and exit 1 when it is stale."""
-    parser = argparse.ArgumentParser(prog="python -m mixture.docsgen", description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="exit 1 if docs/dsl.md is not up to date")
-    args, text = parser.parse_args(argv), render()
+def generate(argv: list[str] | None, render_page: Callable[[], str], doc_path: Path, module: str) -> int:
+    """Print a generated page, or with ``--check`` exit 1 when ``doc_path`` differs from it.
+
+    Shared by every generated reference (this one, the run config's in :mod:`trainer.docsgen`).
+    """
+    rel = doc_path.relative_to(REPO) if doc_path.is_relative_to(REPO) else doc_path
+    parser = argparse.ArgumentParser(prog=f"python -m {module}", description=f"Generate {rel}.")
+    parser.add_argument("--check", action="store_true", help=f"exit 1 if {rel} is not up to date")
+    args, text = parser.parse_args(argv), render_page()
     if not args.check:
         sys.stdout.write(text)
         return 0
-    current = DOC_PATH.read_text(encoding="utf-8") if DOC_PATH.exists() else ""
+    current = doc_path.read_text(encoding="utf-8") if doc_path.exists() else ""
     if current != text:
-        print(f"{DOC_PATH} is stale: run `python -m mixture.docsgen > docs/dsl.md`", file=sys.stderr)
+        print(f"{doc_path} is stale: run `python -m {module} > {rel}`", file=sys.stderr)
         return 1
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print docs/dsl.md, or with ``--check`` compare it with the file and exit 1 when it is stale."""
+    return generate(argv, render, DOC_PATH, "mixture.docsgen")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -111,6 +112,18 @@ def _configured_eos(directory: str) -> str | None:
     with open(path) as handle:
         eos: Any = json.load(handle).get("eos_token")
     return eos.get("content") if isinstance(eos, dict) else eos
+
+
+_DESCRIBED_PATH = re.compile(r"^(?P<path>.+?) \(vocab \d+")
+
+
+def described_tokenizer(description: str) -> str | None:
+    """The ``load_tokenizer`` spec behind a tokenizer's ``description`` (what ingest records in
+    ``samples.parquet``): ``bytes``, the directory of a Hugging Face tokenizer, or ``None`` if unknown."""
+    if description.startswith(BYTE_TOKENIZER):
+        return BYTE_TOKENIZER
+    match = _DESCRIBED_PATH.match(description)
+    return os.path.dirname(match["path"]) if match else None
 
 
 def load_tokenizer(spec: str, eos_token: str | None = None) -> Tokenizer:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,8 +17,6 @@ from trainer.model import VLM, build_hf_model, visual_tokens
 if TYPE_CHECKING:
     from trainer.run import _Run
 
-_DESCRIPTION = re.compile(r"^(?P<path>.+?) \(vocab \d+")
-
 
 def tokenizer_dir(config: RunConfig, base: Path, manifest: dict[str, Any]) -> str:
     """The tokenizer: the configured one, or the one the first ingested source records."""
@@ -27,17 +24,16 @@ def tokenizer_dir(config: RunConfig, base: Path, manifest: dict[str, Any]) -> st
         return resolve_path(base, config.model.tokenizer) or ""
     import pyarrow.parquet as pq
 
+    from streaming_data.tokenizer import described_tokenizer
+
     for source in manifest["sources"]:
         location = source.get("location")
         if not location or "://" in location:
             continue
         meta = pq.read_schema(Path(location, "samples.parquet")).metadata or {}
-        description = meta.get(b"mixture:tokenizer", b"").decode()
-        if description.startswith("bytes"):
-            return "bytes"
-        match = _DESCRIPTION.match(description)
-        if match:
-            return str(Path(match["path"]).parent)
+        found = described_tokenizer(meta.get(b"mixture:tokenizer", b"").decode())
+        if found:
+            return found
     raise MixtureError("no tokenizer: the schedule's sources do not record one",
                        hint="set model.tokenizer in the run config")
 
@@ -109,11 +105,10 @@ def _has_own_checkpoint(run: _Run) -> bool:
 
 def _lr(config: RunConfig, schedule: Any) -> list[float]:
     lr = schedule.lr()
-    num_batches = len(schedule) // schedule.global_batch_size
     if lr is None:
         require(config.optimizer.lr is not None, "the schedule has no learning-rate plan (run.lr in the mixture "
                 "file) and the run config sets no optimizer.lr", "set one of them")
-        return [float(config.optimizer.lr)] * num_batches
+        return [float(config.optimizer.lr)] * (len(schedule) // schedule.global_batch_size)
     require(config.optimizer.lr is None, "optimizer.lr is set, but the schedule has its own learning-rate plan",
             "remove optimizer.lr: the mixture file's run.lr is the learning rate")
     return [float(x) for x in lr]
@@ -136,10 +131,14 @@ def _evaluation(run: _Run, collator_args: dict[str, Any], tokenizer: Any) -> Any
 
 
 def _batches(text: str | None) -> int | None:
+    """An interval in batches (the config's schema has already checked that it parses)."""
     if text is None:
         return None
-    require(text.strip().endswith("ba"), f"interval {text!r}: write it in batches, e.g. `100ba`")
-    return int(text.strip()[:-2].strip())
+    from mixture.units import Unit, parse_duration
+
+    duration = parse_duration(text)
+    require(duration.unit is Unit.BATCHES, f"interval {text!r}: write it in batches, e.g. `100ba`")
+    return int(duration.value)
 
 
 def num_tokens(batch: dict[str, torch.Tensor]) -> dict[str, int]:
@@ -186,14 +185,14 @@ def _trainer_args(run: _Run, model: VLM, loader: Any, lr: list[float], evaluatio
         # Gradient accumulation and rank averaging weighted by label tokens: the step's loss is the mean
         # over every label token of the global batch, whatever the world size and microbatch size.
         "model": model, "train_dataloader": DataSpec(loader, get_num_tokens_in_batch=num_tokens),
-        "accumulate_train_batch_on_tokens": True, "max_duration": f"{run.stop_batch()}ba",
+        "accumulate_train_batch_on_tokens": True, "max_duration": f"{run.stop_batch}ba",
         "optimizers": optimizer, "schedulers": [ScheduleLR(torch.tensor(lr).numpy())],
         "step_schedulers_every_batch": True, "device": "gpu" if torch.cuda.is_available() else "cpu",
         "precision": config.precision, "seed": config.seed, "run_name": run.run_dir.name,
         "callbacks": [SourceMetrics([s.name for s in run.schedule.sources], run.log, lr), evaluation],
         "loggers": loggers, "progress_bar": False, "log_to_console": config.loggers.console,
         "console_log_interval": config.loggers.console_interval,
-        "save_folder": _checkpoint_folder(run), "save_interval": _save_when(config, run.stop_batch()),
+        "save_folder": _checkpoint_folder(run), "save_interval": _save_when(config, run.stop_batch),
         "save_filename": "ba{batch}-rank{rank}.pt", "save_num_checkpoints_to_keep": config.checkpoint.keep,
         "save_overwrite": True, "autoresume": config.checkpoint.autoresume,
         "load_path": resolve_path(run.base, load), "device_train_microbatch_size": config.microbatch_size or loader.batch_size,

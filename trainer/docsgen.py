@@ -7,11 +7,10 @@ and neither can drift from its schema. Usage: ``python -m trainer.docsgen > docs
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
-from mixture.docsgen import models_in_order, render_model
+from mixture.docsgen import generate, models_in_order, render_model
 from trainer.config import RunConfig
 
 REPO = Path(__file__).resolve().parents[1]
@@ -48,16 +47,7 @@ def render() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Print docs/run_config.md, or with ``--check`` exit 1 when the file is stale."""
-    parser = argparse.ArgumentParser(prog="python -m trainer.docsgen", description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="exit 1 if docs/run_config.md is not up to date")
-    args, text = parser.parse_args(argv), render()
-    if not args.check:
-        sys.stdout.write(text)
-        return 0
-    if (DOC_PATH.read_text(encoding="utf-8") if DOC_PATH.exists() else "") != text:
-        print(f"{DOC_PATH} is stale: run `python -m trainer.docsgen > docs/run_config.md`", file=sys.stderr)
-        return 1
-    return 0
+    return generate(argv, render, DOC_PATH, "trainer.docsgen")
 
 
 if __name__ == "__main__":

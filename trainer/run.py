@@ -65,6 +65,11 @@ class _Run:
         self.run_dir = Path(resolve_path(base, config.run_dir) or ".")
         self.schedule_path = _schedule_dir(config, base, self.run_dir)
         self.schedule = load_schedule(self.schedule_path)
+        self.batch = self.schedule.global_batch_size
+        self.num_batches = len(self.schedule) // self.batch
+        # The batch count this invocation trains to (the schedule's end unless ``stop_at``).
+        self.stop_batch = (self.num_batches if config.stop_at is None
+                           else _stop_batch(config.stop_at, self.schedule, self.num_batches))
         self.world = dist.get_world_size()
         self.log = RunLog(self.run_dir)
 
@@ -72,13 +77,12 @@ class _Run:
         from composer import Trainer
 
         trainer = Trainer(**self.trainer_args())
-        stop = self.stop_batch()
         manifest = self.schedule.manifest
         self.log.update_run(name=self.run_dir.name, schedule=str(Path(self.schedule_path).resolve()),
                             schedule_fingerprint=self.schedule.fingerprint,
                             variant=manifest.get("variant", {"name": "", "values": {}}),
                             global_batch_size=self.batch, status="running",
-                            last_batch=int(trainer.state.timestamp.batch), stop_batch=stop,
+                            last_batch=int(trainer.state.timestamp.batch), stop_batch=self.stop_batch,
                             world_size=self.world, started=time.time())
         try:
             trainer.fit()
@@ -86,22 +90,14 @@ class _Run:
             self.log.update_run(status="failed", last_batch=int(trainer.state.timestamp.batch))
             raise
         batches = int(trainer.state.timestamp.batch)
-        export = self.export(trainer) if self.config.export and batches == len(self.schedule) // self.batch else None
+        finished = batches == self.num_batches
+        export = self.export(trainer) if self.config.export and finished else None
         final = {k: v for k, v in self.evaluation.last.items() if k != "batch"}
-        status = "done" if batches == len(self.schedule) // self.batch else "stopped"
+        status = "done" if finished else "stopped"
         self.log.update_run(status=status, last_batch=batches, finished=time.time(),
                             export=str(export) if export else None)
         trainer.close()
         return RunResult(self.run_dir, batches, final, export)
-
-    @property
-    def batch(self) -> int:
-        return self.schedule.global_batch_size
-
-    def stop_batch(self) -> int:
-        """The batch count this invocation trains to (the schedule's end unless ``stop_at``)."""
-        total = len(self.schedule) // self.batch
-        return total if self.config.stop_at is None else _stop_batch(self.config.stop_at, self.schedule, total)
 
     def trainer_args(self) -> dict[str, Any]:
         from trainer.build import build_pieces
@@ -131,9 +127,10 @@ def _schedule_dir(config: RunConfig, base: Path, run_dir: Path) -> str:
     if dist.get_local_rank() == 0:
         from mixture.api import compile_variant, variants
 
-        found = [v for v in variants(path) if v.name == (config.variant or "")]
-        names = [v.name for v in variants(path)]
-        require(bool(found), f"{path}: no variant {config.variant!r}", f"variants are: {', '.join(names)}")
+        every = variants(path)
+        found = [v for v in every if v.name == (config.variant or "")]
+        require(bool(found), f"{path}: no variant {config.variant!r}",
+                f"variants are: {', '.join(v.name for v in every)}")
         compile_variant(found[0], target)
     dist.barrier()  # other ranks wait for the compiled directory (written atomically)
     return str(target)
