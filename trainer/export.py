@@ -26,6 +26,7 @@ from mixture.errors import MixtureError
 
 IMAGE_TOKEN = "<image>"
 BYTE_EOS = "<|endoftext|>"
+MODEL_INPUTS = ["input_ids", "attention_mask"]  # no token_type_ids: generate() refuses them
 # The training format (streaming_data/instruction.py); the image's tokens go first wherever it appears.
 CHAT_TEMPLATE = (
     "{%- set ns = namespace(image=false) -%}"
@@ -100,7 +101,8 @@ def byte_tokenizer() -> Any:
     core = Tokenizer(models.BPE(vocab={table[b]: b for b in range(256)}, merges=[]))
     core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
     core.decoder = decoders.ByteLevel()
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, eos_token=BYTE_EOS, pad_token=BYTE_EOS)
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, eos_token=BYTE_EOS, pad_token=BYTE_EOS,
+                                        model_input_names=MODEL_INPUTS)
     assert tokenizer.eos_token_id == 256
     return tokenizer
 
@@ -127,7 +129,8 @@ def load_tokenizer_fast(tokenizer_dir: str | None) -> Any:
     from streaming_data.tokenizer import HFTokenizer
 
     ours = HFTokenizer(tokenizer_dir)
-    tokenizer = PreTrainedTokenizerFast(tokenizer_file=ours.file, eos_token=ours.eos_token, pad_token=ours.eos_token)
+    tokenizer = PreTrainedTokenizerFast(tokenizer_file=ours.file, eos_token=ours.eos_token, pad_token=ours.eos_token,
+                                        model_input_names=MODEL_INPUTS)
     tokenizer._tokenizer.post_processor = None  # ingest adds no special tokens; neither may the export
     return tokenizer
 

@@ -36,7 +36,7 @@ class Generator:
         dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32
         self.processor = AutoProcessor.from_pretrained(export_dir)
         self.processor.tokenizer.padding_side = "left"
-        self.model = AutoModelForImageTextToText.from_pretrained(export_dir, torch_dtype=dtype).to(self.device).eval()
+        self.model = AutoModelForImageTextToText.from_pretrained(export_dir, dtype=dtype).to(self.device).eval()
         self.max_new_tokens = max_new_tokens
         self.suffix = suffix
 
