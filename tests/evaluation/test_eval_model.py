@@ -123,3 +123,35 @@ def test_hugging_face_round_trip_gives_the_same_answers(trained: dict, evaluated
     assert {tuple(k.split("|", 1)): v for k, v in theirs["answers"].items()} == \
         {(n, q): a for (n, q), a in ours.items() if f"{n}|{q}" in theirs["answers"]}
     assert len(theirs["answers"]) == 6
+
+
+ARC_STYLE_TASK = """task: tiny_arc_local
+dataset_path: json
+dataset_kwargs:
+  data_files:
+    test: {data}
+test_split: test
+output_type: multiple_choice
+doc_to_text: "Question: {{{{question}}}}\\nAnswer:"
+doc_to_target: "{{{{choices.label.index(answerKey)}}}}"
+doc_to_choice: "{{{{choices.text}}}}"
+metric_list:
+  - metric: acc
+    aggregation: mean
+    higher_is_better: true
+"""
+
+
+def test_eval_text_runs_a_local_arc_format_task(trained: dict, tmp_path: Path) -> None:
+    pytest.importorskip("lm_eval")
+    rows = [{"id": f"q{i}", "question": f"What colour is a {c} square?", "answerKey": "ABCD"[i],
+             "choices": {"text": list(bf.NAMES), "label": list("ABCD")}} for i, c in enumerate(bf.NAMES)]
+    data = tmp_path / "tiny_arc.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "tasks").mkdir()
+    (tmp_path / "tasks" / "tiny_arc_local.yaml").write_text(ARC_STYLE_TASK.format(data=data))
+    out = tmp_path / "text.json"
+    assert cli(["eval-text", str(trained["run"]), "--tasks", "tiny_arc_local", "--include", str(tmp_path / "tasks"),
+                "--batch-size", "4", "-o", str(out)]) == 0
+    acc = json.loads(out.read_text())["tiny_arc_local"]["acc,none"]
+    assert acc in (0.0, 0.25, 0.5, 0.75, 1.0)
