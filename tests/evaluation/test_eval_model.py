@@ -72,6 +72,8 @@ def test_eval_run_dir_then_resume_after_a_torn_file(trained: dict, evaluated: di
     (out / "answers.jsonl").write_text("\n".join(lines[:5]) + "\n" + lines[5][:17])  # a crash mid-line
     again = _eval(trained, str(trained["run"]), out)
     assert _answers(out) == first and again["benchmarks"] == results["benchmarks"]
+    assert cli(["eval", str(trained["run"]), "-o", str(out), "--bench", f"gqa={trained['benches']['gqa']}",
+                "--suffix", " Answer briefly."]) == 2  # answers of another prompt are not mixed in
     limited = _eval(trained, str(trained["export"]), tmp_path / "limited", "--limit", "2")
     assert limited["benchmarks"]["vqav2"]["n"] == 2 and limited["benchmarks"]["pope"]["n"] == 2
 

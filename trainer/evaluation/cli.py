@@ -7,11 +7,28 @@ import json
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from trainer.evaluation.runner import evaluate
+    from pathlib import Path
 
-    results = evaluate(args.model, args.bench, args.out, predictions=args.predictions, images=args.images,
-                       limit=args.limit, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
-                       device=args.device, suffix=args.suffix, config=args.config)
+    from trainer.evaluation.runner import evaluate, evaluate_sweep
+
+    options = {"images": args.images, "limit": args.limit, "batch_size": args.batch_size,
+               "max_new_tokens": args.max_new_tokens, "device": args.device, "suffix": args.suffix,
+               "config": args.config}
+    if args.model and (Path(args.model) / "sweep.json").is_file():
+        for run, results in evaluate_sweep(args.model, args.bench, args.out, **options).items():
+            print(f"== {run}")
+            _print(results)
+        print(f"wrote {args.out}/RUN/results.json per run and RUN_DIR/benchmarks.json (for `mixture compare`)")
+        return 0
+    results = evaluate(args.model, args.bench, args.out, predictions=args.predictions, **options)
+    _print(results)
+    print(f"wrote {args.out}/results.json and {args.out}/answers.jsonl")
+    if args.json:
+        print(json.dumps(results, indent=1))
+    return 0
+
+
+def _print(results: dict) -> None:
     for name, metrics in results["benchmarks"].items():
         extra = "".join(f", {k} {metrics[k]:.4f}" for k in ("precision", "recall", "f1", "yes_ratio") if k in metrics)
         print(f"{name}: accuracy {metrics['accuracy']:.4f} ± {metrics['accuracy_se']:.4f} (n={metrics['n']}"
@@ -19,10 +36,6 @@ def _eval(args: argparse.Namespace) -> int:
               f"baseline {metrics['baseline']['accuracy']:.4f} ({metrics['baseline']['answer']!r})")
     avg = results["average"]
     print(f"average: {avg['accuracy']:.4f} ± {avg['accuracy_se']:.4f} over {len(avg['benchmarks'])} benchmark(s)")
-    print(f"wrote {args.out}/results.json and {args.out}/answers.jsonl")
-    if args.json:
-        print(json.dumps(results, indent=1))
-    return 0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -32,8 +45,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Answer the benchmarks' questions with a model (or take answers from --predictions) and "
         "score them as the official evaluation scripts do (docs/evaluation.md). Resumable: re-running with "
         "the same -o skips questions already answered.")
-    p.add_argument("model", nargs="?", help="an export directory, or a run directory (its export, else its "
-                   "latest checkpoint with --config)")
+    p.add_argument("model", nargs="?", help="an export directory, a run directory (its export, else its "
+                   "latest checkpoint with --config), or a sweep directory (every finished variant)")
     p.add_argument("--bench", action="append", default=[], metavar="NAME=DIR",
                    help="a benchmark in its official layout: vqav2, textvqa, gqa, pope, vizwiz (repeatable)")
     p.add_argument("--predictions", metavar="PRED.jsonl",

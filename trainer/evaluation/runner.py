@@ -136,6 +136,19 @@ def _generate(model_dir: Path, benchmarks: dict[str, list[Question]], store: Ans
             progress.step(len(batch))
 
 
+def _check_settings(out_dir: Path, settings: dict[str, Any]) -> None:
+    """``OUT/settings.json`` names the model and prompt the journaled answers came from; a resume with
+    others would mix answers of two models, so it is refused."""
+    path = out_dir / "settings.json"
+    if path.is_file():
+        before = json.loads(path.read_text())
+        if before != settings:
+            changed = ", ".join(f"{k} {before.get(k)!r} -> {v!r}" for k, v in settings.items() if before.get(k) != v)
+            raise MixtureError(f"{out_dir} holds answers of another evaluation ({changed})",
+                               hint="use another -o, or delete that directory to start over")
+    write_atomic(path, json.dumps(settings, indent=1) + "\n")
+
+
 def evaluate(model: str | None, specs: Sequence[str], out: str | Path, *, predictions: str | None = None,
              images: str | None = None, limit: int | None = None, batch_size: int = 8, max_new_tokens: int = 16,
              device: str | None = None, suffix: str = "", config: str | None = None,
@@ -166,14 +179,33 @@ def evaluate(model: str | None, specs: Sequence[str], out: str | Path, *, predic
     if predictions is not None:
         for name, answers in read_predictions(Path(predictions), benchmarks).items():
             store.answers[name] = answers
-        source = {"predictions": str(Path(predictions).resolve())}
+        source: dict[str, Any] = {"predictions": str(Path(predictions).resolve())}
     else:
         model_dir = resolve_model(Path(model or ""), out_dir, config)
+        source = {"model": str(model_dir.resolve()), "max_new_tokens": max_new_tokens, "suffix": suffix}
+        _check_settings(out_dir, source)
         options = {"batch_size": batch_size, "max_new_tokens": max_new_tokens, "device": device, "suffix": suffix}
         _generate(model_dir, benchmarks, store, options, write)
-        source = {"model": str(model_dir.resolve()), **{k: v for k, v in options.items() if k != "device"}}
     results, rows = score(benchmarks, store.answers)
     results.update(source, limit=limit)
     write_atomic(out_dir / "answers.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
     write_atomic(out_dir / "results.json", json.dumps(results, indent=1) + "\n")
     return results
+
+
+def evaluate_sweep(sweep_dir: str | Path, specs: Sequence[str], out: str | Path, **options: Any) -> dict[str, Any]:
+    """Evaluate every finished variant of a sweep: ``OUT/<run>/`` per run, and a copy of its
+    ``results.json`` as ``RUN_DIR/benchmarks.json`` for ``mixture compare``. Returns run -> results."""
+    from trainer.sweep_status import result_dirs, sweep_status
+
+    runs = result_dirs(sweep_status(sweep_dir))
+    if not runs:
+        raise MixtureError(f"{sweep_dir}: no finished variant to evaluate", hint="see `mixture sweep status`")
+    out_dir, done = Path(out), {}
+    for run in map(Path, runs):
+        info = json.loads((run / "run.json").read_text())
+        model = Path(info.get("trained_in") or run)  # a variant served by another variant's run
+        results = evaluate(str(model), specs, out_dir / run.name, **options)
+        write_atomic(run / "benchmarks.json", json.dumps(results, indent=1) + "\n")
+        done[run.name] = results
+    return done
