@@ -91,6 +91,15 @@ def test_run_without_export_evaluates_its_checkpoint(trained: dict, evaluated: d
     assert via_checkpoint["benchmarks"] == evaluated["results"]["benchmarks"]
 
 
+def test_missing_images_are_named_before_generating(trained: dict, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture) -> None:
+    gqa = shutil.copytree(trained["benches"]["gqa"], tmp_path / "gqa")
+    (gqa / "images" / "n1.jpg").unlink()
+    assert cli(["eval", str(trained["export"]), "--bench", f"gqa={gqa}", "-o", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "benchmark gqa: 1 image(s) missing" in err and "n1.jpg (question 2000001)" in err
+
+
 ROUND_TRIP = r"""
 import json, sys
 from PIL import Image

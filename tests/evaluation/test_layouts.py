@@ -97,6 +97,11 @@ def test_bad_input_is_one_line_naming_file_and_record(benches: dict[str, Path], 
     bad.write_text('{"benchmark": "gqa", "question_id": "2000000", "answer": "red"}\n{"benchmark": "gqa"\n')
     msg = _one_line_error(["eval", "--predictions", str(bad), "--bench", f"gqa={benches['gqa']}", *out], capsys)
     assert msg.startswith(f"{bad}:2: not a JSON object")
+    typo = _predictions(tmp_path / "t.jsonl", [{"benchmark": "gqa", "question_id": "2000009", "answer": "red"}])
+    msg = _one_line_error(["eval", "--predictions", str(typo), "--bench", f"gqa={benches['gqa']}", *out], capsys)
+    assert "t.jsonl:1: gqa has no question '2000009'" in msg
+    assert "--limit 0" in _one_line_error(["eval", "--predictions", str(typo), "--bench", f"gqa={benches['gqa']}",
+                                           "--limit", "0", *out], capsys)
     other = _predictions(tmp_path / "o.jsonl", [{"benchmark": "vqav2", "question_id": 1, "answer": "x"}])
     msg = _one_line_error(["eval", "--predictions", str(other), "--bench", f"gqa={benches['gqa']}", *out], capsys)
     assert "o.jsonl:1: benchmark 'vqav2' is not being evaluated" in msg

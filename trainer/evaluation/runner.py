@@ -34,6 +34,8 @@ def parse_bench(spec: str) -> tuple[str, Path]:
 def load_benchmarks(specs: Sequence[str], *, images: str | None = None,
                     limit: int | None = None) -> dict[str, list[Question]]:
     """The questions of each ``NAME=DIR`` (the first ``limit`` of each when given)."""
+    if limit is not None and limit < 1:
+        raise MixtureError(f"--limit {limit}: expected a positive number of questions")
     out: dict[str, list[Question]] = {}
     for spec in specs:
         name, root = parse_bench(spec)
@@ -46,9 +48,11 @@ def load_benchmarks(specs: Sequence[str], *, images: str | None = None,
     return out
 
 
-def read_predictions(path: Path, benchmarks: dict[str, list[Question]]) -> dict[str, dict[str, str]]:
+def read_predictions(path: Path, benchmarks: dict[str, list[Question]], limited: bool = False) -> dict[str, dict[str,
+                                                                                                           str]]:
     """Answers made elsewhere: ``{"benchmark", "question_id", "answer"}`` a line (POPE: ``"split"`` too, or
-    an id ``SPLIT/ID``). Predictions for questions outside ``--limit`` are ignored."""
+    an id ``SPLIT/ID``). A question id the benchmark does not have is an error, unless ``limited`` (then
+    predictions for questions outside ``--limit`` are ignored)."""
     if not path.is_file():
         raise MixtureError(f"--predictions {path}: no such file")
     ids = {name: {q.question_id for q in qs} for name, qs in benchmarks.items()}
@@ -73,6 +77,9 @@ def read_predictions(path: Path, benchmarks: dict[str, list[Question]]) -> dict[
         qid = f"{record['split']}/{qid}" if "split" in record else qid
         if qid in ids[name]:
             out[name][qid] = answer
+        elif not limited:
+            raise MixtureError(f"{where}: {name} has no question {qid!r}",
+                               hint="question ids are the official ones (POPE: SPLIT/ID or a \"split\" field)")
     return out
 
 
@@ -177,7 +184,7 @@ def evaluate(model: str | None, specs: Sequence[str], out: str | Path, *, predic
     if store.dropped:
         write(f"{store.path}: dropped {store.dropped} unreadable line(s); those questions are answered again")
     if predictions is not None:
-        for name, answers in read_predictions(Path(predictions), benchmarks).items():
+        for name, answers in read_predictions(Path(predictions), benchmarks, limit is not None).items():
             store.answers[name] = answers
         source: dict[str, Any] = {"predictions": str(Path(predictions).resolve())}
     else:
