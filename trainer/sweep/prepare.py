@@ -1,4 +1,4 @@
-"""`mixture sweep run|status`: train a sweep's run tree, resumably, and say where it stands.
+"""Prepare a sweep for training: every run's config and ``sweep.json``.
 
 :func:`prepare_sweep` compiles and plans the sweep (``plan.json``, as ``mixture sweep plan -o`` writes it),
 then writes one full run config per planned run, ``SWEEP_DIR/runs/<run>/run.yaml``, derived from the
@@ -9,23 +9,11 @@ reads). A run starts from scratch, or branches from its parent run's checkpoint 
 (``branch:``: the trainer checks the two schedules agree before that batch); it keeps a checkpoint at every
 branch point (``checkpoint.save_at``).
 
-:func:`run_sweep` trains the runs in that order, in this process (one rank) or as ``composer -n N``
-subprocesses. It is resumable because the trainer is: a run whose ``run.json`` says it reached its last
-batch is skipped; any other is started again, and ``checkpoint.autoresume`` continues it from its newest
-checkpoint (a run that broke before its first checkpoint starts over). The first failure stops the sweep.
-
-Composer and torch are imported only when a run is trained in this process: status and planning stay light.
+Composer and torch are never imported here: preparing stays light (:mod:`trainer.sweep.execute` trains).
 """
 
 from __future__ import annotations
 
-import json
-import os
-import shlex
-import subprocess
-import sys
-import time
-import traceback
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -33,9 +21,9 @@ from typing import Any
 
 import yaml
 
-from mixture.errors import MixtureError
+from mixture.run_dir import CHECKPOINTS
 from trainer.config import RunConfig, resolve_path
-from trainer.sweep_status import SWEEP_FORMAT, read_sweep, run_state, write_aliases, write_sweep
+from trainer.sweep.status import RUN_YAML, SWEEP_FORMAT, read_sweep, run_path, write_sweep
 
 # Fields of a run config that are paths, resolved relative to the base config's directory, as the trainer
 # resolves them relative to the run config's.
@@ -44,8 +32,6 @@ _PATHS = (("model", "tokenizer"), ("model", "lm", "pretrained"), ("model", "visi
 # Fields the sweep sets for each run; a base config that sets them is told they are replaced.
 _SWEPT = ("schedule", "variant", "run_dir", "stop_at", "branch", "checkpoint.load", "checkpoint.save_at",
           "checkpoint.autoresume")
-
-Say = Callable[[str], None]
 
 
 class _Base(RunConfig):
@@ -174,8 +160,8 @@ def prepare_sweep(file: str | Path, base_config: str | Path, sweep_dir: str | Pa
     write_plan(content, root)
     run_of = {node: r.schedule for r in plan.runs() for node in r.nodes}
     folder = base.get("checkpoint", {}).get("folder")
-    folders = {r.schedule: f"{folder.rstrip('/')}/{r.schedule}" if folder else str(root / "runs" / r.schedule /
-                                                                                    "checkpoints") for r in plan.runs()}
+    folders = {r.schedule: f"{folder.rstrip('/')}/{r.schedule}" if folder else str(run_path(root, r.schedule) /
+                                                                                    CHECKPOINTS) for r in plan.runs()}
     runs = [_write_run(root, base, plan, planned, schedules, run_of, folders) for planned in plan.runs()]
     _write_index(root, content, runs, plan, run_of, base_config)
     return root, notes
@@ -184,9 +170,9 @@ def prepare_sweep(file: str | Path, base_config: str | Path, sweep_dir: str | Pa
 def _write_run(root: Path, base: dict[str, Any], plan: Any, planned: Any, schedules: dict[str, Any],
                run_of: dict[str, str], folders: dict[str, str]) -> SweepRun:
     """Write ``runs/<run>/run.yaml`` for one planned run (a :class:`~mixture.plan.PlanRun`)."""
-    run_dir = root / "runs" / planned.schedule
+    run_dir = run_path(root, planned.schedule)
     after = run_of[planned.parent] if planned.parent else None
-    run = SweepRun(planned.schedule, str(run_dir / "run.yaml"), str(run_dir), planned.start_batch,
+    run = SweepRun(planned.schedule, str(run_dir / RUN_YAML), str(run_dir), planned.start_batch,
                    planned.stop_batch, after, _checkpoint(folders[after], planned.start_batch) if after else None,
                    plan.node(planned.nodes[-1]).finishes, schedules[planned.schedule].fingerprint)
     branch = None
@@ -219,93 +205,3 @@ def _write_index(root: Path, content: dict[str, Any], runs: list[SweepRun], plan
                        "runs": [asdict(r) | {"finishes": list(r.finishes)} for r in runs],
                        "variants": out_variants, "totals": content["totals"],
                        "failures": (old or {}).get("failures", {})})
-
-
-def launch_commands(sweep_dir: str | Path, nproc: int = 1) -> list[str]:
-    """One ``composer -n N -m mixture train RUN.yaml`` line per run, parents first, each saying what it waits for."""
-    lines = []
-    for run in read_sweep(sweep_dir)["runs"]:
-        wait = (f"after {run['after']} (its checkpoint at batch {run['start_batch']:,})" if run["after"]
-                else "first: from scratch")
-        lines.append(f"composer -n {nproc} -m mixture train {shlex.quote(run['config'])}  # {run['id']}: batches "
-                     f"{run['start_batch']:,} -> {run['stop_batch']:,}, {wait}")
-    return lines
-
-
-def run_sweep(sweep_dir: str | Path, nproc: int = 1, say: Say = print) -> list[str]:
-    """Train every run not finished yet, parents first; returns the ids of the runs trained.
-
-    Args:
-        sweep_dir: A sweep directory written by :func:`prepare_sweep`.
-        nproc: Ranks per run: 1 trains in this process; more launch ``composer -n N`` subprocesses.
-        say: Where progress lines go.
-
-    Raises:
-        MixtureError: At the first run that fails (naming it and its log), or a run directory trained with
-            another schedule (the mixture file changed since).
-    """
-    root = Path(sweep_dir)
-    trained = []
-    for run in read_sweep(root)["runs"]:
-        state = run_state(run)
-        if state.status == "done":
-            say(f"skip {run['id']}: done (batch {state.last_batch:,})")
-            continue
-        if state.status == "stale":
-            raise MixtureError(f"{run['run_dir']} was trained with another schedule than the sweep's {run['id']} "
-                               "(the mixture file changed since)", hint="delete that run directory to retrain it")
-        how = f"resuming from its newest checkpoint (batch {state.last_batch:,} reached)" if state.last_batch else (
-            f"from {run['after']} at batch {run['start_batch']:,}" if run["after"] else "from scratch")
-        say(f"train {run['id']}: batches {run['start_batch']:,} -> {run['stop_batch']:,}, {how}")
-        _set_failure(root, run["id"], None)
-        _train_one(root, run, nproc)
-        after = run_state(run)
-        if after.status != "done":
-            _fail(root, run, f"stopped at batch {after.last_batch:,}, before its last batch {run['stop_batch']:,}")
-        say(f"done {run['id']}: batch {after.last_batch:,}")
-        trained.append(run["id"])
-    write_aliases(root)
-    return trained
-
-
-def _train_one(root: Path, run: dict[str, Any], nproc: int) -> None:
-    log = Path(run["run_dir"]) / "train.log"
-    if nproc > 1:
-        cmd = [sys.executable, "-m", "composer.cli.launcher", "-n", str(nproc), "-m", "mixture", "train",
-               run["config"]]
-        with open(log, "a") as out:
-            code = subprocess.run(cmd, env={**os.environ, "FSDP_VERSION": "2"}, stdout=out, stderr=subprocess.STDOUT,
-                                  check=False).returncode
-        if code != 0:
-            _fail(root, run, f"`{shlex.join(cmd)}` exited with {code}")
-        return
-    from trainer.run import train
-
-    try:
-        train(run["config"])
-    except Exception as exc:  # noqa: BLE001 - any failure is reported against the run, with its traceback logged
-        with open(log, "a") as out:
-            out.write(traceback.format_exc())
-        message = str(exc) if isinstance(exc, MixtureError) else f"{type(exc).__name__}: {exc}"
-        _fail(root, run, message)
-
-
-def _fail(root: Path, run: dict[str, Any], why: str) -> None:
-    log = Path(run["run_dir"]) / "train.log"
-    _set_failure(root, run["id"], why)
-    raise MixtureError(f"sweep run {run['id']} failed: {why}",
-                       hint=f"its log is {log}; once fixed, `mixture sweep run` again skips the finished runs and "
-                            "resumes this one from its newest checkpoint")
-
-
-def _set_failure(root: Path, run_id: str, why: str | None) -> None:
-    """Record (or clear) a failure in ``sweep.json``: a run that failed before writing run.json has no other trace."""
-    data = read_sweep(root)
-    failures = data.setdefault("failures", {})
-    if why is None and run_id not in failures:
-        return
-    if why is None:
-        failures.pop(run_id)
-    else:
-        failures[run_id] = {"error": why, "time": time.time()}
-    write_sweep(root, data)

@@ -8,15 +8,23 @@ the sweep recorded a failure before the trainer wrote anything), *done* (it reac
 
 from __future__ import annotations
 
-import json
-import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from mixture import run_dir as rd
 from mixture.errors import MixtureError
 
 SWEEP_FORMAT = "mixture-sweep/1"
+SWEEP_JSON = "sweep.json"
+RUNS = "runs"  # SWEEP_DIR/runs/<run>/: each run's directory and its run.yaml
+VARIANTS = "variants"  # SWEEP_DIR/variants/<variant>/: alias run directories
+RUN_YAML = "run.yaml"
+
+
+def run_path(sweep_dir: str | Path, run_id: str) -> Path:
+    """``SWEEP_DIR/runs/<run>``: a planned run's run directory (its ``run.yaml`` lies in it)."""
+    return Path(sweep_dir) / RUNS / run_id
 
 
 def read_sweep(sweep_dir: str | Path, missing_ok: bool = False) -> dict[str, Any]:
@@ -25,14 +33,14 @@ def read_sweep(sweep_dir: str | Path, missing_ok: bool = False) -> dict[str, Any
     Raises:
         MixtureError: If it is missing (unless ``missing_ok``) or of another format.
     """
-    path = Path(sweep_dir) / "sweep.json"
+    path = Path(sweep_dir) / SWEEP_JSON
     if not path.is_file():
         if missing_ok:
             return {}
         raise MixtureError(f"{path} does not exist: no sweep was prepared there",
                            hint="run `mixture sweep run FILE --run-config BASE.yaml -o SWEEP_DIR` (or with "
                                 "--print-commands) first")
-    data = json.loads(path.read_text())
+    data = rd.read_json(path)
     if data.get("format") != SWEEP_FORMAT:
         raise MixtureError(f"{path}: unsupported format {data.get('format')!r}",
                            hint="prepare the sweep again with `mixture sweep run`")
@@ -41,7 +49,7 @@ def read_sweep(sweep_dir: str | Path, missing_ok: bool = False) -> dict[str, Any
 
 def write_sweep(sweep_dir: str | Path, data: dict[str, Any]) -> None:
     """Write ``sweep.json`` whole (through a rename)."""
-    write_sweep_file(Path(sweep_dir) / "sweep.json", data)
+    rd.write_json(Path(sweep_dir) / SWEEP_JSON, data)
 
 
 @dataclass(frozen=True)
@@ -53,29 +61,20 @@ class RunState:
     error: str = ""
 
 
-def _json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
 def run_state(run: dict[str, Any], failures: dict[str, Any] | None = None) -> RunState:
     """The state of one ``sweep.json`` run, from its ``run.json`` (and the sweep's recorded failures)."""
     failure = (failures or {}).get(run["id"])
-    info = _json(Path(run["run_dir"]) / "run.json")
+    info = rd.find_info(run["run_dir"])
     if info is None:
         return RunState("failed", 0, failure["error"]) if failure else RunState("pending")
-    last = int(info.get("last_batch") or 0)
-    if info.get("schedule_fingerprint") not in (None, run["fingerprint"]):
-        return RunState("stale", last)
+    if info.schedule_fingerprint not in (None, run["fingerprint"]):
+        return RunState("stale", info.last_batch)
     if failure:
-        return RunState("failed", last, failure["error"])
-    status = str(info.get("status", "running"))
+        return RunState("failed", info.last_batch, failure["error"])
+    status = info.status or "running"
     if status in ("done", "stopped"):
-        status = "done" if last >= run["stop_batch"] else "stopped"
-    return RunState(status, last)
+        status = "done" if info.last_batch >= run["stop_batch"] else "stopped"
+    return RunState(status, info.last_batch)
 
 
 @dataclass
@@ -109,20 +108,28 @@ def sweep_status(sweep_dir: str | Path) -> SweepStatus:
     for run in data["runs"]:
         state = run_state(run, data.get("failures"))
         states[run["id"]] = state
-        results = _json(Path(run["run_dir"]) / "results.json") if state.status == "done" and run["finishes"] else None
-        out.runs.append({**run, "state": state, "eval": (results or {}).get("eval", {})})
+        results = _results(run["run_dir"]) if state.status == "done" and run["finishes"] else None
+        out.runs.append({**run, "state": state, "eval": results.eval if results else {}})
     for name, entry in data["variants"].items():
         state = states[entry["run"]]
         done = state.status in ("done", "stopped", "running", "failed") and state.last_batch >= entry["batch"]
         alias = alias_dir(sweep_dir, name)
-        results = str(alias) if entry["same_as"] and (alias / "run.json").is_file() else entry["run_dir"]
+        results = str(alias) if entry["same_as"] and (alias / rd.RUN_JSON).is_file() else entry["run_dir"]
         out.variants[name] = {**entry, "done": done, "results_dir": results}
     return out
 
 
 def alias_dir(sweep_dir: str | Path, variant: str) -> Path:
     """``SWEEP_DIR/variants/<variant>``: the results of a variant trained by another's run, under its own name."""
-    return Path(sweep_dir).resolve() / "variants" / variant
+    return Path(sweep_dir).resolve() / VARIANTS / variant
+
+
+def _results(run_dir: str | Path) -> rd.Results | None:
+    """A run's ``results.json``, or None when absent or unreadable (status shows what it can)."""
+    try:
+        return rd.read_results(run_dir)
+    except MixtureError:
+        return None
 
 
 def write_aliases(sweep_dir: str | Path) -> list[Path]:
@@ -138,29 +145,21 @@ def write_aliases(sweep_dir: str | Path) -> list[Path]:
     data, written = read_sweep(sweep_dir), []
     for name, entry in data["variants"].items():
         source = Path(entry["run_dir"])
-        info = _json(source / "run.json")
-        if not entry["same_as"] or not entry["at_run_end"] or info is None or info.get("status") != "done":
+        info = rd.find_info(source)
+        if not entry["same_as"] or not entry["at_run_end"] or info is None or info.status != "done":
             continue
         target = alias_dir(sweep_dir, name)
         target.mkdir(parents=True, exist_ok=True)
-        variant = {"name": name, "values": entry["values"]}
-        write_sweep_file(target / "run.json", {**info, "name": name, "variant": variant, "same_as": entry["same_as"],
-                                               "trained_in": str(source)})
-        results = _json(source / "results.json")
+        rd.write_info(target, replace(info, name=name, variant=rd.Variant(name, entry["values"]),
+                                      same_as=entry["same_as"], trained_in=str(source)))
+        results = _results(source)
         if results is not None:
-            write_sweep_file(target / "results.json", results)
-        link = target / "metrics.jsonl"
-        if not link.is_symlink() and (source / "metrics.jsonl").exists():
-            link.symlink_to(source / "metrics.jsonl")
+            rd.write_results(target, results)
+        link = target / rd.METRICS
+        if not link.is_symlink() and (source / rd.METRICS).exists():
+            link.symlink_to(source / rd.METRICS)
         written.append(target)
     return written
-
-
-def write_sweep_file(path: Path, data: dict[str, Any]) -> None:
-    """Write a JSON file whole (through a rename)."""
-    tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_text(json.dumps(data, indent=1) + "\n")
-    os.replace(tmp, path)
 
 
 def result_dirs(status: SweepStatus) -> list[str]:
