@@ -192,6 +192,6 @@ def test_a_failing_run_stops_the_sweep_naming_it_and_its_log(sweep: dict, monkey
 
 
 def test_sweep_commands_import_neither_torch_nor_composer() -> None:
-    code = ("import sys, mixture.cli, trainer.sweep.cli, trainer.sweep.prepare, trainer.sweep.status; "
+    code = ("import sys, mixture.cli, trainer.sweep.cli, trainer.sweep.prepare, trainer.sweep.status, trainer.sweep.records; "
             "bad = {'torch', 'composer', 'streaming'} & set(sys.modules); assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)

@@ -5,8 +5,9 @@ and :mod:`mixture.plan_files`. This package is the orchestration above it:
 
 - :mod:`trainer.sweep.prepare`: one run config per planned run and ``sweep.json``;
 - :mod:`trainer.sweep.execute`: train the runs (in this process or ``composer -n N``), resumably;
-- :mod:`trainer.sweep.status`: the sweep directory's names and where each run and variant stands, read from
-  the run directories' typed records (:mod:`mixture.run_dir`);
+- :mod:`trainer.sweep.records`: the sweep directory's names and ``sweep.json`` as frozen records;
+- :mod:`trainer.sweep.status`: where each run and variant stands, read from ``sweep.json`` and the run
+  directories' typed records (:mod:`mixture.run_dir`);
 - :mod:`trainer.sweep.cli`: ``mixture sweep plan|run|status``.
 
 Nothing here imports torch or composer at module level.

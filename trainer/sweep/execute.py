@@ -14,15 +14,14 @@ from __future__ import annotations
 import shlex
 import subprocess
 import sys
-import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from mixture.errors import MixtureError
 from mixture.run_dir import TRAIN_LOG
-from trainer.sweep.status import read_sweep, run_state, write_aliases, write_sweep
+from trainer.sweep.records import SweepRun, read_sweep, write_sweep
+from trainer.sweep.status import run_state, write_aliases
 
 Say = Callable[[str], None]
 
@@ -30,11 +29,11 @@ Say = Callable[[str], None]
 def launch_commands(sweep_dir: str | Path, nproc: int = 1) -> list[str]:
     """One ``composer -n N -m mixture train RUN.yaml`` line per run, parents first, each saying what it waits for."""
     lines = []
-    for run in read_sweep(sweep_dir)["runs"]:
-        wait = (f"after {run['after']} (its checkpoint at batch {run['start_batch']:,})" if run["after"]
+    for run in read_sweep(sweep_dir).runs:
+        wait = (f"after {run.after} (its checkpoint at batch {run.start_batch:,})" if run.after
                 else "first: from scratch")
-        lines.append(f"composer -n {nproc} -m mixture train {shlex.quote(run['config'])}  # {run['id']}: batches "
-                     f"{run['start_batch']:,} -> {run['stop_batch']:,}, {wait}")
+        lines.append(f"composer -n {nproc} -m mixture train {shlex.quote(run.config)}  # {run.id}: batches "
+                     f"{run.start_batch:,} -> {run.stop_batch:,}, {wait}")
     return lines
 
 
@@ -52,33 +51,33 @@ def run_sweep(sweep_dir: str | Path, nproc: int = 1, say: Say = print) -> list[s
     """
     root = Path(sweep_dir)
     trained = []
-    for run in read_sweep(root)["runs"]:
+    for run in read_sweep(root).runs:
         state = run_state(run)
         if state.status == "done":
-            say(f"skip {run['id']}: done (batch {state.last_batch:,})")
+            say(f"skip {run.id}: done (batch {state.last_batch:,})")
             continue
         if state.status == "stale":
-            raise MixtureError(f"{run['run_dir']} was trained with another schedule than the sweep's {run['id']} "
+            raise MixtureError(f"{run.run_dir} was trained with another schedule than the sweep's {run.id} "
                                "(the mixture file changed since)", hint="delete that run directory to retrain it")
         how = f"resuming from its newest checkpoint (batch {state.last_batch:,} reached)" if state.last_batch else (
-            f"from {run['after']} at batch {run['start_batch']:,}" if run["after"] else "from scratch")
-        say(f"train {run['id']}: batches {run['start_batch']:,} -> {run['stop_batch']:,}, {how}")
-        _set_failure(root, run["id"], None)
+            f"from {run.after} at batch {run.start_batch:,}" if run.after else "from scratch")
+        say(f"train {run.id}: batches {run.start_batch:,} -> {run.stop_batch:,}, {how}")
+        _set_failure(root, run.id, None)
         _train_one(root, run, nproc)
         after = run_state(run)
         if after.status != "done":
-            _fail(root, run, f"stopped at batch {after.last_batch:,}, before its last batch {run['stop_batch']:,}")
-        say(f"done {run['id']}: batch {after.last_batch:,}")
-        trained.append(run["id"])
+            _fail(root, run, f"stopped at batch {after.last_batch:,}, before its last batch {run.stop_batch:,}")
+        say(f"done {run.id}: batch {after.last_batch:,}")
+        trained.append(run.id)
     write_aliases(root)
     return trained
 
 
-def _train_one(root: Path, run: dict[str, Any], nproc: int) -> None:
-    log = Path(run["run_dir"]) / TRAIN_LOG
+def _train_one(root: Path, run: SweepRun, nproc: int) -> None:
+    log = Path(run.run_dir) / TRAIN_LOG
     if nproc > 1:
         cmd = [sys.executable, "-m", "composer.cli.launcher", "-n", str(nproc), "-m", "mixture", "train",
-               run["config"]]
+               run.config]
         with open(log, "a") as out:
             code = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, check=False).returncode
         if code != 0:
@@ -87,7 +86,7 @@ def _train_one(root: Path, run: dict[str, Any], nproc: int) -> None:
     from trainer.run import train
 
     try:
-        train(run["config"])
+        train(run.config)
     except Exception as exc:  # noqa: BLE001 - any failure is reported against the run, with its traceback logged
         with open(log, "a") as out:
             out.write(traceback.format_exc())
@@ -95,22 +94,16 @@ def _train_one(root: Path, run: dict[str, Any], nproc: int) -> None:
         _fail(root, run, message)
 
 
-def _fail(root: Path, run: dict[str, Any], why: str) -> None:
-    log = Path(run["run_dir"]) / TRAIN_LOG
-    _set_failure(root, run["id"], why)
-    raise MixtureError(f"sweep run {run['id']} failed: {why}",
+def _fail(root: Path, run: SweepRun, why: str) -> None:
+    log = Path(run.run_dir) / TRAIN_LOG
+    _set_failure(root, run.id, why)
+    raise MixtureError(f"sweep run {run.id} failed: {why}",
                        hint=f"its log is {log}; once fixed, `mixture sweep run` again skips the finished runs and "
                             "resumes this one from its newest checkpoint")
 
 
 def _set_failure(root: Path, run_id: str, why: str | None) -> None:
     """Record (or clear) a failure in ``sweep.json``: a run that failed before writing run.json has no other trace."""
-    data = read_sweep(root)
-    failures = data.setdefault("failures", {})
-    if why is None and run_id not in failures:
-        return
-    if why is None:
-        failures.pop(run_id)
-    else:
-        failures[run_id] = {"error": why, "time": time.time()}
-    write_sweep(root, data)
+    sweep = read_sweep(root)
+    if why is not None or run_id in sweep.failures:
+        write_sweep(root, sweep.with_failure(run_id, why))

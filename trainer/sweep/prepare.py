@@ -15,7 +15,6 @@ Composer and torch are never imported here: preparing stays light (:mod:`trainer
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ import yaml
 
 from mixture.run_dir import CHECKPOINTS
 from trainer.config import RunConfig, resolve_path
-from trainer.sweep.status import RUN_YAML, SWEEP_FORMAT, read_sweep, run_path, write_sweep
+from trainer.sweep.records import RUN_YAML, SWEEP_JSON, SweepFile, SweepRun, VariantEntry, read_sweep, run_path, write_sweep
 
 # Fields of a run config that are paths, resolved relative to the base config's directory, as the trainer
 # resolves them relative to the run config's.
@@ -39,33 +38,6 @@ class _Base(RunConfig):
 
     schedule: str = ""
     run_dir: str = ""
-
-
-@dataclass(frozen=True)
-class SweepRun:
-    """One planned run, as written to ``sweep.json``.
-
-    Attributes:
-        id: The run's name: the variant whose schedule it trains (``plan.json``'s run ``schedule``).
-        config: Its run config, ``SWEEP_DIR/runs/<id>/run.yaml``.
-        run_dir: Its run directory.
-        start_batch: First batch it trains.
-        stop_batch: Batch it ends at.
-        after: The run whose checkpoint it starts from (None: from scratch).
-        checkpoint: That checkpoint file (None: from scratch).
-        finishes: Variants whose final model is this run's last checkpoint (they are evaluated and exported).
-        fingerprint: Fingerprint of the schedule it trains.
-    """
-
-    id: str
-    config: str
-    run_dir: str
-    start_batch: int
-    stop_batch: int
-    after: str | None
-    checkpoint: str | None
-    finishes: tuple[str, ...]
-    fingerprint: str
 
 
 def default_sweep_dir(file: str | Path) -> Path:
@@ -193,15 +165,12 @@ def _write_index(root: Path, content: dict[str, Any], runs: list[SweepRun], plan
     """``sweep.json``: the runs, and where each variant's final model and results are."""
     by_id = {r.id: r for r in runs}
     values = {v["name"]: v["values"] for v in content["variants"]}
-    out_variants = {}
+    variants = {}
     for name in plan.variants:
         node = plan.served_by(name)
         run = by_id[run_of[node.id]]
-        out_variants[name] = {"values": values[name], "run": run.id, "run_dir": run.run_dir, "batch": node.stop_batch,
-                              "at_run_end": node.stop_batch == run.stop_batch, "same_as": plan.same_as(name)}
-    old = read_sweep(root, missing_ok=True)
-    write_sweep(root, {"format": SWEEP_FORMAT, "name": content["name"], "file": content["file"],
-                       "base_config": str(Path(base_config).resolve()),
-                       "runs": [asdict(r) | {"finishes": list(r.finishes)} for r in runs],
-                       "variants": out_variants, "totals": content["totals"],
-                       "failures": (old or {}).get("failures", {})})
+        variants[name] = VariantEntry(values[name], run.id, run.run_dir, node.stop_batch,
+                                      node.stop_batch == run.stop_batch, plan.same_as(name))
+    failures = read_sweep(root).failures if (root / SWEEP_JSON).is_file() else {}
+    write_sweep(root, SweepFile(content["name"], content["file"], str(Path(base_config).resolve()), tuple(runs),
+                                variants, content["totals"], failures))

@@ -10,46 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 from mixture import run_dir as rd
 from mixture.errors import MixtureError
-
-SWEEP_FORMAT = "mixture-sweep/1"
-SWEEP_JSON = "sweep.json"
-RUNS = "runs"  # SWEEP_DIR/runs/<run>/: each run's directory and its run.yaml
-VARIANTS = "variants"  # SWEEP_DIR/variants/<variant>/: alias run directories
-RUN_YAML = "run.yaml"
-
-
-def run_path(sweep_dir: str | Path, run_id: str) -> Path:
-    """``SWEEP_DIR/runs/<run>``: a planned run's run directory (its ``run.yaml`` lies in it)."""
-    return Path(sweep_dir) / RUNS / run_id
-
-
-def read_sweep(sweep_dir: str | Path, missing_ok: bool = False) -> dict[str, Any]:
-    """``SWEEP_DIR/sweep.json`` ({} when missing and ``missing_ok``).
-
-    Raises:
-        MixtureError: If it is missing (unless ``missing_ok``) or of another format.
-    """
-    path = Path(sweep_dir) / SWEEP_JSON
-    if not path.is_file():
-        if missing_ok:
-            return {}
-        raise MixtureError(f"{path} does not exist: no sweep was prepared there",
-                           hint="run `mixture sweep run FILE --run-config BASE.yaml -o SWEEP_DIR` (or with "
-                                "--print-commands) first")
-    data = rd.read_json(path)
-    if data.get("format") != SWEEP_FORMAT:
-        raise MixtureError(f"{path}: unsupported format {data.get('format')!r}",
-                           hint="prepare the sweep again with `mixture sweep run`")
-    return data
-
-
-def write_sweep(sweep_dir: str | Path, data: dict[str, Any]) -> None:
-    """Write ``sweep.json`` whole (through a rename)."""
-    rd.write_json(Path(sweep_dir) / SWEEP_JSON, data)
+from trainer.sweep.records import Failure, SweepRun, VariantEntry, alias_dir, read_sweep
 
 
 @dataclass(frozen=True)
@@ -61,20 +25,39 @@ class RunState:
     error: str = ""
 
 
-def run_state(run: dict[str, Any], failures: dict[str, Any] | None = None) -> RunState:
-    """The state of one ``sweep.json`` run, from its ``run.json`` (and the sweep's recorded failures)."""
-    failure = (failures or {}).get(run["id"])
-    info = rd.find_info(run["run_dir"])
+def run_state(run: SweepRun, failure: Failure | None = None) -> RunState:
+    """The state of one planned run, from its ``run.json`` (and the failure the sweep recorded, if any)."""
+    info = rd.find_info(run.run_dir)
     if info is None:
-        return RunState("failed", 0, failure["error"]) if failure else RunState("pending")
-    if info.schedule_fingerprint not in (None, run["fingerprint"]):
+        return RunState("failed", 0, failure.error) if failure else RunState("pending")
+    if info.schedule_fingerprint not in (None, run.fingerprint):
         return RunState("stale", info.last_batch)
     if failure:
-        return RunState("failed", info.last_batch, failure["error"])
+        return RunState("failed", info.last_batch, failure.error)
     status = info.status or "running"
     if status in ("done", "stopped"):
-        status = "done" if info.last_batch >= run["stop_batch"] else "stopped"
+        status = "done" if info.last_batch >= run.stop_batch else "stopped"
     return RunState(status, info.last_batch)
+
+
+@dataclass(frozen=True)
+class RunRow:
+    """A planned run, its state and its final evaluation (results.json's, for a finished run that finishes
+    variants; {} otherwise)."""
+
+    run: SweepRun
+    state: RunState
+    eval: dict[str, float]
+
+
+@dataclass(frozen=True)
+class VariantRow:
+    """A variant's entry, whether its final model exists, and the run directory ``mixture compare`` should
+    read for it (an alias for a variant served by another's run)."""
+
+    entry: VariantEntry
+    done: bool
+    results_dir: str
 
 
 @dataclass
@@ -83,16 +66,14 @@ class SweepStatus:
 
     Attributes:
         name: The sweep's name (the mixture file's).
-        runs: ``sweep.json`` runs, each with ``state`` (a :class:`RunState`) and ``eval`` (final evaluation of
-            a finished run that finishes variants: results.json's ``eval``; {} otherwise).
-        variants: Variant name -> ``sweep.json`` entry plus ``done`` (its final model exists) and
-            ``results_dir`` (the run directory ``mixture compare`` should read: an alias for a ``same_as`` one).
+        runs: The runs, parents first.
+        variants: Variant name -> its row.
         totals: ``plan.json``'s totals.
     """
 
     name: str
-    runs: list[dict[str, Any]] = field(default_factory=list)
-    variants: dict[str, dict[str, Any]] = field(default_factory=dict)
+    runs: list[RunRow] = field(default_factory=list)
+    variants: dict[str, VariantRow] = field(default_factory=dict)
     totals: dict[str, float] = field(default_factory=dict)
 
 
@@ -102,26 +83,20 @@ def sweep_status(sweep_dir: str | Path) -> SweepStatus:
     Raises:
         MixtureError: If it holds no ``sweep.json``.
     """
-    data = read_sweep(sweep_dir)
-    out = SweepStatus(data["name"], totals=data["totals"])
+    sweep = read_sweep(sweep_dir)
+    out = SweepStatus(sweep.name, totals=sweep.totals)
     states = {}
-    for run in data["runs"]:
-        state = run_state(run, data.get("failures"))
-        states[run["id"]] = state
-        results = _results(run["run_dir"]) if state.status == "done" and run["finishes"] else None
-        out.runs.append({**run, "state": state, "eval": results.eval if results else {}})
-    for name, entry in data["variants"].items():
-        state = states[entry["run"]]
-        done = state.status in ("done", "stopped", "running", "failed") and state.last_batch >= entry["batch"]
+    for run in sweep.runs:
+        state = states[run.id] = run_state(run, sweep.failures.get(run.id))
+        results = _results(run.run_dir) if state.status == "done" and run.finishes else None
+        out.runs.append(RunRow(run, state, results.eval if results else {}))
+    for name, entry in sweep.variants.items():
+        state = states[entry.run]
+        done = state.status in ("done", "stopped", "running", "failed") and state.last_batch >= entry.batch
         alias = alias_dir(sweep_dir, name)
-        results = str(alias) if entry["same_as"] and (alias / rd.RUN_JSON).is_file() else entry["run_dir"]
-        out.variants[name] = {**entry, "done": done, "results_dir": results}
+        results_dir = str(alias) if entry.same_as and (alias / rd.RUN_JSON).is_file() else entry.run_dir
+        out.variants[name] = VariantRow(entry, done, results_dir)
     return out
-
-
-def alias_dir(sweep_dir: str | Path, variant: str) -> Path:
-    """``SWEEP_DIR/variants/<variant>``: the results of a variant trained by another's run, under its own name."""
-    return Path(sweep_dir).resolve() / VARIANTS / variant
 
 
 def _results(run_dir: str | Path) -> rd.Results | None:
@@ -142,16 +117,16 @@ def write_aliases(sweep_dir: str | Path) -> list[Path]:
     Returns:
         The alias directories written.
     """
-    data, written = read_sweep(sweep_dir), []
-    for name, entry in data["variants"].items():
-        source = Path(entry["run_dir"])
+    written = []
+    for name, entry in read_sweep(sweep_dir).variants.items():
+        source = Path(entry.run_dir)
         info = rd.find_info(source)
-        if not entry["same_as"] or not entry["at_run_end"] or info is None or info.status != "done":
+        if not entry.same_as or not entry.at_run_end or info is None or info.status != "done":
             continue
         target = alias_dir(sweep_dir, name)
         target.mkdir(parents=True, exist_ok=True)
-        rd.write_info(target, replace(info, name=name, variant=rd.Variant(name, entry["values"]),
-                                      same_as=entry["same_as"], trained_in=str(source)))
+        rd.write_info(target, replace(info, name=name, variant=rd.Variant(name, entry.values),
+                                      same_as=entry.same_as, trained_in=str(source)))
         results = _results(source)
         if results is not None:
             rd.write_results(target, results)
@@ -164,4 +139,4 @@ def write_aliases(sweep_dir: str | Path) -> list[Path]:
 
 def result_dirs(status: SweepStatus) -> list[str]:
     """One run directory per finished variant, evaluated at its end, for ``mixture compare``."""
-    return list(dict.fromkeys(v["results_dir"] for v in status.variants.values() if v["done"] and v["at_run_end"]))
+    return list(dict.fromkeys(v.results_dir for v in status.variants.values() if v.done and v.entry.at_run_end))
