@@ -7,6 +7,7 @@ import json
 import re
 from pathlib import Path
 
+from mixture import run_dir as rd
 from mixture.errors import MixtureError
 
 _CHECKPOINT = re.compile(r"^ba(\d+)-rank0\.pt$")
@@ -26,7 +27,7 @@ def _checked_export(path: Path) -> Path:
 
 def latest_checkpoint(run_dir: Path) -> Path | None:
     """The run's rank-0 checkpoint with the most batches, if any."""
-    found = [(int(m[1]), p) for p in (run_dir / "checkpoints").glob("ba*-rank0.pt") if (m := _CHECKPOINT.match(p.name))]
+    found = [(int(m[1]), p) for p in (run_dir / rd.CHECKPOINTS).glob("ba*-rank0.pt") if (m := _CHECKPOINT.match(p.name))]
     return max(found)[1] if found else None
 
 
@@ -34,8 +35,8 @@ def resolve_model(path: Path, out_dir: Path, config: str | None) -> Path:
     """The export directory to evaluate (see the module docstring)."""
     if _is_export(path):
         return _checked_export(path)
-    if _is_export(path / "export"):
-        return _checked_export(path / "export")
+    if _is_export(path / rd.EXPORT):
+        return _checked_export(path / rd.EXPORT)
     checkpoint = latest_checkpoint(path)
     if checkpoint is None:
         raise MixtureError(f"{path}: neither an export nor a run directory with an export or a checkpoint",
@@ -62,10 +63,10 @@ def export_checkpoint(run_dir: Path, checkpoint: Path, config_path: str, out: Pa
     from trainer.model import build_hf_model
 
     config, base = load_run_config(config_path)
-    run = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").is_file() else {}
-    if "schedule" not in run:
-        raise MixtureError(f"{run_dir}/run.json: no schedule recorded", hint="evaluate a run made by `mixture train`")
-    manifest = load_schedule(run["schedule"]).manifest
+    schedule = rd.read_info(run_dir).schedule
+    if not schedule:
+        raise MixtureError(f"{run_dir}/{rd.RUN_JSON}: no schedule recorded", hint="evaluate a run made by `mixture train`")
+    manifest = load_schedule(schedule).manifest
     tokenizer = tokenizer_dir(config, base, manifest)
     loaded = load_tokenizer(tokenizer)
     hf = build_hf_model(config.model, Vocab(loaded.vocab_size, loaded.eos_id), int(manifest["seq_len"]))

@@ -203,15 +203,15 @@ def evaluate(model: str | None, specs: Sequence[str], out: str | Path, *, predic
 def evaluate_sweep(sweep_dir: str | Path, specs: Sequence[str], out: str | Path, **options: Any) -> dict[str, Any]:
     """Evaluate every finished variant of a sweep: ``OUT/<run>/`` per run, and a copy of its
     ``results.json`` as ``RUN_DIR/benchmarks.json`` for ``mixture compare``. Returns run -> results."""
-    from trainer.sweep_status import result_dirs, sweep_status
+    from mixture.run_dir import read_info
+    from trainer.sweep.status import result_dirs, sweep_status
 
     runs = result_dirs(sweep_status(sweep_dir))
     if not runs:
         raise MixtureError(f"{sweep_dir}: no finished variant to evaluate", hint="see `mixture sweep status`")
     out_dir, done = Path(out), {}
     for run in map(Path, runs):
-        info = json.loads((run / "run.json").read_text())
-        model = Path(info.get("trained_in") or run)  # a variant served by another variant's run
+        model = Path(read_info(run).trained_in or run)  # a variant served by another variant's run
         results = evaluate(str(model), specs, out_dir / run.name, **options)
         write_atomic(run / "benchmarks.json", json.dumps(results, indent=1) + "\n")
         done[run.name] = results
