@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).parent))
 import bench_fixtures as bf  # noqa: E402
@@ -125,3 +127,22 @@ def test_store_drops_torn_lines_and_keeps_the_rest(tmp_path: Path) -> None:
     assert store.answers == {"gqa": {"1": "red"}} and store.dropped == 2
     store.append("gqa", {"2": "blue"})
     assert AnswerStore(path, ["gqa"]).answers == {"gqa": {"1": "red", "2": "blue"}}
+
+
+@given(st.lists(st.tuples(st.sampled_from(["gqa", "pope"]), st.text(max_size=8), st.text(max_size=12)),
+                max_size=8), st.data())
+def test_a_torn_answers_file_never_yields_a_wrong_answer(tmp_path_factory: pytest.TempPathFactory,
+                                                         rows: list[tuple[str, str, str]], data: st.DataObject) -> None:
+    """Whatever byte the file was cut at, every answer read back is one that was written, for its question."""
+    path = tmp_path_factory.mktemp("store") / "answers.jsonl"
+    written: dict[tuple[str, str], set[str]] = {}
+    text = ""
+    for name, qid, answer in rows:
+        text += json.dumps({"benchmark": name, "question_id": qid, "answer": answer}) + "\n"
+        written.setdefault((name, qid), set()).add(answer)
+    raw = text.encode()
+    path.write_bytes(raw[: data.draw(st.integers(0, len(raw)))])
+    store = AnswerStore(path, ["gqa", "pope"])
+    for name, answers in store.answers.items():
+        assert all(answer in written[(name, qid)] for qid, answer in answers.items())
+    assert AnswerStore(path, ["gqa", "pope"]).dropped == 0  # the torn line was removed from the file
