@@ -67,6 +67,10 @@ def test_eval_scores_predictions_without_a_model(benches: dict[str, Path], tmp_p
     lines = [json.loads(x) for x in (out / "answers.jsonl").read_text().splitlines()]
     assert len(lines) == 6 and {"benchmark", "question_id", "answer", "score"} <= set(lines[0])
     assert "vqav2: accuracy" in capsys.readouterr().out
+    gqa = _predictions(tmp_path / "gqa.jsonl", [{"benchmark": "gqa", "question_id": "2000000", "answer": "Red"}])
+    assert cli(["eval", "--predictions", str(gqa), "-o", str(out), "--bench", f"gqa={benches['gqa']}"]) == 0
+    kept = [json.loads(x) for x in (out / "answers.jsonl").read_text().splitlines()]
+    assert len(kept) == 7 and kept[0]["benchmark"] == "gqa"  # the first evaluation's answers stay
 
 
 def _one_line_error(args: list[str], capsys: pytest.CaptureFixture) -> str:

@@ -195,7 +195,8 @@ def evaluate(model: str | None, specs: Sequence[str], out: str | Path, *, predic
         _generate(model_dir, benchmarks, store, options, write)
     results, rows = score(benchmarks, store.answers)
     results.update(source, limit=limit)
-    write_atomic(out_dir / "answers.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    write_atomic(out_dir / "answers.jsonl", "".join([*(json.dumps(r) + "\n" for r in rows),
+                                                     *(line + "\n" for line in store.other_lines)]))
     write_atomic(out_dir / "results.json", json.dumps(results, indent=1) + "\n")
     return results
 

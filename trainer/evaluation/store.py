@@ -51,6 +51,7 @@ class AnswerStore:
         self.path = path
         self.answers: dict[str, dict[str, str]] = {b: {} for b in benchmarks}
         self.dropped = 0
+        self.other_lines: list[str] = []  # answers of benchmarks not evaluated now: kept in the final file
         kept: list[str] = []
         if path.exists():
             for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
@@ -61,6 +62,8 @@ class AnswerStore:
                 kept.append(json.dumps(record))
                 if record["benchmark"] in self.answers:
                     self.answers[record["benchmark"]][str(record["question_id"])] = record["answer"]
+                else:
+                    self.other_lines.append(kept[-1])
             if self.dropped:
                 write_atomic(path, "".join(k + "\n" for k in kept))
 
