@@ -63,10 +63,12 @@ def detect_ranks() -> tuple[int, int]:
     return world.rank, world.num_ranks
 
 
-def make_stream(location: str, local: str | None, remote: bool, download_retry: int) -> Stream:
-    """One Streaming stream over an MDS directory: read in place if local, else cached under ``local``."""
+def make_stream(location: str, local: str | None, remote: bool, download_retry: int,
+                validate_hash: str | None = None) -> Stream:
+    """One Streaming stream over an MDS directory: read in place if local, else cached under ``local``
+    (each downloaded shard checked against its ``validate_hash`` digest in ``index.json``, if given)."""
     if remote:
-        return Stream(remote=location, local=local, download_retry=download_retry)
+        return Stream(remote=location, local=local, download_retry=download_retry, validate_hash=validate_hash)
     return Stream(local=location, download_retry=download_retry)
 
 
