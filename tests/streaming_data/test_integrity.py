@@ -115,3 +115,4 @@ def test_source_without_hashes_serves_with_a_warning_and_still_needs_every_shard
     os.remove(os.path.join(sources[2].location, gone))
     with pytest.warns(UserWarning), pytest.raises(MixtureError, match=f"source 'chat': shard {gone} is missing"):
         serve.ScheduledDataset(path)
+
