@@ -41,6 +41,7 @@ from streaming_data._streaming_compat import (
     OrderDrivenDataset,
     Placement,
     check_streaming_version,
+    detect_node_ranks,
     detect_ranks,
     make_stream,
     streaming_state_keys,
@@ -159,7 +160,7 @@ def _check_source(record: SourceRecordLike, opts: dict[str, object],
                 ), None
     index = json.loads(theirs)
     problem = check_source_shards(record.name, record.location, remote=remote, cache=cache,
-                                  storage_options=opts, read_index=lambda: index)
+                                  storage_options=opts, read_index=lambda: index, share=detect_node_ranks())
     return problem, shard_hash_algorithm(index)
 
 

@@ -14,6 +14,11 @@ the first batch.
 A source written before shard hashes existed (an ``index.json`` with empty ``hashes``) is still served:
 presence and sizes are checked, a flipped byte cannot be, and a warning says so once per source.
 
+Every rank checks presence and sizes (a ``stat`` per shard); the hashing is split between the ranks of a
+node (shard ``i`` is hashed by local rank ``i mod ranks_per_node``), so each node reads its data once,
+whether every node has its own copy or all share one file system. A rank that finds a bad shard raises;
+the launcher (Composer's, torchrun) then stops the others.
+
 One problem per source names its first bad shard (and how many more there are), so a damaged or
 incomplete source is refused before training rather than part-way through it.
 """
@@ -92,27 +97,29 @@ def _local_fault(root: str, file: ShardFile, algorithm: str | None) -> str | Non
     return None
 
 
-def _local_faults(root: str, index: dict[str, Any], algorithm: str | None) -> Iterator[str]:
-    for files in shard_files(index):
+def _local_faults(root: str, index: dict[str, Any], algorithm: str | None,
+                  share: tuple[int, int]) -> Iterator[str]:
+    for number, files in enumerate(shard_files(index)):
         present = [f for f in files if os.path.isfile(os.path.join(root, f.basename))]
         if not present:
             yield f"shard {files[0].basename} is missing ({os.path.join(root, files[0].basename)})"
             continue
-        fault = _local_fault(root, present[0], algorithm)
+        fault = _local_fault(root, present[0], algorithm if number % share[1] == share[0] else None)
         if fault:
             yield fault
 
 
 def _remote_faults(location: str, cache: str | None, index: dict[str, Any], algorithm: str | None,
-                   storage_options: dict[str, object]) -> Iterator[str]:
+                   storage_options: dict[str, object], share: tuple[int, int]) -> Iterator[str]:
     fs, root = fsspec.core.url_to_fs(location, **storage_options)
     root = root.rstrip("/")
     listed = {str(path)[len(root) + 1:]: int(info.get("size") or 0)
               for path, info in fs.find(root, detail=True).items()}
-    for files in shard_files(index):
+    for number, files in enumerate(shard_files(index)):
         cached = [f for f in files if cache and os.path.isfile(os.path.join(cache, f.basename))]
         if cached:
-            fault = _local_fault(cache, cached[0], algorithm)  # type: ignore[arg-type]
+            mine = number % share[1] == share[0]
+            fault = _local_fault(cache, cached[0], algorithm if mine else None)  # type: ignore[arg-type]
             if fault:
                 yield f"{fault}; delete it to download it again"
             continue
@@ -126,7 +133,8 @@ def _remote_faults(location: str, cache: str | None, index: dict[str, Any], algo
 
 def check_source_shards(name: str, location: str, *, remote: bool, cache: str | None = None,
                         storage_options: dict[str, object] | None = None,
-                        read_index: Callable[[], dict[str, Any]] | None = None) -> Problem | None:
+                        read_index: Callable[[], dict[str, Any]] | None = None,
+                        share: tuple[int, int] = (0, 1)) -> Problem | None:
     """Whether every shard of a source is present, of its recorded size and (if recorded) hash.
 
     Args:
@@ -136,6 +144,7 @@ def check_source_shards(name: str, location: str, *, remote: bool, cache: str | 
         cache: The source's local cache directory (remote sources).
         storage_options: fsspec options for a remote source.
         read_index: Returns the parsed ``index.json`` (default: read it from ``location``).
+        share: ``(k, n)``: hash only shards ``i`` with ``i mod n == k`` (this rank's share of its node).
 
     Returns:
         One problem naming the first bad shard and counting the others, or None when all are good.
@@ -147,8 +156,8 @@ def check_source_shards(name: str, location: str, *, remote: bool, cache: str | 
         warnings.warn(f"source '{name}' at {location} records no shard hashes (written before `mixture ingest` "
                       "recorded them): sizes are checked, contents cannot be; re-ingest it to verify them",
                       stacklevel=2)
-    faults = (_remote_faults(location, cache, index, algorithm, opts) if remote
-              else _local_faults(location, index, algorithm))
+    faults = (_remote_faults(location, cache, index, algorithm, opts, share) if remote
+              else _local_faults(location, index, algorithm, share))
     found = list(faults)
     if not found:
         return None

@@ -116,3 +116,18 @@ def test_source_without_hashes_serves_with_a_warning_and_still_needs_every_shard
     with pytest.warns(UserWarning), pytest.raises(MixtureError, match=f"source 'chat': shard {gone} is missing"):
         serve.ScheduledDataset(path)
 
+
+
+def test_ranks_of_a_node_split_the_hashing_and_all_check_presence(pristine: str, tmp_path: Path) -> None:
+    from streaming_data.shards import check_source_shards
+
+    shutil.copytree(pristine, tmp_path / "data")
+    web = str(tmp_path / "data" / "web")
+    flipped = _shard(web, 1)
+    data = Path(web, flipped).read_bytes()
+    Path(web, flipped).write_bytes(bytes([data[0] ^ 0x80]) + data[1:])
+    found = [check_source_shards("web", web, remote=False, share=(k, 2)) for k in range(2)]
+    assert found[0] is None and f"shard {flipped} fails its {SHARD_HASH} check" in found[1].message
+    os.remove(os.path.join(web, _shard(web, 0)))
+    assert all(f"shard {_shard(web, 0)} is missing" in check_source_shards("web", web, remote=False,
+                                                                           share=(k, 2)).message for k in range(2))
