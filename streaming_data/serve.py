@@ -36,7 +36,6 @@ from torch.utils.data import DataLoader
 from mixture.errors import MixtureError, Problem
 from mixture.sources import INDEX_JSON, source_fingerprint
 from streaming_data._serve_order import WorkerOrder, WorkerShare
-from streaming_data.shards import check_source_shards, shard_hash_algorithm
 from streaming_data._streaming_compat import (
     OrderDrivenDataset,
     Placement,
@@ -46,6 +45,7 @@ from streaming_data._streaming_compat import (
     make_stream,
     streaming_state_keys,
 )
+from streaming_data.shards import check_source_shards, shard_hash_algorithm
 
 RESERVED_KEYS = ("source", "source_id", "position")
 """Keys added to every served sample; an MDS column with one of these names is refused."""

@@ -76,13 +76,16 @@ def shard_hash_algorithm(index: dict[str, Any]) -> str | None:
 
 def file_digest(algorithm: str, path: str) -> str:
     """The digest of a file as Streaming computes it (``streaming.base.hashing.get_hash``), read in chunks."""
-    import xxhash  # a dependency of Streaming
     import hashlib
 
+    import xxhash  # a dependency of Streaming
+
     state = getattr(xxhash, algorithm)() if hasattr(xxhash, algorithm) else hashlib.new(algorithm)
-    with open(path, "rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            state.update(chunk)
+    buffer = bytearray(_CHUNK)  # reused: a fresh 16 MB bytes object per read costs more than the hash
+    view = memoryview(buffer)
+    with open(path, "rb", buffering=0) as handle:
+        while size := handle.readinto(buffer):
+            state.update(view[:size])
     return state.hexdigest()
 
 
