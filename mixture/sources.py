@@ -68,6 +68,7 @@ def _missing(path: str) -> MixtureError:
 def _parquet_footer(path: str, storage_options: dict[str, object]) -> tuple[bytes, bool]:
     """The size and raw footer of a parquet file (read from its tail), and whether it holds a content hash."""
     fs, inner = fsspec.core.url_to_fs(path, **storage_options)
+    fs.invalidate_cache(inner)  # a size cached by an earlier listing in this process may be stale
     try:
         size = int(fs.size(inner))
         with fs.open(inner, "rb") as handle:

@@ -112,12 +112,29 @@ def _local_faults(root: str, index: dict[str, Any], algorithm: str | None,
             yield fault
 
 
-def _remote_faults(location: str, cache: str | None, index: dict[str, Any], algorithm: str | None,
-                   storage_options: dict[str, object], share: tuple[int, int]) -> Iterator[str]:
+def _remote_sizes(location: str, storage_options: dict[str, object]) -> Callable[[str], int | None]:
+    """Size of a file under a remote directory by its relative name (None: absent), from one recursive
+    listing; a name the listing lacks is asked for once more (stores that cannot list, or list lazily)."""
     fs, root = fsspec.core.url_to_fs(location, **storage_options)
     root = root.rstrip("/")
+    fs.invalidate_cache(root)  # fsspec keeps listings per process: list what is there now
     listed = {str(path)[len(root) + 1:]: int(info.get("size") or 0)
               for path, info in fs.find(root, detail=True).items()}
+
+    def size(name: str) -> int | None:
+        if name not in listed:
+            try:
+                listed[name] = int(fs.info(f"{root}/{name}").get("size") or 0)
+            except FileNotFoundError:
+                return None
+        return listed[name]
+
+    return size
+
+
+def _remote_faults(location: str, cache: str | None, index: dict[str, Any], algorithm: str | None,
+                   storage_options: dict[str, object], share: tuple[int, int]) -> Iterator[str]:
+    size_of = _remote_sizes(location, storage_options)
     for number, files in enumerate(shard_files(index)):
         cached = [f for f in files if cache and os.path.isfile(os.path.join(cache, f.basename))]
         if cached:
@@ -126,12 +143,13 @@ def _remote_faults(location: str, cache: str | None, index: dict[str, Any], algo
             if fault:
                 yield f"{fault}; delete it to download it again"
             continue
-        remote = [f for f in files if f.basename in listed]
-        if not remote:
-            yield f"shard {files[0].basename} is missing ({location.rstrip('/')}/{files[0].basename})"
-        elif listed[remote[0].basename] != remote[0].num_bytes:
-            yield (f"shard {remote[0].basename} is {listed[remote[0].basename]} bytes, {INDEX_JSON} records "
-                   f"{remote[0].num_bytes} ({location.rstrip('/')}/{remote[0].basename})")
+        found = [(f, size) for f in files if (size := size_of(f.basename)) is not None]
+        url = f"{location.rstrip('/')}/{(found[0][0] if found else files[0]).basename}"
+        if not found:
+            yield f"shard {files[0].basename} is missing ({url})"
+        elif found[0][1] != found[0][0].num_bytes:
+            yield (f"shard {found[0][0].basename} is {found[0][1]} bytes, {INDEX_JSON} records "
+                   f"{found[0][0].num_bytes} ({url})")
 
 
 def check_source_shards(name: str, location: str, *, remote: bool, cache: str | None = None,

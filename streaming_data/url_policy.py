@@ -2,9 +2,9 @@
 
 img2dataset fetches each row with ``urllib.request.urlopen``, whose default opener also reads ``file://``
 (a URL list row ``file:///home/me/.ssh/id_rsa`` would copy that local file into the dataset), ``ftp://``
-and ``data:`` URLs, and follows redirects from http to ftp. :func:`http_only_opener` has only the http(s) handlers and refuses
-a redirect to any other scheme; ``streaming_data.url_downloader`` installs it in img2dataset's download
-processes (that module imports img2dataset, which takes seconds; this one is cheap).
+and ``data:`` URLs, and follows redirects from http to ftp. :func:`http_only_opener` has only the http(s)
+handlers and refuses a redirect to any other scheme; ``streaming_data.url_downloader`` installs it in
+img2dataset's download processes (that module imports img2dataset, which takes seconds; this one is cheap).
 
 A refused row is dropped, not fatal, like any other failed download: URL lists scraped from the web hold
 junk rows, and one should not stop an ingest of millions. The ingest summary and the sample index count

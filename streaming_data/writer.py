@@ -7,9 +7,10 @@ counts as finished only once its rows file has been renamed into place, so a cra
 nothing that looks finished; a rerun deletes the unfinished part and starts there.
 
 Every shard's ``xxh3_64`` digest is recorded in its ``index.json`` (serving checks it). Finalisation builds
-``samples.parquet`` from the journal (with its content hash, which keeps the source fingerprint cheap), merges the parts' ``index.json`` files with
-Streaming's ``merge_index``, and publishes ``samples.parquet`` first and ``index.json`` last (a rename on
-local disk, one PUT on an object store): a dataset directory with an ``index.json`` is complete.
+``samples.parquet`` from the journal (with its content hash, which keeps the source fingerprint cheap),
+merges the parts' ``index.json`` files with Streaming's ``merge_index``, and publishes ``samples.parquet``
+first and ``index.json`` last (a rename on local disk, one PUT on an object store): a dataset directory
+with an ``index.json`` is complete.
 
 Layout while running (local output ``OUT``; for a URL the work directory is ``--work-dir`` or a cache
 directory keyed by the URL)::

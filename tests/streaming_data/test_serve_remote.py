@@ -115,8 +115,8 @@ def test_remote_needs_cache_dir(s3_env: str, tmp_path: Path) -> None:
 
 def test_remote_missing_shard_refused_and_corrupt_shards_caught(tmp_path: Path, s3_env: str,
                                                          caplog: pytest.LogCaptureFixture) -> None:
-    """Remote: a shard not listed at the remote is refused before training; a corrupted shard in the local
-    cache is refused before training; a corrupted remote shard fails Streaming's hash check on download."""
+    """Remote: a shard not listed at the remote, or of another size, is refused before training; so is a
+    corrupted shard in the local cache; a corrupted remote shard fails Streaming's hash check on download."""
     bucket = "mixture-integrity"
     spec = SPEC[:1]
     sources = make_sources(str(tmp_path / "data"), spec, location=f"s3://{bucket}")
@@ -131,6 +131,10 @@ def test_remote_missing_shard_refused_and_corrupt_shards_caught(tmp_path: Path, 
         dataset(path, cache_dir=str(cache))
 
     original = (tmp_path / "data" / "web" / gone).read_bytes()
+    client.put_object(Bucket=bucket, Key=f"web/{gone}", Body=original[:-7])
+    with pytest.raises(MixtureError, match=f"shard {gone} is {len(original) - 7} bytes, index.json records "
+                                           f"{len(original)} \\(s3://{bucket}/web/{gone}\\)"):
+        dataset(path, cache_dir=str(cache))
     flipped = bytes([original[0] ^ 0xFF]) + original[1:]
     client.put_object(Bucket=bucket, Key=f"web/{gone}", Body=flipped)
     ds = dataset(path, cache_dir=str(cache))  # same size: only a download can tell
@@ -138,6 +142,10 @@ def test_remote_missing_shard_refused_and_corrupt_shards_caught(tmp_path: Path, 
         served_batches(ds, source_table(load_schedule(path), sources), 0)
     assert f"Checksum failure: {cache / 'web' / gone}" in caplog.text
     del ds
+    gc.collect()
+    from streaming.base.util import clean_stale_shared_memory
+
+    clean_stale_shared_memory()
 
     first = first_basenames(str(tmp_path / "data" / "web"), 0)
     cached = cache / "web" / first
