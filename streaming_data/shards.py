@@ -184,7 +184,7 @@ def check_source_shards(name: str, location: str, *, remote: bool, cache: str | 
         return None
     more = f" (and {len(found) - 1} more bad shards)" if len(found) > 1 else ""
     return Problem(f"source '{name}': {found[0]}{more}", path=f"sources.{name}",
-                   hint="restore the source's shards (or re-ingest it and recompile the schedule)")
+                   hint="restore the source's shards, or re-ingest it and recompile the schedule")
 
 
 def _read_index(location: str, storage_options: dict[str, object]) -> dict[str, Any]:
