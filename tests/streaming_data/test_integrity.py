@@ -18,18 +18,8 @@ from test_serve import B, PHASES, SPEC, check_exact  # noqa: E402
 
 from mixture.errors import MixtureError  # noqa: E402
 from mixture.schedule import load_schedule  # noqa: E402
-
-serve = pytest.importorskip("streaming_data.serve")
+import streaming_data.serve as serve  # noqa: E402
 from streaming_data.shards import SHARD_HASH, file_digest, shard_files  # noqa: E402
-
-
-@pytest.fixture(autouse=True)
-def _release_shared_memory():
-    """Streaming leaves shared-memory blocks behind a dataset; free them after each test."""
-    yield
-    from streaming.base.util import clean_stale_shared_memory
-
-    clean_stale_shared_memory()
 
 
 @pytest.fixture(scope="module")

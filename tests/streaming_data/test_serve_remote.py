@@ -6,11 +6,11 @@ import gc
 import glob
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -24,17 +24,15 @@ from mixture.errors import MixtureError  # noqa: E402
 from mixture.schedule import load_schedule  # noqa: E402
 from streaming_data.shards import SHARD_HASH, shard_files  # noqa: E402
 
-pytest.importorskip("moto.server")
-boto3 = pytest.importorskip("boto3")
+import boto3  # noqa: E402
+import moto.server  # noqa: E402, F401 - the S3 server the fixture starts
 BUCKET = "mixture-serve"
 
 
 @pytest.fixture(scope="module")
-def s3_endpoint() -> str:
+def s3_endpoint(free_port: Callable[[], int]) -> str:
     """moto's S3 server in a subprocess (a server thread in this process would be forked into workers)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     endpoint = f"http://127.0.0.1:{port}"
@@ -141,11 +139,7 @@ def test_remote_missing_shard_refused_and_corrupt_shards_caught(tmp_path: Path, 
     with pytest.raises(MixtureError, match="serving stopped after"):
         served_batches(ds, source_table(load_schedule(path), sources), 0)
     assert f"Checksum failure: {cache / 'web' / gone}" in caplog.text
-    del ds
-    gc.collect()
-    from streaming.base.util import clean_stale_shared_memory
-
-    clean_stale_shared_memory()
+    del ds  # its shared memory is released by tests/conftest.py's fixture
 
     first = first_basenames(str(tmp_path / "data" / "web"), 0)
     cached = cache / "web" / first
