@@ -150,9 +150,26 @@ class LoggersConfig(_Model):
 
 
 class DataConfig(_Model):
-    """How the schedule is served."""
+    """How the schedule is served and laid out into rows."""
 
+    packing: bool = Field(default=True, description="Pack the samples of each global batch, in order, into rows "
+                          "of `seq_len` (first fit) with per-document attention and positions: the same "
+                          "batches, losses and per-source counts as one padded row per sample, in fewer rows "
+                          "(docs/training.md, \"Packing\"). False: one right-padded row per sample.")
     num_workers: int = Field(default=0, ge=0, description="DataLoader workers per rank.")
+    pin_memory: bool | None = Field(default=None, description="Page-locked host batches for faster copies to "
+                                    "the GPU (default: on when CUDA is available).")
+    prefetch_factor: int | None = Field(default=None, gt=0, description="Batches each worker prepares ahead "
+                                        "(PyTorch's default, 2, when unset; needs `num_workers` > 0).")
+    cpu_threads: int | None = Field(default=None, gt=0, description="PyTorch threads of each training process "
+                                    "(default on CPU: the cores per local rank minus `num_workers`, at least 1; "
+                                    "workers always use 1). Left alone when OMP_NUM_THREADS is set.")
+
+    @model_validator(mode="after")
+    def _check_prefetch(self) -> DataConfig:
+        if self.prefetch_factor is not None and self.num_workers == 0:
+            raise ValueError("prefetch_factor needs dataloader workers: set num_workers > 0 or remove it")
+        return self
     cache_dir: str | None = Field(default=None, description="Local cache for remote sources.")
     cache_limit: str | None = Field(default=None, description="Streaming's cache limit (`10gb`).")
 
@@ -170,7 +187,13 @@ class RunConfig(_Model):
                                 "batches, or tokens (`2M tok`); rounded up to a whole batch.")
     model: ModelConfig = Field(default_factory=ModelConfig, description="The VLM.")
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig, description="The optimiser.")
-    precision: Literal["fp32", "amp_bf16", "amp_fp16"] = Field(default="fp32", description="Composer precision.")
+    precision: Literal["fp32", "amp_bf16", "amp_fp16"] = Field(default="fp32", description="Composer precision: "
+                                                               "`amp_bf16` autocasts to bf16, keeping fp32 weights "
+                                                               "and optimiser state.")
+    activation_checkpointing: bool = Field(default=False, description="Recompute each decoder layer's activations "
+                                           "in backward instead of keeping them (less memory, ~1/3 more compute).")
+    compile: bool = Field(default=False, description="`torch.compile` each decoder layer (the first steps are "
+                          "slower while it compiles).")
     microbatch_size: int | None = Field(default=None, gt=0, description="Per-rank microbatch (gradient "
                                         "accumulation); default: the whole per-rank batch.")
     fsdp: FSDPConfig = Field(default_factory=FSDPConfig, description="Sharding for multi-rank runs.")
