@@ -86,6 +86,10 @@ def _explain(args: argparse.Namespace) -> int:
         console.print(table)
         console.print(f"total: {m['num_positions']:,} positions in {m['num_batches']:,} batches of "
                       f"{m['global_batch_size']}, {m['total_tokens']:,} tokens")
+        from mixture.padding import describe, estimate_padding
+
+        for line in describe(estimate_padding(schedule)):
+            console.print(line)
     return 0
 
 

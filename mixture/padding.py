@@ -59,8 +59,9 @@ def first_fit(lengths: NDArray[np.int64], capacity: int) -> NDArray[np.int64]:
 
 @dataclass(frozen=True)
 class PaddingEstimate:
-    """Token slots a schedule fills at its ``seq_len``, unpacked and packed."""
+    """Token slots a span of global batches (a phase, or the whole run) fills at ``seq_len``."""
 
+    name: str
     seq_len: int
     batches_examined: int
     num_batches: int
@@ -70,7 +71,7 @@ class PaddingEstimate:
 
     @property
     def sampled(self) -> bool:
-        """Whether only part of the schedule's batches was examined."""
+        """Whether only part of the span's batches was examined."""
         return self.batches_examined < self.num_batches
 
     @property
@@ -83,6 +84,11 @@ class PaddingEstimate:
         """Fraction of token slots that are padding with first-fit packing per global batch."""
         return 1.0 - self.real_tokens / max(self.packed_rows * self.seq_len, 1)
 
+    @property
+    def rows_saved(self) -> float:
+        """Fraction of rows (steps' sequence work) packing saves."""
+        return 1.0 - self.packed_rows / max(self.unpacked_rows, 1)
+
 
 def sample_lengths(schedule: Schedule, start: int, stop: int, seq_len: int) -> NDArray[np.int64]:
     """Row lengths of positions ``[start, stop)``: budget tokens (+1 EOS per caption), cut at ``seq_len``."""
@@ -94,21 +100,55 @@ def sample_lengths(schedule: Schedule, start: int, stop: int, seq_len: int) -> N
     return np.clip(lengths, 1, seq_len)
 
 
-def estimate_padding(schedule: Schedule, max_batches: int = MAX_BATCHES) -> PaddingEstimate:
-    """Padding of ``schedule`` at its ``seq_len``, over all its global batches or ``max_batches`` of them.
-
-    Args:
-        schedule: A compiled schedule.
-        max_batches: Examine at most this many global batches, evenly spaced from the first to the last.
-    """
-    seq_len = int(schedule.manifest["seq_len"])
-    size = schedule.global_batch_size
-    num_batches = len(schedule) // size
-    picked = np.unique(np.linspace(0, num_batches - 1, min(num_batches, max_batches)).round().astype(np.int64))
+def estimate_span(schedule: Schedule, name: str, first: int, stop: int, max_batches: int) -> PaddingEstimate:
+    """Padding of global batches ``[first, stop)``, examining at most ``max_batches`` evenly spaced ones."""
+    seq_len, size = int(schedule.manifest["seq_len"]), schedule.global_batch_size
+    count = max(stop - first, 0)
+    picked = np.unique(np.linspace(first, stop - 1, min(count, max_batches)).round().astype(np.int64))
     real = rows = 0
     for b in picked.tolist():
         lengths = sample_lengths(schedule, b * size, (b + 1) * size, seq_len)
         real += int(lengths.sum())
         rows += int(first_fit(lengths, seq_len).max()) + 1
-    return PaddingEstimate(seq_len, len(picked) if num_batches else 0, num_batches, real,
-                           len(picked) * size if num_batches else 0, rows)
+    return PaddingEstimate(name, seq_len, len(picked), count, real, len(picked) * size, rows)
+
+
+def estimate_padding(schedule: Schedule, max_batches: int = MAX_BATCHES) -> list[PaddingEstimate]:
+    """Padding per phase of ``schedule`` at its ``seq_len`` (a phase's batches are those starting in it),
+    then the whole run weighted by each phase's batches.
+
+    Args:
+        schedule: A compiled schedule.
+        max_batches: Examine at most this many global batches per phase, evenly spaced over the phase.
+    """
+    size = schedule.global_batch_size
+    num_batches = len(schedule) // size
+    out = []
+    for phase in schedule.phases:
+        first, stop = -(-phase["start"] // size), min(-(-phase["stop"] // size), num_batches)
+        if stop > first:
+            out.append(estimate_span(schedule, phase["name"], first, stop, max_batches))
+    return out + [_weighted(out, num_batches)]
+
+
+def _weighted(phases: list[PaddingEstimate], num_batches: int) -> PaddingEstimate:
+    """The whole run: each phase's examined batches scaled to its share of the run's batches."""
+    scale = [p.num_batches / max(p.batches_examined, 1) for p in phases]
+    total = [round(sum(getattr(p, f) * k for p, k in zip(phases, scale))) for f in
+             ("real_tokens", "unpacked_rows", "packed_rows")]
+    seq_len = phases[0].seq_len if phases else 0
+    return PaddingEstimate("run", seq_len, sum(p.batches_examined for p in phases), num_batches, *total)
+
+
+def describe(estimates: list[PaddingEstimate]) -> list[str]:
+    """Lines for ``mixture explain``: padding per phase and for the run, unpacked and packed."""
+    if not estimates:
+        return []
+    run = estimates[-1]
+    scope = (f"up to {MAX_BATCHES} evenly spaced batches per phase, {run.batches_examined:,} of "
+             f"{run.num_batches:,}" if run.sampled else f"all {run.num_batches:,} batches")
+    lines = [f"padding at seq_len {run.seq_len:,} ({scope}); packed = data.packing, first fit per global batch:"]
+    for e in estimates:
+        lines.append(f"  {e.name:<12} {e.unpacked_padding:6.1%} of token slots one sample per row, "
+                     f"{e.packed_padding:6.1%} packed ({e.rows_saved:.1%} fewer rows)")
+    return lines

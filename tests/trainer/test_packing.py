@@ -163,6 +163,7 @@ def test_activation_checkpointing_gives_the_same_gradients() -> None:
     assert loss_a == loss_b and all(torch.allclose(a, b, rtol=1e-6, atol=1e-8) for a, b in zip(grads_a, grads_b))
 
 
+@pytest.mark.slow  # inductor compiles C++ kernels: about a minute on 2 idle cores
 def test_compiled_layers_train_one_step_like_eager() -> None:
     batch = collate(samples(7), True)
     eager = tiny_model()

@@ -123,10 +123,34 @@ def test_branch_past_the_divergence_is_refused(study: dict) -> None:
         train(config)
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_packing_changes_rows_not_losses_or_counts(study: dict) -> None:
+    """run_a packs (the default); the same run with one padded row per sample trains the same batches."""
+    root = study["root"]
+    config = h.run_config(root / "u_run.yaml", study["trunk"], root / "run_u", data={"packing": False},
+                          export=False)
+    train(config)
+    packed, plain = h.metrics(root / "run_a"), h.metrics(root / "run_u")
+    assert len(packed) == len(plain) == 12
+    for p, u in zip(packed, plain):
+        assert {k: v for k, v in p.items() if k.startswith(("samples", "tokens", "batch"))} == \
+            {k: v for k, v in u.items() if k.startswith(("samples", "tokens", "batch"))}
+        assert {k: v for k, v in p.items() if k.startswith("loss/")} == pytest.approx(
+            {k: v for k, v in u.items() if k.startswith("loss/")}, rel=1e-4)
+
+
 def test_two_rank_fsdp_matches_one_process(study: dict) -> None:
+    """Both runs pack (the default): each rank packs its own half of every global batch."""
     root = study["root"]
     env = {**os.environ, "FSDP_VERSION": "2", "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "composer.cli.launcher", "-n", "2", "--master_port", "29517",
+    cmd = [sys.executable, "-m", "composer.cli.launcher", "-n", "2", "--master_port", str(_free_port()),
            "-m", "mixture", "train", str(study["config"]), "--run-dir", str(root / "run_fsdp")]
     proc = subprocess.run(cmd, env=env, cwd=root, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
