@@ -10,7 +10,7 @@ import torch
 from mixture.errors import MixtureError
 from trainer.config import RunConfig, require, resolve_path
 from trainer.batch import Vocab
-from trainer.model import VLM, build_hf_model, configure_speed, visual_tokens
+from trainer.model import VLM, build_hf_model, configure_speed, precision_for, visual_tokens
 
 if TYPE_CHECKING:
     from trainer.run import _Run
@@ -192,7 +192,7 @@ def _trainer_args(run: _Run, model: VLM, loader: Any, lr: list[float], evaluatio
         "accumulate_train_batch_on_tokens": True, "max_duration": f"{run.stop_batch}ba",
         "optimizers": optimizer, "schedulers": [ScheduleLR(torch.tensor(lr).numpy())],
         "step_schedulers_every_batch": True, "device": "gpu" if torch.cuda.is_available() else "cpu",
-        "precision": config.precision, "seed": config.seed, "run_name": run.run_dir.name,
+        "precision": precision_for(model, config.precision), "seed": config.seed, "run_name": run.run_dir.name,
         "callbacks": [SourceMetrics([s.name for s in run.schedule.sources], run.log, lr), evaluation],
         "loggers": loggers, "progress_bar": False, "log_to_console": config.loggers.console,
         "console_log_interval": config.loggers.console_interval,

@@ -177,6 +177,7 @@ class VLM(ComposerModel):
         super().__init__()
         self.core = VLMCore(hf)
         self.num_sources = num_sources
+        self.cpu_autocast = False
         self.reset_source_stats()
 
     @property
@@ -195,6 +196,10 @@ class VLM(ComposerModel):
         return self.core(input_ids, attention_mask, pixels, has_image, doc_ids, position_ids)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        if self.cpu_autocast:  # Composer autocasts on GPU only (see precision_for)
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                return self.logits(batch["input_ids"], batch["attention_mask"], batch["pixels"], batch["has_image"],
+                                   batch.get("doc_ids"), batch.get("position_ids"))
         return self.logits(batch["input_ids"], batch["attention_mask"], batch["pixels"], batch["has_image"],
                            batch.get("doc_ids"), batch.get("position_ids"))
 
@@ -238,3 +243,21 @@ def source_sums(losses: torch.Tensor, mask: torch.Tensor, batch: dict[str, torch
                          batch["budget_tokens"].view(rows, -1).double().flatten()])[:, valid]
     out = torch.zeros(4, num_sources, dtype=torch.float64, device=losses.device)
     return out.index_add_(1, src.flatten()[valid], stats)
+
+
+def precision_for(model: VLM, precision: str) -> str:
+    """The precision to give Composer for the run config's ``precision``. Composer refuses mixed precision
+    on CPU, so there ``amp_bf16`` is the model's own bf16 autocast around its forward (weights, gradients
+    and optimiser state stay fp32, as with Composer's ``amp_bf16`` on GPU) and Composer runs ``fp32``.
+
+    Raises:
+        MixtureError: For ``amp_fp16`` without a GPU (CPUs have no fp16 autocast worth having).
+    """
+    if torch.cuda.is_available() or precision == "fp32":
+        return precision
+    if precision != "amp_bf16":
+        from mixture.errors import MixtureError
+
+        raise MixtureError(f"precision {precision} needs a GPU", hint="use amp_bf16 or fp32 on CPU")
+    model.cpu_autocast = True
+    return "fp32"
