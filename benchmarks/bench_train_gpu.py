@@ -192,21 +192,6 @@ def fit(run: Any, first: int, steps: int, batches: list | None) -> tuple[Probe, 
     return probe, args["model"].hf
 
 
-def collated(run: Any, first: int, steps: int) -> list:
-    """The batches the scheduled loader serves for batches [first, first + steps), in memory."""
-    from trainer.build import build_pieces
-
-    loader = build_pieces(run)["trainer_args"]["train_dataloader"].dataloader
-    loader.dataset.load_state_dict({"samples_consumed": first * run.batch,
-                                    "schedule_fingerprint": run.schedule.fingerprint, "global_batch_size": run.batch})
-    out = []
-    for batch in loader:
-        out.append(batch)
-        if len(out) == steps:
-            return out
-    raise SystemExit(f"the schedule has fewer than {first + steps} batches")
-
-
 def model_flops(hf: Any, real_tokens: int, images: int, seq_len: int) -> float:
     """Training FLOPs of one step (see the module docstring)."""
     text = hf.config.text_config
@@ -290,6 +275,7 @@ def main() -> None:
 def measure_phase(root: Path, schedule: Path, phase: str, args: argparse.Namespace,
                   peak: float | None) -> list[dict[str, Any]]:
     """All four arms on the first batches of ``phase``, ``--rounds`` times; medians per arm."""
+    from bench_train_step import batches_of
     from mixture.schedule import load_schedule
 
     sched = load_schedule(schedule)
@@ -297,7 +283,7 @@ def measure_phase(root: Path, schedule: Path, phase: str, args: argparse.Namespa
     seq_len = int(sched.manifest["seq_len"])
     out = []
     for packing in (False, True):
-        memory = collated(run_config(root, schedule, args.preset, args, packing), first, args.steps)
+        memory = batches_of(run_config(root, schedule, args.preset, args, packing), first, args.steps)
         runs: dict[str, list[dict[str, float]]] = {"scheduled": [], "memory": []}
         for _ in range(args.rounds):
             for loader in ("scheduled", "memory"):

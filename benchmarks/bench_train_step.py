@@ -26,6 +26,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
@@ -99,12 +100,17 @@ def fit(config: Path, first: int, steps: int, preset: str, workers: int, batches
 
 def collated(config: Path, first: int, steps: int) -> list:
     """The batches the scheduled loader serves for batches [first, first + steps), collated, in memory."""
-    from trainer.build import build_pieces
     from trainer.config import load_run_config
     from trainer.run import _Run
 
     cfg, base = load_run_config(config)
-    run = _Run(cfg, base)
+    return batches_of(_Run(cfg, base), first, steps)
+
+
+def batches_of(run: Any, first: int, steps: int) -> list:
+    """The collated batches ``[first, first + steps)`` of a run's scheduled loader."""
+    from trainer.build import build_pieces
+
     loader = build_pieces(run)["trainer_args"]["train_dataloader"].dataloader
     loader.dataset.load_state_dict({"samples_consumed": first * run.batch,
                                     "schedule_fingerprint": run.schedule.fingerprint, "global_batch_size": run.batch})
