@@ -76,9 +76,10 @@ def make_raw(root: Path, image_px: int, seed: int = 0) -> dict[str, Path]:
         img = Image.effect_noise((image_px, image_px), 40 + i).convert("RGB")
         img.save(images / f"{i:04d}.jpg", quality=90)
         (images / f"{i:04d}.txt").write_text(" ".join(rng.choice(WORDS) for _ in range(rng.randrange(4, 9))))
-        turns = [{"from": "human" if t % 2 == 0 else "gpt",
-                  "value": ("<image>\n" if t == 0 else "") + " ".join(rng.choice(WORDS) for _ in range(rng.randrange(5, 60)))}
-                 for t in range(2 * rng.randrange(1, 4))]
+        said = [" ".join(rng.choice(WORDS) for _ in range(rng.randrange(5, 60)))
+                for _ in range(2 * rng.randrange(1, 4))]
+        turns = [{"from": "gpt" if t % 2 else "human", "value": ("" if t else "<image>\n") + text}
+                 for t, text in enumerate(said)]
         chats.append({"id": str(i), "image": f"{i:04d}.jpg", "conversations": turns})
     (root / "chat.json").write_text(json.dumps(chats))
     return {"text": root / "text.jsonl", "images": images, "chat": root / "chat.json"}
@@ -136,7 +137,8 @@ def run_config(root: Path, schedule: Path, preset: str, args: argparse.Namespace
         "model": {"lm": lm, "vision": {"preset": p["vision"]}}, "precision": args.precision,
         "microbatch_size": args.microbatch or p["microbatch"], "compile": args.compile,
         "activation_checkpointing": args.activation_checkpointing, "checkpoint": {"autoresume": False},
-        "loggers": {"console": False}, "data": {"packing": packing, "num_workers": args.workers}})
+        "loggers": {"console": False}, "data": {"packing": packing, "num_workers": args.workers,
+                                                "cpu_threads": args.cpu_threads}})
     return _Run(config, root)
 
 
@@ -238,6 +240,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--workers", type=int, default=0)
+    parser.add_argument("--cpu-threads", type=int, default=None, help="data.cpu_threads (default: the trainer's)")
     parser.add_argument("--precision", default=None, help="default: amp_bf16 on GPU, fp32 on CPU")
     parser.add_argument("--microbatch", type=int, default=None)
     parser.add_argument("--compile", action="store_true")
@@ -257,12 +260,13 @@ def main() -> None:
     for phase in args.phases.split(","):
         rows += measure_phase(root, schedule, phase, args, peak)
     result = {"device": device, "torch": torch.__version__, "preset": args.preset, "precision": args.precision,
-              "workers": args.workers, "steps": args.steps, "warmup": args.warmup, "rounds": args.rounds,
+              "workers": args.workers, "cpu_threads": torch.get_num_threads(), "steps": args.steps,
+              "warmup": args.warmup, "rounds": args.rounds,
               "compile": args.compile, "activation_checkpointing": args.activation_checkpointing,
               "peak_flops": peak, "rows": rows}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"train_gpu_{args.preset}.json").write_text(json.dumps(result, indent=1) + "\n")
-    print(f"\n{device}, {args.preset}, {args.precision}, {args.workers} workers")
+    print(f"\n{device}, {args.preset}, {args.precision}, {args.workers} workers, {torch.get_num_threads()} threads")
     print("| phase | packing | loader | step ms | token slots/s | real tokens/s | padding | model TFLOP/s | MFU | "
           "loader overhead | peak memory GiB |\n|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:

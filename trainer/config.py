@@ -163,7 +163,7 @@ class DataConfig(_Model):
                                         "(PyTorch's default, 2, when unset; needs `num_workers` > 0).")
     cpu_threads: int | None = Field(default=None, gt=0, description="PyTorch threads of each training process "
                                     "(default on CPU: the cores per local rank minus `num_workers`, at least 1; "
-                                    "workers always use 1). Left alone when OMP_NUM_THREADS is set.")
+                                    "workers use 1). On CPU, unset, it yields to OMP_NUM_THREADS.")
 
     @model_validator(mode="after")
     def _check_prefetch(self) -> DataConfig:

@@ -4,9 +4,9 @@ On a GPU the loader's workers decode images while the GPU computes, so pinned me
 what matter. On CPU the workers and PyTorch's own OpenMP threads compete for the same cores: measured on a
 2-core machine, 2 workers next to a training process that kept PyTorch's default thread count made steps
 about 12x slower (OpenMP threads spin while waiting for a core). So on CPU each training process gets the
-cores of its local rank minus its workers (at least 1), and every worker process gets one thread (workers
-only collate: Pillow decoding and NumPy). ``OMP_NUM_THREADS`` in the environment, or ``data.cpu_threads``,
-overrides the training process's count.
+cores of its local rank minus its workers (at least 1); PyTorch already gives each DataLoader worker one
+thread (workers only collate: Pillow decoding and NumPy). ``OMP_NUM_THREADS`` in the environment, or
+``data.cpu_threads``, overrides the training process's count.
 """
 
 from __future__ import annotations
@@ -17,11 +17,6 @@ from typing import Any
 import torch
 
 from trainer.config import DataConfig
-
-
-def _one_thread(worker_id: int) -> None:
-    """DataLoader ``worker_init_fn``: a worker collates with one thread (module level, so it pickles)."""
-    torch.set_num_threads(1)
 
 
 def cpu_threads(data: DataConfig, local_world_size: int, available_cores: int) -> int:
@@ -46,7 +41,7 @@ def loader_kwargs(data: DataConfig) -> dict[str, Any]:
     """``DataLoader`` arguments from the run config's ``data:`` section (workers persist across epochs)."""
     kwargs: dict[str, Any] = {"pin_memory": torch.cuda.is_available() if data.pin_memory is None else data.pin_memory}
     if data.num_workers > 0:
-        kwargs.update(persistent_workers=True, worker_init_fn=_one_thread)
+        kwargs["persistent_workers"] = True
         if data.prefetch_factor is not None:
             kwargs["prefetch_factor"] = data.prefetch_factor
     return kwargs

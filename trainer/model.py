@@ -234,7 +234,10 @@ def source_sums(losses: torch.Tensor, mask: torch.Tensor, batch: dict[str, torch
     """
     rows = len(losses)
     src = batch["source_id"].view(rows, -1).long()
-    slot = (batch["doc_ids"][:, 1:] - 1).clamp(min=0) if "doc_ids" in batch else torch.zeros_like(mask, dtype=torch.long)
+    if "doc_ids" in batch:
+        slot = (batch["doc_ids"][:, 1:] - 1).clamp(min=0)
+    else:
+        slot = torch.zeros_like(mask, dtype=torch.long)
     per_slot = torch.zeros(2, rows, src.shape[1], dtype=torch.float64, device=losses.device)
     per_slot[0].scatter_add_(1, slot, losses.double())
     per_slot[1].scatter_add_(1, slot, mask.double())
