@@ -10,7 +10,10 @@ fine-tuning (conversations with an image, ~500-1,500 of 2,048 slots at the paper
 Arms, per phase: ``packing`` off/on x loader ``scheduled`` (ScheduledDataset + Collator with ``--workers``
 workers, as `mixture train` runs it) / ``memory`` (the very same collated batches, prepared beforehand).
 A step's time is the wall time between consecutive BATCH_END events (waiting for data included); the first
-``--warmup`` steps of each fit are dropped; arms alternate within a round, medians over rounds.
+``--warmup`` steps of each fit are dropped; arms alternate within a round, medians over rounds. On a shared
+CPU machine wall time swings with the other jobs, so the process's CPU time per step is reported beside it
+(run with ``OMP_NUM_THREADS=1`` so that it counts work, not threads spinning; with 0 workers it includes the
+loader's decoding and collating).
 
 FLOPs (counted for the real tokens only: padding is not useful work), per training step:
 
@@ -158,8 +161,10 @@ class Probe:
 
             def batch_end(self, state, logger) -> None:  # noqa: ANN001
                 probe.times.append(time.perf_counter())
+                probe.cpu_times.append(time.process_time())
 
         self.times: list[float] = []
+        self.cpu_times: list[float] = []
         self.shapes: list[tuple[int, int, int]] = []
         self.callback = _Probe()
 
@@ -222,12 +227,14 @@ def peak_flops(override: float | None) -> tuple[float | None, str]:
 def summarise(probe: Probe, warmup: int, flops_of: Any, peak: float | None) -> dict[str, float]:
     """Median step time and the throughput numbers of one fit."""
     steps = [b - a for a, b in zip(probe.times[warmup:], probe.times[warmup + 1:])]
+    cpu = [b - a for a, b in zip(probe.cpu_times[warmup:], probe.cpu_times[warmup + 1:])]
     kept = probe.shapes[warmup + 1:len(probe.times)]
     step = statistics.median(steps)
     slots = statistics.mean(s[0] for s in kept)
     real = statistics.mean(s[1] for s in kept)
     flops = statistics.mean(flops_of(s[1], s[2]) for s in kept)
-    return {"step_s": step, "rows_tokens_per_s": slots / step, "real_tokens_per_s": real / step,
+    return {"step_s": step, "cpu_step_s": statistics.median(cpu), "rows_tokens_per_s": slots / step,
+            "real_tokens_per_s": real / step, "real_tokens_per_cpu_s": real / statistics.median(cpu),
             "padding": 1 - real / slots, "model_tflops": flops / step / 1e12,
             "mfu": flops / step / peak if peak else float("nan"),
             "peak_memory_gib": memory_gib()}
@@ -267,13 +274,14 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"train_gpu_{args.preset}.json").write_text(json.dumps(result, indent=1) + "\n")
     print(f"\n{device}, {args.preset}, {args.precision}, {args.workers} workers, {torch.get_num_threads()} threads")
-    print("| phase | packing | loader | step ms | token slots/s | real tokens/s | padding | model TFLOP/s | MFU | "
-          "loader overhead | peak memory GiB |\n|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| phase | packing | loader | step ms | CPU ms/step | token slots/s | real tokens/s | real tokens/CPU s | "
+          "padding | model TFLOP/s | MFU | loader overhead (wall, CPU) | peak memory GiB |\n" + "|---" * 13 + "|")
     for r in rows:
-        overhead = f"{r['overhead']:+.1%}" if "overhead" in r else ""
+        overhead = f"{r['overhead']:+.1%}, {r['cpu_overhead']:+.1%}" if "overhead" in r else ""
         print(f"| {r['phase']} | {r['packing']} | {r['loader']} | {r['step_s'] * 1e3:.1f} | "
-              f"{r['rows_tokens_per_s']:,.0f} | {r['real_tokens_per_s']:,.0f} | {r['padding']:.1%} | "
-              f"{r['model_tflops']:.4g} | {r['mfu']:.1%} | {overhead} | {r['peak_memory_gib']:.2f} |")
+              f"{r['cpu_step_s'] * 1e3:.1f} | {r['rows_tokens_per_s']:,.0f} | {r['real_tokens_per_s']:,.0f} | "
+              f"{r['real_tokens_per_cpu_s']:,.0f} | {r['padding']:.1%} | {r['model_tflops']:.4g} | {r['mfu']:.1%} | "
+              f"{overhead} | {r['peak_memory_gib']:.2f} |")
 
 
 def measure_phase(root: Path, schedule: Path, phase: str, args: argparse.Namespace,
@@ -301,6 +309,7 @@ def measure_phase(root: Path, schedule: Path, phase: str, args: argparse.Namespa
             row = {k: statistics.median(r[k] for r in results) for k in results[0]}
             out.append({"phase": phase, "packing": packing, "loader": loader, **row})
         out[-2]["overhead"] = out[-2]["step_s"] / out[-1]["step_s"] - 1
+        out[-2]["cpu_overhead"] = out[-2]["cpu_step_s"] / out[-1]["cpu_step_s"] - 1
     return out
 
 

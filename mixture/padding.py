@@ -3,7 +3,7 @@
 Unpacked, every sample is one row of ``seq_len`` token slots; the slots it does not fill are padding.
 Packed, the samples of a global batch are placed, in order, into rows by **first fit** (each sample goes
 into the first row that still has room for it; a new row is opened when none has), the same rule the
-trainer's collator uses (:mod:`trainer.packing`), so the row counts here are the rows training will run.
+trainer's collator uses (:mod:`trainer.batch`), so the row counts here are the rows training will run.
 
 A sample's length is what the trainer will lay out: its budget tokens from the schedule (text tokens;
 visual plus caption tokens for an image-caption sample) plus the EOS the collator appends to a caption,
