@@ -128,9 +128,9 @@ def prepare(root: Path, preset: str) -> Path:
 
 
 def run_config(root: Path, schedule: Path, preset: str, args: argparse.Namespace, packing: bool) -> Any:
-    """A `_Run` of the benchmark's run config (no checkpoints, no export, no evaluation)."""
+    """The run context of the benchmark's run config (no checkpoints, no export, no evaluation)."""
     from trainer.config import RunConfig
-    from trainer.run import _Run
+    from trainer.context import open_run
 
     p = PRESETS[preset]
     lm: dict[str, Any] = {"preset": preset}
@@ -143,7 +143,7 @@ def run_config(root: Path, schedule: Path, preset: str, args: argparse.Namespace
         "activation_checkpointing": args.activation_checkpointing, "checkpoint": {"autoresume": False},
         "loggers": {"console": False}, "data": {"packing": packing, "num_workers": args.workers,
                                                 "cpu_threads": args.cpu_threads}})
-    return _Run(config, root)
+    return open_run(config, root)
 
 
 class Probe:
@@ -178,8 +178,9 @@ def fit(run: Any, first: int, steps: int, batches: list | None) -> tuple[Probe, 
 
     from trainer.batch import num_samples, split_rows
     from trainer.build import build_pieces, num_tokens
+    from trainer.metrics import RunLog
 
-    args = build_pieces(run)["trainer_args"]
+    args = build_pieces(run, RunLog(run.run_dir)).trainer_args
     probe = Probe()
     args.update(callbacks=[probe.callback], save_folder=None, autoresume=False, load_path=None,
                 max_duration=f"{steps}ba")
@@ -188,8 +189,8 @@ def fit(run: Any, first: int, steps: int, batches: list | None) -> tuple[Probe, 
                                             get_num_samples_in_batch=num_samples, split_batch=split_rows)
     else:
         args["train_dataloader"].dataloader.dataset.load_state_dict(
-            {"samples_consumed": first * run.batch, "schedule_fingerprint": run.schedule.fingerprint,
-             "global_batch_size": run.batch})
+            {"samples_consumed": first * run.global_batch_size, "schedule_fingerprint": run.schedule.fingerprint,
+             "global_batch_size": run.global_batch_size})
     import torch
 
     if torch.cuda.is_available():
