@@ -4,11 +4,12 @@ autocast, activation checkpointing and torch.compile."""
 
 from __future__ import annotations
 
+import functools
 import io
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
@@ -27,6 +28,7 @@ SEQ = 48
 VT = 16  # the tiny encoder's visual tokens (32 px, patch 8)
 
 
+@functools.lru_cache(maxsize=None)
 def png(seed: int) -> bytes:
     rng = np.random.default_rng(seed)
     out = io.BytesIO()
@@ -81,11 +83,18 @@ def test_first_fit_places_each_item_in_the_first_row_with_room(lengths: list[int
     assert all(used <= capacity for used in fill)
 
 
-def test_packed_layout_restarts_positions_and_never_targets_a_document_start() -> None:
+def test_packing_fills_fewer_rows() -> None:
     batch = samples(1)
+    assert len(collate(batch, True)["input_ids"]) < len(batch)
+
+
+@settings(max_examples=15)  # each example collates up to 24 samples twice, images included
+@given(st.integers(0, 2**31), st.integers(1, 24))
+def test_packed_layout_restarts_positions_and_never_targets_a_document_start(seed: int, n: int) -> None:
+    batch = samples(seed, n)
     packed, plain = collate(batch, True), collate(batch, False)
     rows = len(packed["input_ids"])
-    assert rows < len(batch) and num_samples(packed) == num_samples(plain) == len(batch)
+    assert rows <= len(batch) and num_samples(packed) == num_samples(plain) == len(batch)
     assert int(packed["attention_mask"].sum()) == int(plain["attention_mask"].sum())
     assert int((packed["labels"][:, 1:] != IGNORE).sum()) == int((plain["labels"][:, 1:] != IGNORE).sum())
     assert int(packed["has_image"].sum()) == int(plain["has_image"].sum())
