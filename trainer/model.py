@@ -21,6 +21,7 @@ into the image-token positions in row-major token order, which is the order the 
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import torch
@@ -151,7 +152,7 @@ def document_mask(doc_ids: torch.Tensor, attn_implementation: str | None, dtype:
     NaN). Boolean (True = attend) for SDPA; additive (0 / most negative) for the eager implementation.
 
     Raises:
-        ValueError: For an attention implementation that takes no 4D mask (flash-attention 2).
+        MixtureError: For an attention implementation that takes no 4D mask (flash-attention 2).
     """
     seq = doc_ids.shape[1]
     same = doc_ids[:, :, None] == doc_ids[:, None, :]
@@ -162,7 +163,10 @@ def document_mask(doc_ids: torch.Tensor, attn_implementation: str | None, dtype:
         return mask
     if attn_implementation == "eager":
         return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(~mask, torch.finfo(dtype).min)
-    raise ValueError(f"packing needs SDPA or eager attention, not {attn_implementation!r}")
+    from mixture.errors import MixtureError
+
+    raise MixtureError(f"packing needs SDPA or eager attention, not {attn_implementation!r}",
+                       hint="set data.packing: false, or use attn_implementation sdpa")
 
 
 class VLM(ComposerModel):
@@ -196,12 +200,10 @@ class VLM(ComposerModel):
         return self.core(input_ids, attention_mask, pixels, has_image, doc_ids, position_ids)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        if self.cpu_autocast:  # Composer autocasts on GPU only (see precision_for)
-            with torch.autocast("cpu", dtype=torch.bfloat16):
-                return self.logits(batch["input_ids"], batch["attention_mask"], batch["pixels"], batch["has_image"],
-                                   batch.get("doc_ids"), batch.get("position_ids"))
-        return self.logits(batch["input_ids"], batch["attention_mask"], batch["pixels"], batch["has_image"],
-                           batch.get("doc_ids"), batch.get("position_ids"))
+        # Composer autocasts on GPU only (see precision_for)
+        with torch.autocast("cpu", dtype=torch.bfloat16) if self.cpu_autocast else contextlib.nullcontext():
+            return self.logits(batch["input_ids"], batch["attention_mask"], batch["pixels"], batch["has_image"],
+                               batch.get("doc_ids"), batch.get("position_ids"))
 
     def token_losses(self, logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-token cross entropy (0 where unlabelled) and the label mask, both ``[batch, seq-1]``."""
