@@ -23,7 +23,7 @@ from numpy.typing import NDArray
 
 from mixture.schedule import Schedule
 
-MAX_BATCHES = 256
+MAX_BATCHES = 64
 """Global batches examined by :func:`estimate_padding` when the schedule has more (evenly spaced)."""
 
 
