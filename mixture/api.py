@@ -51,7 +51,7 @@ def variants(path: str | Path) -> list[Variant]:
             variant_spec = spec if not name else MixtureSpec.model_validate(data)
             out.append(Variant(name, resolve(variant_spec, located), base_dir, values))
         except ValidationError as exc:
-            problems += [_in_variant(p, name, origins, located) for p in _problems(exc, located)]
+            problems += [_in_variant(p, name, origins, located) for p in _problems(exc, located, data=data)]
         except MixtureError as exc:
             problems += [_in_variant(p, name, origins, located) for p in exc.problems]
     if problems:

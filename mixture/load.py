@@ -137,29 +137,23 @@ def _problems(exc: ValidationError, located: Located, root: type[BaseModel] = Mi
 M = typing.TypeVar("M", bound=BaseModel)
 
 
-def parse_model(text: str, file: str, model: type[M], keys: str) -> tuple[M, Located]:
-    """Parse YAML text and check it against the frozen schema ``model``.
-
-    Args:
-        keys: The top-level keys, for the message when the file is not a mapping.
+def parse_yaml(text: str, file: str, keys: str) -> Located:
+    """Parse YAML text that must be a mapping (``keys`` names its top-level keys for the message).
 
     Raises:
-        MixtureError: Listing every schema problem with ``file:line:col``.
+        MixtureError: On a YAML problem, or when the file is not a mapping, located.
     """
     located = load_yaml(text, file)
     if not isinstance(located.data, dict):
         raise MixtureError(located.problem("", f"the file must be a mapping ({keys})"))
-    try:
-        return model.model_validate(located.data), located
-    except ValidationError as exc:
-        raise MixtureError(_problems(exc, located, model)) from None
+    return located
 
 
-def read_model(path: str | Path, model: type[M], what: str, keys: str) -> tuple[M, Located]:
-    """Read a YAML file from disk and check it against ``model`` (``what`` names the file in errors).
+def read_yaml(path: str | Path, what: str, keys: str) -> Located:
+    """Read a YAML mapping from disk (``what`` names the file in errors).
 
     Raises:
-        MixtureError: If the file cannot be read or has problems.
+        MixtureError: If the file cannot be read, is not UTF-8, or is not a YAML mapping.
     """
     path = Path(path)
     try:
@@ -169,7 +163,39 @@ def read_model(path: str | Path, model: type[M], what: str, keys: str) -> tuple[
                   PermissionError: "permission denied"}.get(type(exc), exc.__class__.__name__)
         raise MixtureError(f"cannot read {what} {brief(str(path))}: {reason}",
                            hint=f"pass the path of a .yaml {what}") from None
-    return parse_model(decode(raw, str(path)), str(path), model, keys)
+    return parse_yaml(decode(raw, str(path)), str(path), keys)
+
+
+def check_model(located: Located, model: type[M], data: object = None) -> M:
+    """Check loaded data (default: ``located.data``) against the frozen schema ``model``.
+
+    Raises:
+        MixtureError: Listing every schema problem with ``file:line:col``.
+    """
+    try:
+        return model.model_validate(located.data if data is None else data)
+    except ValidationError as exc:
+        raise MixtureError(_problems(exc, located, model, data)) from None
+
+
+def parse_model(text: str, file: str, model: type[M], keys: str) -> tuple[M, Located]:
+    """Parse YAML text and check it against the frozen schema ``model``.
+
+    Raises:
+        MixtureError: Listing every schema problem with ``file:line:col``.
+    """
+    located = parse_yaml(text, file, keys)
+    return check_model(located, model), located
+
+
+def read_model(path: str | Path, model: type[M], what: str, keys: str) -> tuple[M, Located]:
+    """Read a YAML file from disk and check it against ``model`` (``what`` names the file in errors).
+
+    Raises:
+        MixtureError: If the file cannot be read or has problems.
+    """
+    located = read_yaml(path, what, keys)
+    return check_model(located, model), located
 
 
 def parse_spec(text: str, file: str = "<string>") -> tuple[MixtureSpec, Located]:

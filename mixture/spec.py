@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from mixture.units import UNIT_HELP, parse_count, parse_duration
 
@@ -53,18 +53,25 @@ class Declared(_Model):
     """A source declared by size alone, so that a full-scale plan compiles before any data exists."""
 
     samples: CountStr = Field(description="Number of samples, e.g. `2.1B` or `665000` (at least 1).")
-    tokens_per_sample: Annotated[int, Field(ge=0)] | Distribution | None = Field(
+    tokens_per_sample: int | Distribution | None = Field(
         default=None,
         description="Text tokens per sample (text: the packed sequence length; instruction: the "
         "conversation). A number, or a distribution `{mean, std, min, max}`.",
     )
-    caption_tokens: Annotated[int, Field(ge=0)] | Distribution | None = Field(
+    caption_tokens: int | Distribution | None = Field(
         default=None, description="image_caption only: caption tokens per sample, a number or a distribution."
     )
     images_per_sample: int = Field(
         default=1, ge=0, description="image_caption and instruction: images per sample (instruction: 0 for "
         "text-only conversations)."
     )
+
+    @field_validator("tokens_per_sample", "caption_tokens")
+    @classmethod
+    def _not_negative(cls, value: int | Distribution | None) -> int | Distribution | None:
+        if isinstance(value, int) and value < 0:
+            raise ValueError(f"a sample cannot have {value} tokens: give 0 or more")
+        return value
 
 
 class Source(_Model):

@@ -11,8 +11,11 @@ import copy
 import itertools
 import re
 
-from mixture.errors import MixtureError, Problem
+from mixture.errors import MixtureError, brief
 from mixture.yaml_loader import Located
+
+
+_MAX_SLUG = 80  # variant names become directory names
 
 
 def _slug(value: object) -> str:
@@ -47,6 +50,24 @@ def _set(data: dict, dotted: str, value: object, axis: str, located: Located) ->
     return indexed
 
 
+def _check_distinct(names: list[str], values: list[list[object]], located: Located) -> None:
+    """Two values of an axis with one name would make two variants that overwrite each other."""
+    for axis, axis_values in zip(names, values):
+        seen: dict[str, int] = {}
+        for j, value in enumerate(axis_values):
+            slug = _slug(value)
+            if len(slug) > _MAX_SLUG:
+                raise MixtureError(located.problem(f"sweep.axes.{axis}.values[{j}]", f"{brief(value)} is too long "
+                                                   f"to name a variant ({len(slug):,} characters, at most {_MAX_SLUG})",
+                                                   "sweep over shorter values"))
+            if slug in seen:
+                raise MixtureError(located.problem(
+                    f"sweep.axes.{axis}.values[{j}]", f"{brief(value)} names the same variant as value "
+                    f"{seen[slug] + 1} ({brief(axis_values[seen[slug]])}): {axis}={slug}",
+                    "give each value of an axis once"))
+            seen[slug] = j
+
+
 def expand(located: Located) -> list[tuple[str, dict, dict[str, str], dict[str, object]]]:
     """(name, data, {indexed field path: path of its sweep value}, {axis: value}) for every variant.
 
@@ -63,13 +84,14 @@ def expand(located: Located) -> list[tuple[str, dict, dict[str, str], dict[str, 
     names = list(axes)
     values = [axes[n]["values"] for n in names]
     if sweep.get("mode", "grid") == "zip":
-        lengths = {len(v) for v in values}
-        if len(lengths) != 1:
-            raise MixtureError(Problem("zip sweeps need axes of equal length", path="sweep.axes",
-                                       file=located.file, line=located.where("sweep.axes")[0]))
+        if len({len(v) for v in values}) != 1:
+            counts = ", ".join(f"{n} has {len(v)}" for n, v in zip(names, values))
+            raise MixtureError(located.problem("sweep.axes", f"a zip sweep needs axes of equal length: {counts}",
+                                               "give every axis the same number of values, or use mode: grid"))
         combos = list(zip(*values))
     else:
         combos = list(itertools.product(*values))
+    _check_distinct(names, values, located)
     out = []
     for row, combo in enumerate(combos):
         variant = copy.deepcopy(base)

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from mixture.errors import MixtureError
-from trainer.config import RunConfig, load_run_config, require, resolve_path
+from trainer.config import RunConfig, check_run_config, require, resolve_path
 
 
 @dataclass(frozen=True)
@@ -46,9 +46,7 @@ def train(config_path: str | os.PathLike[str], **overrides: Any) -> RunResult:
     Raises:
         MixtureError: For bad configs, schedules, checkpoints or branch points, with what to do.
     """
-    config, base = load_run_config(config_path)
-    if overrides:
-        config = RunConfig.model_validate({**config.model_dump(), **overrides})
+    config, base = check_run_config(config_path, overrides)
     return _Run(config, base).fit()
 
 
