@@ -52,6 +52,8 @@ _KINDS = {"int": "a whole number", "float": "a number", "str": "text", "bool": "
 
 def _kind(label: str) -> str:
     """Plain words for a pydantic union branch label (``int``, ``Distribution``, ``list[str]``)."""
+    if label.startswith("function-"):  # a validated branch: 'function-after[_ordered(), Distribution]'
+        label = label.rsplit(", ", 1)[-1].rstrip("]")
     base = label.split("[", 1)[0]
     if base in _KINDS:
         return _KINDS[base]
@@ -73,7 +75,7 @@ def _walk(loc: tuple[int | str, ...], data: object, missing: bool) -> tuple[str,
             path, node = join_path(path, part), node[part]  # type: ignore[index]
         elif missing and i == len(loc) - 1:
             path = join_path(path, part)
-        elif isinstance(part, str) and not part.startswith("function-"):
+        elif isinstance(part, str):
             union = union or path
             labels.append(part)
     return path, union, labels
@@ -111,7 +113,9 @@ def _problems(exc: ValidationError, located: Located, root: type[BaseModel] = Mi
     for err in exc.errors():
         path, union, labels = _walk(err["loc"], data, err["type"] == "missing")
         walked.append((err, path, union, labels))
-    deeper = {union for _, path, union, _ in walked if union and path != union}
+    # Another branch got further (deeper errors), or a branch's own validator said what is wrong: say that.
+    deeper = {union for err, path, union, _ in walked
+              if union and (path != union or err["type"] == "value_error")}
     unions: dict[str, list[str]] = {}
     for err, path, union, labels in walked:
         if union and path == union:
@@ -119,7 +123,7 @@ def _problems(exc: ValidationError, located: Located, root: type[BaseModel] = Mi
     problems: list[Problem] = []
     seen: set[tuple[str, str]] = set()
     for err, path, union, _ in walked:
-        if union and path == union:
+        if union and path == union and err["type"] != "value_error":
             if path in deeper or (path, "") in seen:
                 continue  # another branch of the union got further: its errors say more
             kinds = list(dict.fromkeys(_kind(label) for label in unions[path]))
