@@ -71,7 +71,8 @@ def _walk(loc: tuple[int | str, ...], data: object, missing: bool) -> tuple[str,
     for i, part in enumerate(loc):
         if part == "[key]":
             continue
-        if isinstance(node, dict) and part in node or isinstance(node, list) and isinstance(part, int):
+        if isinstance(node, dict) and part in node or (isinstance(node, list) and isinstance(part, int)
+                                                       and 0 <= part < len(node)):
             path, node = join_path(path, part), node[part]  # type: ignore[index]
         elif missing and i == len(loc) - 1:
             path = join_path(path, part)

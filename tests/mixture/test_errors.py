@@ -9,6 +9,7 @@ here.
 
 from __future__ import annotations
 
+import re
 import tracemalloc
 from pathlib import Path
 
@@ -16,7 +17,10 @@ import pytest
 
 from mixture.cli import main
 
-BROKEN = sorted((Path(__file__).parent / "broken").glob("*.yaml"))
+HERE = Path(__file__).parent
+# Mixture files, then run configs (their `_*.yaml` are the valid files they point at).
+BROKEN = sorted((HERE / "broken").glob("*.yaml")) + sorted((HERE / "broken_runs").glob("[!_]*.yaml"))
+LOCATED = re.compile(r"^[^\s:]+(:\d+:\d+)?: \S")  # FILE:LINE:COL: (or FILE: for a file-wide problem)
 
 
 def _expectation(path: Path) -> tuple[str, str]:
@@ -27,7 +31,7 @@ def _expectation(path: Path) -> tuple[str, str]:
     raise AssertionError(f"{path} has no expectation line")
 
 
-@pytest.mark.parametrize("path", BROKEN, ids=[p.stem for p in BROKEN])
+@pytest.mark.parametrize("path", BROKEN, ids=[f"{p.parent.name}/{p.stem}" for p in BROKEN])
 def test_broken_file_is_reported_where_it_is_wrong(path, tmp_path, capsys):
     kind, expected = _expectation(path)
     if kind == "expect":
@@ -41,7 +45,7 @@ def test_broken_file_is_reported_where_it_is_wrong(path, tmp_path, capsys):
     assert expected in err, err
     if expected[0].isdigit():  # a located expectation "LINE:COL: ..." is prefixed by the file name
         assert f"{path}:{expected}" in err
-    assert all(line.startswith(f"{path}:") for line in err.splitlines()), err  # one located line per problem
+    assert all(LOCATED.match(line) for line in err.splitlines()), err  # one located line per problem
     if kind == "compile-expect":
         assert not (tmp_path / "out").exists() and not (tmp_path / "out.partial").exists()
 
