@@ -67,7 +67,8 @@ def _compile(args: argparse.Namespace) -> int:
         if not found:
             from mixture.errors import MixtureError
 
-            raise MixtureError(f"no variant named {args.variant!r}", hint="list them with `mixture validate`")
+            raise MixtureError(f"--variant: no variant named {args.variant!r}",
+                               hint="list them with `mixture validate`")
     out = Path(args.out)
     for variant in found:
         target = out / variant.name if variant.name else out

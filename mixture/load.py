@@ -166,8 +166,8 @@ def read_yaml(path: str | Path, what: str, keys: str) -> Located:
     except OSError as exc:
         reason = {FileNotFoundError: "no such file", IsADirectoryError: "it is a directory",
                   PermissionError: "permission denied"}.get(type(exc), exc.__class__.__name__)
-        raise MixtureError(f"cannot read {what} {brief(str(path))}: {reason}",
-                           hint=f"pass the path of a .yaml {what}") from None
+        raise MixtureError(Problem(f"cannot read this {what}: {reason}", file=str(path),
+                                   hint=f"pass the path of a .yaml {what}")) from None
     return parse_yaml(decode(raw, str(path)), str(path), keys)
 
 

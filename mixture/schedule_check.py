@@ -49,7 +49,7 @@ def verify_schedule(path: str | Path) -> None:
         what = "no such directory" if not path.exists() else "it is a file, not a schedule directory"
         raise MixtureError(f"{path}: {what}", hint="compile one with `mixture compile FILE -o DIR`")
     if not (path / "manifest.json").is_file():
-        raise MixtureError(f"{path} is not a compiled schedule (no manifest.json)",
+        raise MixtureError(f"{path}: not a compiled schedule (no manifest.json)",
                            hint="compile one with `mixture compile FILE -o DIR`")
     try:
         key = _state_key(path)

@@ -93,6 +93,8 @@ def parse_duration(text: object) -> Duration:
             raise ValueError(f"{brief(text)} is more than 100% of the run ({UNIT_HELP})")
         return Duration(value, Unit.PERCENT, match["ref"], text.strip())
     match = _DURATION_RE.match(text)
+    if match is None and _COUNT_RE.match(text):
+        raise ValueError(f"a bare number {brief(text)} has no unit ({UNIT_HELP})")
     if match is None:
         raise ValueError(f"cannot read {brief(text)} as a duration ({UNIT_HELP})")
     scale, word = match["scale"], match["unit"]

@@ -312,7 +312,9 @@ class _RunChecks:
         try:
             verify_schedule(found)
         except MixtureError as exc:
-            self.add(field, "; ".join(p.message for p in exc.problems), exc.problems[0].hint)
+            # The directory as the config names it (the resolved path is in the message's place).
+            self.add(field, "; ".join(p.message.replace(found, repr(value)) for p in exc.problems),
+                     exc.problems[0].hint)
             return None
         return json.loads(Path(found, "manifest.json").read_text())
 
