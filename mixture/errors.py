@@ -27,6 +27,10 @@ def brief(value: object, limit: int = 60) -> str:
     return f"{text[:limit]}... ({size})"
 
 
+# Every character str.splitlines() breaks at: a problem is printed as exactly one line.
+_ONE_LINE = {ord(c): " " for c in "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"}
+
+
 def _cap(text: str) -> str:
     if len(text) <= MAX_MESSAGE_CHARS:
         return text
@@ -59,7 +63,7 @@ class Problem:
             where = f"{self.file}:{self.line}:{self.col}: " if self.line else f"{self.file}: "
         path = f"{self.path}: " if self.path else ""
         hint = f" ({self.hint})" if self.hint else ""
-        return f"{where}{_cap(path)}{_cap(self.message)}{_cap(hint)}".replace("\n", " ")
+        return f"{where}{_cap(path)}{_cap(self.message)}{_cap(hint)}".translate(_ONE_LINE)
 
 
 @dataclass

@@ -50,22 +50,28 @@ def _set(data: dict, dotted: str, value: object, axis: str, located: Located) ->
     return indexed
 
 
-def _check_distinct(names: list[str], values: list[list[object]], located: Located) -> None:
-    """Two values of an axis with one name would make two variants that overwrite each other."""
+def _check_distinct(names: list[str], values: list[list[object]], located: Located, rows: bool) -> None:
+    """Two variants with one name would overwrite each other: refuse a repeated value (grid) or row (zip)."""
+    for axis, axis_values in zip(names, values):
+        for j, value in enumerate(axis_values):
+            if len(_slug(value)) > _MAX_SLUG:
+                raise MixtureError(located.problem(f"sweep.axes.{axis}.values[{j}]", f"{brief(value)} is too long "
+                                                   f"to name a variant ({len(_slug(value)):,} characters, at most "
+                                                   f"{_MAX_SLUG})", "sweep over shorter values"))
+    keys = [",".join(_slug(v) for v in row) for row in zip(*values)] if rows else None
     for axis, axis_values in zip(names, values):
         seen: dict[str, int] = {}
         for j, value in enumerate(axis_values):
-            slug = _slug(value)
-            if len(slug) > _MAX_SLUG:
-                raise MixtureError(located.problem(f"sweep.axes.{axis}.values[{j}]", f"{brief(value)} is too long "
-                                                   f"to name a variant ({len(slug):,} characters, at most {_MAX_SLUG})",
-                                                   "sweep over shorter values"))
+            slug = keys[j] if keys is not None else _slug(value)
             if slug in seen:
-                raise MixtureError(located.problem(
-                    f"sweep.axes.{axis}.values[{j}]", f"{brief(value)} names the same variant as value "
-                    f"{seen[slug] + 1} ({brief(axis_values[seen[slug]])}): {axis}={slug}",
-                    "give each value of an axis once"))
+                what = f"row {j + 1} repeats row {seen[slug] + 1}" if rows else (
+                    f"{brief(value)} names the same variant as value {seen[slug] + 1} "
+                    f"({brief(axis_values[seen[slug]])}): {axis}={slug}")
+                raise MixtureError(located.problem(f"sweep.axes.{axis}.values[{j}]", what,
+                                                   "give each variant once"))
             seen[slug] = j
+        if rows:
+            return  # one pass over the rows is enough
 
 
 def expand(located: Located) -> list[tuple[str, dict, dict[str, str], dict[str, object]]]:
@@ -91,7 +97,8 @@ def expand(located: Located) -> list[tuple[str, dict, dict[str, str], dict[str, 
         combos = list(zip(*values))
     else:
         combos = list(itertools.product(*values))
-    _check_distinct(names, values, located)
+    zip_mode = sweep.get("mode", "grid") == "zip"
+    _check_distinct(names, [list(row) for row in zip(*combos)] if zip_mode and combos else values, located, zip_mode)
     out = []
     for row, combo in enumerate(combos):
         variant = copy.deepcopy(base)

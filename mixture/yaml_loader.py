@@ -61,6 +61,11 @@ def join_path(prefix: str, key: object) -> str:
     return f"{prefix}.{key}" if prefix else str(key)
 
 
+def _shown(tag: str) -> str:
+    """A tag as it is written in YAML (``!!python/name:os.system``, ``!include``)."""
+    return brief(tag.replace(_TAG, "!!", 1) if tag.startswith(_TAG) else tag)
+
+
 class _Builder:
     """Builds plain data from a composed node tree, counting values and refusing what is not plain data."""
 
@@ -90,7 +95,7 @@ class _Builder:
                 return self.mapping(node, path, depth)
             if isinstance(node, yaml.SequenceNode) and node.tag == f"{_TAG}seq":
                 return [self.build(item, join_path(path, i), depth + 1) for i, item in enumerate(node.value)]
-            raise self.fail(node, f"unsupported tag {brief(node.tag)}", "only plain YAML data is read: remove "
+            raise self.fail(node, f"unsupported tag {_shown(node.tag)}", "only plain YAML data is read: remove "
                             "the tag", path)
         finally:
             self.active.discard(id(node))
@@ -117,7 +122,7 @@ class _Builder:
             kind = "list" if isinstance(node, yaml.SequenceNode) else "mapping"
             raise self.fail(node, f"a key must be a plain name, not a {kind}", "write the key as text", path)
         if node.tag not in _SCALAR_TAGS:
-            raise self.fail(node, f"unsupported tag {brief(node.tag)} on a key", "remove the tag", path)
+            raise self.fail(node, f"unsupported tag {_shown(node.tag)} on a key", "remove the tag", path)
         if node.value.strip() in ("", "~"):
             raise self.fail(node, "a key is empty", "write a name before the ':'", path)
         return node.value
@@ -126,7 +131,7 @@ class _Builder:
         if node.tag == f"{_TAG}str":
             return node.value
         if node.tag not in _SCALAR_TAGS:
-            raise self.fail(node, f"unsupported tag {brief(node.tag)}", "only plain YAML data is read: remove "
+            raise self.fail(node, f"unsupported tag {_shown(node.tag)}", "only plain YAML data is read: remove "
                             "the tag", path)
         try:
             value = self.constructor.construct_object(node, deep=True)

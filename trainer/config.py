@@ -241,7 +241,7 @@ def check_run_config(path: str | Path, overrides: dict[str, object] | None = Non
     located = read_yaml(path, "run config", _KEYS)
     config = _with_overrides(located, overrides or {})
     base = path.resolve().parent
-    problems = _RunChecks(config, located, base).run()
+    problems = _as_flags(_RunChecks(config, located, base).run(), overrides or {})
     if problems:
         raise MixtureError(sorted(problems, key=lambda p: (p.file != str(path), p.file, p.line, p.col)))
     return config, base
@@ -254,13 +254,18 @@ def _with_overrides(located: Located, overrides: dict[str, object]) -> RunConfig
     try:
         return check_model(located, RunConfig, {**located.data, **overrides})  # type: ignore[dict-item]
     except MixtureError as exc:
-        problems = []
-        for p in exc.problems:
-            key = p.path.split(".")[0].split("[")[0]
-            if key in overrides:
-                p = Problem(p.message, path="--" + key.replace("_", "-") + p.path[len(key):], hint=p.hint)
-            problems.append(p)
-        raise MixtureError(problems) from None
+        raise MixtureError(_as_flags(exc.problems, overrides)) from None
+
+
+def _as_flags(problems: list[Problem], overrides: dict[str, object]) -> list[Problem]:
+    """Problems of overridden fields, placed at their command-line flag (``--stop-at: ...``)."""
+    out = []
+    for p in problems:
+        key = p.path.split(".")[0].split("[")[0]
+        if key in overrides and p.path:
+            p = Problem(p.message, path="--" + key.replace("_", "-") + p.path[len(key):], hint=p.hint)
+        out.append(p)
+    return out
 
 
 class _RunChecks:
