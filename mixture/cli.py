@@ -18,10 +18,12 @@ from collections.abc import Callable, Sequence
 from mixture.errors import MixtureError
 
 # Modules whose `register(subparsers)` adds subcommands; each is imported at start-up, so each must keep
-# heavy imports inside its handlers.
+# heavy imports inside its handlers. All are part of this distribution: none is optional, so a failing
+# import is an error, never a silently missing subcommand (optional extras, e.g. lm-eval for `eval-text`,
+# are imported inside their handlers and say what to install).
 _REGISTRARS: tuple[str, ...] = (
     "mixture.commands",
-    "mixture.sweep_cli",
+    "trainer.sweep.cli",  # listed where `sweep` has always appeared in `mixture --help`
     "streaming_data.cli",
     "trainer.cli",
     "trainer.demo_cli",
@@ -37,14 +39,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in _REGISTRARS:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:  # a package without a CLI yet
-            if exc.name != name:
-                raise
-            continue
-        module.register(subparsers)
+        importlib.import_module(name).register(subparsers)
     return parser
+
+
+def validate_run_config(path: str, data: dict) -> str | None:
+    """`mixture validate` of a run config (recognised by its top-level keys): check it, return a summary.
+
+    Returns None when ``data`` reads as a mixture file. The check (``trainer.config.check_run_config``)
+    imports neither torch nor composer.
+
+    Raises:
+        MixtureError: Every problem of the run config, located.
+    """
+    from mixture.spec import MixtureSpec
+    from trainer.config import RunConfig, check_run_config
+
+    keys = set(data)
+    if len(keys & set(RunConfig.model_fields)) <= len(keys & set(MixtureSpec.model_fields)):
+        return None
+    config, _ = check_run_config(path)
+    return f"{path}: ok (run config: schedule {config.schedule}{', variant ' + config.variant if config.variant else ''})"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

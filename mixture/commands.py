@@ -30,25 +30,15 @@ def _progress(total: int, label: str) -> Iterator[object]:
         yield lambda n: bar.advance(task, n)
 
 
-def _is_run_config(data: dict) -> bool:
-    """A run config by its content: more of its top-level keys are a run config's than a mixture file's."""
-    from mixture.spec import MixtureSpec
-    from trainer.config import RunConfig  # torch-free
-
-    keys = set(data)
-    return len(keys & set(RunConfig.model_fields)) > len(keys & set(MixtureSpec.model_fields))
-
-
 def _validate(args: argparse.Namespace) -> int:
     from mixture.api import variants
+    from mixture.cli import validate_run_config  # the one module that reaches into the trainer
     from mixture.load import read_yaml
 
     located = read_yaml(args.file, "mixture file or run config", "sources:, phases:, ... or schedule:, run_dir:, ...")
-    if _is_run_config(located.data):  # type: ignore[arg-type]
-        from trainer.config import check_run_config  # torch-free: schema, schedule and paths
-
-        config, _ = check_run_config(args.file)
-        print(f"{args.file}: ok (run config: schedule {config.schedule}{', variant ' + config.variant if config.variant else ''})")
+    summary = validate_run_config(args.file, located.data)  # type: ignore[arg-type]
+    if summary is not None:
+        print(summary)
         return 0
     found = variants(args.file)
     names = [v.name for v in found if v.name]

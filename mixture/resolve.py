@@ -8,6 +8,8 @@ nothing to ramp from) and reports all problems at once, each located in the file
 from __future__ import annotations
 
 import difflib
+from collections.abc import Mapping
+import dataclasses
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -48,11 +50,31 @@ class ResolvedPhase:
 
 @dataclass(frozen=True)
 class Resolved:
-    """A checked spec with durations converted to clocks."""
+    """A checked spec with durations converted to clocks.
+
+    Attributes:
+        durations: Every duration of the spec, parsed once, as written, by dotted path (``run.duration``,
+            ``run.lr.warmup``, ``references.NAME``, ``phases[i].lr.rewarm.warmup``, ...): what the compiler
+            and the LR plan read instead of parsing the strings again.
+    """
 
     spec: MixtureSpec
     phases: tuple[ResolvedPhase, ...]
     used_sources: tuple[str, ...]
+    durations: Mapping[str, Duration] = dataclasses.field(default_factory=dict)
+
+
+def parse_durations(spec: MixtureSpec) -> dict[str, Duration]:
+    """Every duration of a schema-valid spec (the schema checked that each parses), by dotted path."""
+    texts: dict[str, str | None] = {"run.duration": spec.run.duration}
+    if spec.run.lr is not None:
+        texts |= {"run.lr.warmup": spec.run.lr.warmup, "run.lr.plan": spec.run.lr.plan}
+    texts |= {f"references.{name}": text for name, text in spec.references.items()}
+    for i, phase in enumerate(spec.phases):
+        texts |= {f"phases[{i}].duration": phase.duration, f"phases[{i}].end": phase.end,
+                  f"phases[{i}].ramp.length": phase.ramp.length if phase.ramp else None,
+                  f"phases[{i}].lr.rewarm.warmup": phase.lr.rewarm.warmup if phase.lr.rewarm else None}
+    return {path: parse_duration(text) for path, text in texts.items() if text is not None}
 
 
 class _Ctx:
@@ -60,6 +82,7 @@ class _Ctx:
         self.spec = spec
         self.located = located
         self.problems: list[Problem] = []
+        self.durations = parse_durations(spec)
 
     def add(self, path: str, message: str, hint: str = "") -> None:
         problem = (self.located.problem(path, message, hint) if self.located is not None
@@ -67,9 +90,10 @@ class _Ctx:
         if problem not in self.problems:  # a duration read by two checks is reported once
             self.problems.append(problem)
 
-    def absolute(self, text: str, path: str) -> Duration | None:
-        """A duration with percentages replaced by an amount in the reference's unit."""
-        duration = parse_duration(text)
+    def absolute(self, path: str) -> Duration | None:
+        """The duration at ``path`` with percentages replaced by an amount in the reference's unit."""
+        duration = self.durations[path]
+        text = duration.text
         if duration.unit is not Unit.PERCENT:
             return duration
         if duration.ref is None:
@@ -77,15 +101,15 @@ class _Ctx:
                 self.add(path, f"{text!r} is a percentage of the run, but run.duration is not set",
                          "set run.duration, or write a percentage of a reference: '80% of NAME'")
                 return None
-            base_text, base_path = self.spec.run.duration, "run.duration"
+            base_path = "run.duration"
         elif duration.ref not in self.spec.references:
             close = difflib.get_close_matches(duration.ref, list(self.spec.references), n=1)
             hint = f"did you mean {close[0]!r}?" if close else "define it under references:"
             self.add(path, f"unknown reference {duration.ref!r}", hint)
             return None
         else:
-            base_text, base_path = self.spec.references[duration.ref], f"references.{duration.ref}"
-        base = parse_duration(base_text)
+            base_path = f"references.{duration.ref}"
+        base = self.durations[base_path]
         if base.unit is Unit.PERCENT:
             self.add(base_path, "a reference duration cannot itself be a percentage")
             return None
@@ -99,14 +123,12 @@ def _positions(d: Duration, batch: int) -> Decimal:
 
 def _stop(ctx: _Ctx, phase: Phase, path: str) -> Stop | None:
     field = "duration" if phase.duration is not None else "end"
-    text = phase.duration if phase.duration is not None else phase.end
-    assert text is not None  # the schema guarantees one of the two
-    d = ctx.absolute(text, f"{path}.{field}")
+    d = ctx.absolute(f"{path}.{field}")  # the schema guarantees one of the two
     if d is None:
         return None
     rel = field == "duration"
     if d.value <= 0 and rel:  # an `end` at 0 is an empty phase: a sweep's edge (images from the start)
-        ctx.add(f"{path}.duration", f"{brief(text)} is zero: a phase must last some training",
+        ctx.add(f"{path}.duration", f"{brief(d.text)} is zero: a phase must last some training",
                 "give a positive length, or remove the phase")
         return None
     if d.unit is Unit.TOKENS:
@@ -154,7 +176,7 @@ def _ramp(ctx: _Ctx, phase: Phase, index: int, path: str) -> float:
     if index == 0:
         ctx.add(f"{path}.ramp", "the first phase has no previous mix to ramp from", "remove the ramp")
         return 0.0
-    d = ctx.absolute(phase.ramp.length, f"{path}.ramp.length")
+    d = ctx.absolute(f"{path}.ramp.length")
     if d is None:
         return 0.0
     if d.value <= 0:
@@ -172,8 +194,8 @@ def _ramp(ctx: _Ctx, phase: Phase, index: int, path: str) -> float:
 def _check_rewarm(ctx: _Ctx, phase: Phase, path: str) -> None:
     if phase.lr.rewarm is None:
         return
-    d = parse_duration(phase.lr.rewarm.warmup)
     where = f"{path}.lr.rewarm.warmup"
+    d = ctx.durations[where]
     if d.unit is Unit.PERCENT and (d.ref is not None or d.value > 100):
         ctx.add(where, f"{d.text!r}: a warm-up percentage is of this phase (0-100%, no 'of NAME')",
                 "write e.g. '3%' or '100ba'")
@@ -218,7 +240,7 @@ def _check_lengths(ctx: _Ctx, stops: list[Stop | None]) -> list[tuple[str, Decim
                 exact[other] = False
     run = ctx.spec.run.duration
     if run is not None:
-        total = ctx.absolute(run, "run.duration")
+        total = ctx.absolute("run.duration")
         if total is not None and total.unit in (Unit.TOKENS, Unit.SAMPLES, Unit.BATCHES):
             clock = "tokens" if total.unit is Unit.TOKENS else "positions"
             limit = _positions(total, ctx.spec.run.global_batch_size)
@@ -253,9 +275,9 @@ def _check_sources(ctx: _Ctx) -> None:
                     "give tokens_per_sample or caption_tokens above 0, or count visual tokens")
 
 
-def _length(ctx: _Ctx, text: str | None, path: str) -> tuple[str, Decimal] | None:
-    """(clock, amount) of a duration in tokens or positions, None when it is not one of those."""
-    d = ctx.absolute(text, path) if text is not None else None
+def _length(ctx: _Ctx, path: str) -> tuple[str, Decimal] | None:
+    """(clock, amount) of the duration at ``path`` in tokens or positions, None when it is not one of those."""
+    d = ctx.absolute(path) if path in ctx.durations else None
     if d is None or d.unit not in (Unit.TOKENS, Unit.SAMPLES, Unit.BATCHES):
         return None
     return ("tokens", d.value) if d.unit is Unit.TOKENS else ("positions", _positions(d, ctx.spec.run.global_batch_size))
@@ -269,8 +291,8 @@ def _check_lr(ctx: _Ctx, lengths: list[tuple[str, Decimal] | None]) -> None:
         if plan.final > plan.peak:
             ctx.add("run.lr.final", f"the final LR {plan.final:g} is above the peak {plan.peak:g}",
                     "a decay ends below its peak: lower final or raise peak")
-        warm = _length(ctx, plan.warmup, "run.lr.warmup")
-        total = _length(ctx, plan.plan, "run.lr.plan") or _length(ctx, ctx.spec.run.duration, "run.duration")
+        warm = _length(ctx, "run.lr.warmup")
+        total = _length(ctx, "run.lr.plan") or _length(ctx, "run.duration")
         if total is None and lengths and all(lengths) and len({c for c, _ in lengths if c}) == 1:
             total = (lengths[0][0], sum((v for _, v in lengths if v is not None), Decimal(0)))
         if warm is not None and total is not None and warm[0] == total[0] and warm[1] > total[1]:
@@ -300,8 +322,8 @@ def resolve(spec: MixtureSpec, located: Located | None = None) -> Resolved:
     for i, name in enumerate(names):
         if names.index(name) != i:
             ctx.add(f"phases[{i}].name", f"duplicate phase name {name!r}", "phase names must be unique")
-    for ref, text in spec.references.items():
-        if parse_duration(text).unit is Unit.PERCENT:
+    for ref in spec.references:
+        if ctx.durations[f"references.{ref}"].unit is Unit.PERCENT:
             ctx.add(f"references.{ref}", "a reference duration cannot itself be a percentage")
     _check_sources(ctx)
     phases: list[ResolvedPhase] = []
@@ -324,7 +346,7 @@ def resolve(spec: MixtureSpec, located: Located | None = None) -> Resolved:
     if ctx.problems:
         raise MixtureError(ctx.problems)
     used = sorted({s for p in phases for s, w in p.weights.items() if w > 0})
-    return Resolved(spec=spec, phases=tuple(phases), used_sources=tuple(used))
+    return Resolved(spec=spec, phases=tuple(phases), used_sources=tuple(used), durations=ctx.durations)
 
 
 def epochs_to_positions(stop: Stop, num_samples: int, batch: int) -> int:

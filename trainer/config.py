@@ -18,6 +18,7 @@ from mixture.errors import MixtureError, Problem
 from mixture.load import read_model
 from mixture.spec import DurationStr
 from mixture.yaml_loader import Located
+from streaming_data.locations import is_url
 
 
 _KEYS = "schedule:, run_dir:, model:, ..."
@@ -204,7 +205,7 @@ def load_run_config(path: str | Path) -> tuple[RunConfig, Path]:
 
 def resolve_path(base: Path, value: str | None) -> str | None:
     """A path from the config, relative to the config file unless absolute or a URL."""
-    if value is None or "://" in value or Path(value).is_absolute():
+    if value is None or is_url(value) or Path(value).is_absolute():
         return value
     return str((base / value).resolve())
 
@@ -298,7 +299,7 @@ class _RunChecks:
     def exists(self, field: str, value: str | None, kind: str, inside: str = "") -> bool:
         """A local path the config names exists (URLs are not checked here)."""
         found = resolve_path(self.base, value)
-        if found is None or "://" in found:
+        if found is None or is_url(found):
             return True
         ok = Path(found, inside).is_file() if inside else (Path(found).is_dir() if kind == "dir"
                                                          else Path(found).is_file())

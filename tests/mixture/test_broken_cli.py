@@ -22,7 +22,7 @@ import pytest
 from mixture.cli import main
 
 # Each line names where the problem is: FILE:LINE:COL:, FILE:, DIR:, --flag: or -o PATH:.
-LOCATED = re.compile(r"^(-o )?[^\s:]+(:\d+:\d+)?: \S")
+LOCATED = re.compile(r"^(-o )?[^\s:]+(:\d+:\d+)?: .")
 
 GOOD = """\
 name: good

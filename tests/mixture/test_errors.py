@@ -20,7 +20,7 @@ from mixture.cli import main
 HERE = Path(__file__).parent
 # Mixture files, then run configs (their `_*.yaml` are the valid files they point at).
 BROKEN = sorted((HERE / "broken").glob("*.yaml")) + sorted((HERE / "broken_runs").glob("[!_]*.yaml"))
-LOCATED = re.compile(r"^[^\s:]+(:\d+:\d+)?: \S")  # FILE:LINE:COL: (or FILE: for a file-wide problem)
+LOCATED = re.compile(r"^[^\s:]+(:\d+:\d+)?: .")  # FILE:LINE:COL: (or FILE: for a file-wide problem)
 
 
 def _expectation(path: Path) -> tuple[str, str]:

@@ -38,7 +38,7 @@ SOURCES = {
     "run.yaml": "schedule: _mixture.yaml\nvariant: s=1\nrun_dir: out\nstop_at: 3ba\n"
                 "checkpoint: {interval: 2ba}\noptimizer: {lr: 1e-3}\n",
 }
-LOCATED = re.compile(r"^[^\s:]+(:\d+:\d+)?: \S")
+LOCATED = re.compile(r"^[^\s:]+(:\d+:\d+)?: .")
 EXAMPLES = 200 if settings.default.derandomize else 2_000
 MEMORY_GROWTH = 512 * 2**20
 BASELINE = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
