@@ -149,16 +149,26 @@ def _check_files(path: Path, m: dict) -> None:
             _expect(path / "tokens" / f"{s['name']}.npy", (s["num_samples"],))
 
 
-def _check_fingerprint(path: Path, m: dict) -> None:
+def recomputed_fingerprint(path: str | Path, manifest: dict | None = None) -> str:
+    """The fingerprint of a schedule directory computed from its files (``manifest``: default, its own).
+
+    Raises:
+        KeyError, TypeError: If the manifest lacks what the fingerprint covers.
+    """
     from mixture.compiler import _fingerprint
 
+    path = Path(path)
+    m = manifest if manifest is not None else json.loads((path / "manifest.json").read_text(encoding="utf-8"))
     digest = hashlib.sha256()
     with open(path / "order.bin", "rb") as f:
         while block := f.read(1 << 24):
             digest.update(block)
-    checkpoints = np.load(path / "checkpoints.npy")
+    return _fingerprint(m["sources"], m["phases"], digest.hexdigest(), np.load(path / "checkpoints.npy"))
+
+
+def _check_fingerprint(path: Path, m: dict) -> None:
     try:
-        found = _fingerprint(m["sources"], m["phases"], digest.hexdigest(), checkpoints)
+        found = recomputed_fingerprint(path, m)
     except (KeyError, TypeError) as exc:
         raise _Damaged(f"manifest.json lacks what the fingerprint covers ({exc})") from None
     if found != m["fingerprint"]:
