@@ -27,6 +27,7 @@ _REGISTRARS: tuple[str, ...] = (
     "streaming_data.cli",
     "trainer.cli",
     "trainer.demo_cli",
+    "trainer.evaluation.cli",
     "analysis.cli",
 )
 
