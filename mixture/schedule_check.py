@@ -46,8 +46,9 @@ def verify_schedule(path: str | Path) -> None:
     """
     path = Path(path)
     if not path.is_dir():
-        what = "no such directory" if not path.exists() else "it is a file, not a schedule directory"
-        raise MixtureError(f"{path}: {what}", hint="compile one with `mixture compile FILE -o DIR`")
+        what = "no such directory" if not path.exists() else "it is a file"
+        raise MixtureError(f"{path}: not a compiled schedule ({what})",
+                           hint="compile one with `mixture compile FILE -o DIR`")
     if not (path / "manifest.json").is_file():
         raise MixtureError(f"{path}: not a compiled schedule (no manifest.json)",
                            hint="compile one with `mixture compile FILE -o DIR`")
