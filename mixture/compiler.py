@@ -29,14 +29,14 @@ from numpy.typing import NDArray
 
 from mixture import __version__
 from mixture.errors import MixtureError
-from mixture.kernels import COSINE, LINEAR, _integral, mix_chunk
+from mixture.kernels import COSINE, LINEAR, Chunk, Curve, _integral, mix_samples, mix_tokens
 from mixture.lr import lr_per_step
 from mixture.permute import derive_key, permute
 from mixture.resolve import Resolved, ResolvedPhase, epochs_to_positions
-from mixture.sourcedata import SourceData
+from mixture.sourcedata import Pricing, SourceData
 from mixture.units import Unit, parse_duration
 
-ALGORITHM = "edf-apportionment/1"
+ALGORITHM = "edf-apportionment/2"
 FORMAT = "mixture-schedule/1"
 CHECKPOINT = 4096
 _CHUNK_TARGET = 1 << 22
@@ -155,68 +155,102 @@ def _single(phase: ResolvedPhase, name: str, state: _State, data: dict[str, Sour
     return n, n * const
 
 
-def _mixed(phase: ResolvedPhase, names: list[str], state: _State, data: dict[str, SourceData], batch: int,
-           stop_pos: int, stop_tok: float, out: _Out, progress: Progress | None) -> dict[str, object]:
-    k = len(names)
-    all_ids = {n: i for i, n in enumerate(out.names)}
+def _curve(phase: ResolvedPhase, names: list[str], state: _State) -> Curve:
+    """The targets of a mixed phase over its sources (sorted by name)."""
     q = np.array([phase.weights.get(n, 0.0) for n in names])
     p = np.array([state.prev_weights.get(n, 0.0) for n in names]) if phase.ramp_clock > 0 else q.copy()
-    token_unit = phase.unit == "tokens"
     carry = state.lag_unit == phase.unit
     lag0 = np.array([state.lag.get(n, 0.0) if carry else 0.0 for n in names])
     tie = np.array([derive_key("tie", n) >> 1 for n in names], dtype=np.int64)
-    lookahead = {n: _Lookahead(data[n]) for n in names}
-    shape = COSINE if phase.ramp_shape == "cosine" else LINEAR
+    return Curve(p, q, lag0, tie, float(phase.ramp_clock), COSINE if phase.ramp_shape == "cosine" else LINEAR)
+
+
+def _look_width(curve: Curve, token_unit: bool, chunk: int) -> NDArray[np.int64]:
+    """Draws per source a chunk may take: a sample-unit mix stays within one sample of its target."""
+    if token_unit:
+        return np.full(len(curve.q), chunk + 1, np.int64)
+    most = np.ceil(np.maximum(curve.p, curve.q) * chunk).astype(np.int64) + 3
+    return np.minimum(most, chunk)
+
+
+def _mixed(phase: ResolvedPhase, names: list[str], state: _State, data: dict[str, SourceData], batch: int,
+           stop: tuple[int, float], out: _Out, progress: Progress | None) -> dict[str, object]:
+    k = len(names)
+    curve = _curve(phase, names, state)
+    token_unit = phase.unit == "tokens"
+    kernel = mix_tokens if token_unit else mix_samples
+    lookahead = [_Lookahead(data[n]) for n in names]
     chunk = math.lcm(batch, CHECKPOINT)
     chunk *= max(1, _CHUNK_TARGET // chunk)
-    state_pos, state_tok = np.zeros(1, np.int64), np.zeros(1, np.float64)
-    drawn, realised = np.zeros(k, np.int64), np.zeros(k, np.float64)
-    buf = np.zeros(chunk, np.uint8)
+    width = _look_width(curve, token_unit, chunk)
+    gid = np.array([out.names.index(n) for n in names], np.int64)
+    limits = np.array([stop[0], stop[1], batch, CHECKPOINT], np.float64)
+    ch = Chunk(np.zeros((k, int(width.max())), np.int64), gid, np.zeros(k, np.int64), np.zeros(k),
+               np.zeros(2), limits, np.zeros(chunk, out.dtype), np.zeros(chunk // batch, np.int64),
+               np.zeros((chunk // CHECKPOINT, k), np.int64))
     start_cursor = np.array([state.cursors.get(n, 0) for n in names], dtype=np.int64)
     ckpt_offset = sum(len(c) for c in out.checkpoints)
     order_offset = out.order_len
     while True:
-        tok = np.stack([lookahead[n].get(int(start_cursor[i] + drawn[i]), chunk) for i, n in enumerate(names)])
-        before = drawn.copy()
-        written = mix_chunk(token_unit, batch, chunk, p, q, phase.ramp_clock, shape, lag0, tie, tok,
-                            state_pos, state_tok, drawn, realised, stop_pos, stop_tok, buf)
+        for i, look in enumerate(lookahead):
+            ch.look[i, : width[i]] = look.get(int(start_cursor[i] + ch.drawn[i]), int(width[i]))
+        written = kernel(curve, ch)
         if written == 0:
             break
-        ids = buf[:written]
-        # Absolute draws per source at every CHECKPOINT positions of the phase (chunks start aligned).
-        blocks = -(-written // CHECKPOINT)
-        counts = np.bincount(np.arange(written) // CHECKPOINT * k + ids, minlength=blocks * k).reshape(blocks, k)
-        starts = np.cumsum(np.vstack([np.zeros((1, k), np.int64), counts[:-1]]), axis=0) + before + start_cursor
-        full = np.zeros((blocks, len(out.names)), np.int64)
-        full[:, [all_ids[n] for n in names]] = starts
-        out.checkpoints.append(full)
-        global_ids = np.array([all_ids[n] for n in names], dtype=out.dtype)[ids]
-        raw = global_ids.tobytes()
-        out.order.write(raw)
-        out.digest.update(raw)
-        out.order_len += written
-        # Tokens per position -> cumulative tokens at each batch boundary.
-        rank = np.empty(written, np.int64)
-        for i in range(k):
-            sel = ids == i
-            rank[sel] = np.arange(int(sel.sum()))
-        pos_tokens = tok[ids, rank]
-        batch_sums = pos_tokens.reshape(-1, batch).sum(axis=1)
-        base = out.batch_tokens[-1][-1] if out.batch_tokens else 0
-        out.batch_tokens.append(np.cumsum(batch_sums) + base)
+        _store_chunk(out, ch, written, batch, start_cursor)
         if progress:
             progress(written)
         if written < chunk:
             break
-    positions = int(state_pos[0])
-    tokens = int(round(state_tok[0]))
-    clock = float(positions) if not token_unit else float(state_tok[0])
-    realised_unit = drawn.astype(np.float64) if not token_unit else realised
-    state.lag = {n: float(lag0[i] + _integral(p[i], q[i], phase.ramp_clock, shape, clock) - realised_unit[i])
-                 for i, n in enumerate(names)}
+    return _close_mixed(phase, names, state, curve, ch, order_offset, ckpt_offset)
+
+
+def _store_chunk(out: _Out, ch: Chunk, written: int, batch: int, start_cursor: NDArray[np.int64]) -> None:
+    """Append a chunk's order, checkpoints (absolute draws per source) and batch tokens to ``out``."""
+    full = np.zeros((-(-written // CHECKPOINT), len(out.names)), np.int64)
+    full[:, ch.gid] = ch.ckpt[: len(full)] + start_cursor
+    out.checkpoints.append(full)
+    raw = ch.out[:written].tobytes()
+    out.order.write(raw)
+    out.digest.update(raw)
+    out.order_len += written
+    base = out.batch_tokens[-1][-1] if out.batch_tokens else 0
+    out.batch_tokens.append(np.cumsum(ch.batch_tokens[: written // batch]) + base)
+
+
+def _close_mixed(phase: ResolvedPhase, names: list[str], state: _State, curve: Curve, ch: Chunk,
+                 order_offset: int, ckpt_offset: int) -> dict[str, object]:
+    """Carry the phase's rounding error into the next one; the phase's record fields."""
+    positions, tokens = int(ch.clock[0]), int(round(ch.clock[1]))
+    token_unit = phase.unit == "tokens"
+    clock = float(ch.clock[1]) if token_unit else float(positions)
+    realised = ch.realised if token_unit else ch.drawn.astype(np.float64)
+    state.lag = {n: float(curve.lag0[i] + _integral(curve.p[i], curve.q[i], curve.ramp, curve.shape, clock)
+                          - realised[i]) for i, n in enumerate(names)}
     state.lag_unit = phase.unit
     return {"positions": positions, "tokens": tokens, "order_offset": order_offset, "ckpt_offset": ckpt_offset,
-            "drawn": dict(zip(names, drawn.tolist())), "draw_tokens": dict(zip(names, realised.tolist()))}
+            "drawn": dict(zip(names, ch.drawn.tolist())), "draw_tokens": dict(zip(names, ch.realised.tolist()))}
+
+
+def _may_cost_zero(pricing: Pricing) -> bool:
+    """Whether some sample of the source may cost 0 budget tokens."""
+    if pricing.array is not None:
+        return bool(pricing.array.size) and int(pricing.array.min()) <= 0
+    const = pricing.constant
+    if const is not None:
+        return const <= 0
+    return pricing.base + max(pricing.lo, round(pricing.mean - 2 * math.sqrt(3.0) * pricing.std)) <= 0
+
+
+def _refuse_free_samples(phase: ResolvedPhase, names: list[str], data: dict[str, SourceData]) -> None:
+    """A phase measured in tokens never ends (or divides by zero) on samples that cost 0 tokens."""
+    if phase.unit != "tokens" and not phase.stop.kind.startswith("tokens"):
+        return
+    free = [n for n in names if _may_cost_zero(data[n].pricing)]
+    if free:
+        raise MixtureError(f"phase {phase.name!r} is measured in tokens, but source {free[0]!r} has samples "
+                           "that cost 0 tokens", path=f"phases.{phase.name}",
+                           hint="drop the empty samples at ingest, or measure the phase in samples")
 
 
 def _compile_phase(phase: ResolvedPhase, state: _State, data: dict[str, SourceData], batch: int, out: _Out,
@@ -225,6 +259,7 @@ def _compile_phase(phase: ResolvedPhase, state: _State, data: dict[str, SourceDa
     ramping = phase.ramp_clock > 0 and state.prev_weights != phase.weights
     names = sorted(n for n in set(phase.weights) | (set(state.prev_weights) if ramping else set())
                    if phase.weights.get(n, 0) > 0 or (ramping and state.prev_weights.get(n, 0) > 0))
+    _refuse_free_samples(phase, names, data)
     record: dict[str, object] = {"name": phase.name, "unit": phase.unit, "start": state.pos,
                                  "weights": phase.weights}
     start_cursors = {n: state.cursors.get(n, 0) for n in out.names}
@@ -234,7 +269,7 @@ def _compile_phase(phase: ResolvedPhase, state: _State, data: dict[str, SourceDa
         drawn = {names[0]: positions}
         state.lag, state.lag_unit = {}, ""
     else:
-        info = _mixed(phase, names, state, data, batch, stop_pos, stop_tok, out, progress)
+        info = _mixed(phase, names, state, data, batch, (stop_pos, stop_tok), out, progress)
         positions, tokens = int(info["positions"]), int(info["tokens"])  # type: ignore[call-overload]
         record.update(mixed=True, order_offset=info["order_offset"], ckpt_offset=info["ckpt_offset"],
                       source_tokens={n: int(round(t)) for n, t in info["draw_tokens"].items()})  # type: ignore[union-attr]
@@ -249,6 +284,15 @@ def _compile_phase(phase: ResolvedPhase, state: _State, data: dict[str, SourceDa
     return record
 
 
+def _epochs_text(used: float, cap: float) -> str:
+    """``used`` with enough digits to read above ``cap`` (one sample over a big source is 1.0000001)."""
+    for digits in range(3, 13):
+        text = f"{used:.{digits}f}"
+        if float(text) > cap:
+            return text
+    return repr(used)
+
+
 def _check_caps(records: list[dict[str, object]], data: dict[str, SourceData]) -> None:
     problems = []
     for name, src in data.items():
@@ -258,7 +302,8 @@ def _check_caps(records: list[dict[str, object]], data: dict[str, SourceData]) -
             used = (rec["cursors"][name] + rec["draws"][name]) / src.num_samples  # type: ignore[index]
             if used > src.max_epochs + 1e-12:
                 problems.append(
-                    f"source {name!r} needs {used:.3f} epochs by the end of phase {rec['name']!r}, "
+                    f"source {name!r} needs {_epochs_text(used, src.max_epochs)} epochs by the end of phase "
+                    f"{rec['name']!r}, "
                     f"above its cap max_epochs={src.max_epochs:g} ({src.num_samples} samples)")
                 break
     if problems:

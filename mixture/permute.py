@@ -153,7 +153,3 @@ def permute(ranks: NDArray[np.int64], n: int, block: int, key: int) -> NDArray[n
     _permute_kernel(ranks.reshape(-1), np.int64(n), np.int64(min(block, n)), np.uint64(key), out.reshape(-1))
     return out
 
-
-def permute_one(rank: int, n: int, block: int, key: int) -> int:
-    """:func:`permute` for a single draw."""
-    return int(permute_scalar(np.int64(rank), np.int64(n), np.int64(block), np.uint64(key)))
