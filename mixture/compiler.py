@@ -38,7 +38,7 @@ from mixture.units import Unit, parse_duration
 
 ALGORITHM = "edf-apportionment/2"
 FORMAT = "mixture-schedule/1"
-CHECKPOINT = 4096
+CHECKPOINT = 4096  # a power of two (the kernels test position & (CHECKPOINT - 1))
 _CHUNK_TARGET = 1 << 22
 
 Progress = Callable[[int], None]
@@ -191,9 +191,13 @@ def _mixed(phase: ResolvedPhase, names: list[str], state: _State, data: dict[str
     start_cursor = np.array([state.cursors.get(n, 0) for n in names], dtype=np.int64)
     ckpt_offset = sum(len(c) for c in out.checkpoints)
     order_offset = out.order_len
+    priced = [i for i, n in enumerate(names) if data[n].pricing.constant is None]
+    for i, n in enumerate(names):  # every draw of a constant-priced source costs the same: fill once
+        if i not in priced:
+            ch.look[i, : width[i]] = data[n].pricing.constant
     while True:
-        for i, look in enumerate(lookahead):
-            ch.look[i, : width[i]] = look.get(int(start_cursor[i] + ch.drawn[i]), int(width[i]))
+        for i in priced:
+            ch.look[i, : width[i]] = lookahead[i].get(int(start_cursor[i] + ch.drawn[i]), int(width[i]))
         written = kernel(curve, ch)
         if written == 0:
             break

@@ -135,7 +135,7 @@ def _inverse_ramp(p: float, q: float, ramp: float, shape: int, y: float) -> floa
     return u
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _inverse(p: float, q: float, ramp: float, shape: int, y: float) -> float:
     """Smallest clock at which the integral of the weight reaches ``y`` (``inf`` if it never does)."""
     if y <= 0.0:
@@ -219,9 +219,10 @@ def _record(ch: Chunk, s: int, t: int, written: int, every: int) -> None:
 
     Chunks start at multiples of ``every`` positions of the phase, so checkpoint rows align.
     """
-    if written % every == 0:
+    if written & (every - 1) == 0:
+        row = written // every
         for i in range(ch.drawn.shape[0]):
-            ch.ckpt[written // every, i] = ch.drawn[i]
+            ch.ckpt[row, i] = ch.drawn[i]
     ch.out[written] = ch.gid[s]
     ch.drawn[s] += 1
     ch.realised[s] += t
@@ -241,6 +242,7 @@ def mix_samples(c: Curve, ch: Chunk) -> int:
     for s in range(k):
         release[s], deadline[s] = _sample_window(c, s, ch.drawn[s] + 1.0)
     lo, hi, count = np.zeros(k, np.int64), np.zeros(k, np.int64), np.zeros(k, np.int64)
+    look, last = ch.look, ch.look.shape[1] - 1
     pos = int(ch.clock[0])
     written = 0
     while written + batch <= ch.out.shape[0]:
@@ -252,12 +254,11 @@ def mix_samples(c: Curve, ch: Chunk) -> int:
         batch_tok = 0
         for _ in range(batch):
             s = _pick_in_batch(release, deadline, c.tie, pos + 1.0, end, count, lo, hi)
-            j = ch.drawn[s] - start[s]
-            if j >= ch.look.shape[1]:
-                raise IndexError("mix_samples: token lookahead exhausted")
-            t = ch.look[s, j]
+            t = look[s, min(ch.drawn[s] - start[s], last)]  # the driver sizes look to what a chunk draws
             _record(ch, s, t, written, every)
-            release[s], deadline[s] = _sample_window(c, s, ch.drawn[s] + 1.0)
+            # Draw j's deadline is draw j + 1's release (same float expression): one inverse per draw.
+            release[s] = deadline[s]
+            deadline[s] = _inverse(c.p[s], c.q[s], c.ramp, c.shape, ch.drawn[s] + 1.0 - c.lag0[s])
             count[s] += 1
             batch_tok += t
             pos += 1
