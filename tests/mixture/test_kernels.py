@@ -151,3 +151,23 @@ def test_chunk_size_does_not_change_the_order(case: dict, token_unit: bool) -> N
     small = _run(case, token_unit)[0]
     whole = _run({**case, "chunk": case["batch"] * EVERY * 64}, token_unit)[0]
     assert np.array_equal(small, whole)
+
+
+def test_bulk_permutation_is_identical_for_any_thread_count() -> None:
+    """The parallel permutation (pricing lookahead, take) is a pure map: 1 thread and all give the same."""
+    import numba
+
+    from mixture.permute import permute
+
+    ranks = np.arange(3_000_000, 3_000_000 + 700_001, dtype=np.int64)[::-1].copy()
+    ranks[::7] += 5_000_000  # several epochs, out of order
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = permute(ranks, 123_457, 64, key=99)
+        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+        many = permute(ranks, 123_457, 64, key=99)
+    finally:
+        numba.set_num_threads(before)
+    single = np.array([permute(ranks[i: i + 1], 123_457, 64, key=99)[0] for i in range(0, len(ranks), 9973)])
+    assert np.array_equal(one, many) and np.array_equal(one[::9973], single)
