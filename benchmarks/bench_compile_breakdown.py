@@ -102,7 +102,7 @@ def _one(path: str) -> None:
     """Child process: profile one file and print the result as JSON (each file gets a fresh RSS)."""
     import numpy as np
 
-    from mixture.kernels import mix_chunk  # noqa: F401  (numba loads before the RSS baseline)
+    from mixture.kernels import mix_samples  # noqa: F401  (numba loads before the RSS baseline)
     from mixture.permute import permute
 
     permute(np.arange(3), 10, 4, 1)
