@@ -239,7 +239,7 @@ def ours_compile(path: Path, out: Path) -> int:
 
     schedule = compile_variant(variants(path)[0], out)
     phase = schedule.phases[1]
-    return int(phase["stop"] - phase["start"])
+    return phase.positions
 
 
 # ---------------------------------------------------------------- driver

@@ -43,7 +43,7 @@ def build_pieces(run: _Run) -> dict[str, Any]:
     from streaming_data.tokenizer import load_tokenizer
 
     config, schedule = run.config, run.schedule
-    manifest = schedule.manifest
+    manifest = schedule.manifest.to_json()
     run.tokenizer_dir = tokenizer_dir(config, run.base, manifest)
     tokenizer = load_tokenizer(run.tokenizer_dir)
     vocab = Vocab(tokenizer.vocab_size, tokenizer.eos_id)

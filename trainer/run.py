@@ -77,7 +77,7 @@ class _Run:
         from composer import Trainer
 
         trainer = Trainer(**self.trainer_args())
-        manifest = self.schedule.manifest
+        manifest = self.schedule.manifest.to_json()
         self.log.update_run(name=self.run_dir.name, schedule=str(Path(self.schedule_path).resolve()),
                             schedule_fingerprint=self.schedule.fingerprint,
                             variant=manifest.get("variant", {"name": "", "values": {}}),

@@ -120,3 +120,21 @@ phases:
     assert main(["compile", str(path), "-o", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "needs 1.00001 epochs" in err and "max_epochs=1" in err
+
+
+def test_schedule_directory_records_round_trip_and_predict_every_file_size(tmp_path) -> None:
+    """The typed records read back equal; expected_sizes (from the manifest alone) matches every file."""
+    from mixture import schedule_files as files
+    from mixture.schedule import load_schedule
+
+    text = _variant().replace("run: {seq_len: 64, global_batch_size: 4}",
+                              "run: {seq_len: 64, global_batch_size: 4, lr: {peak: 1e-3, warmup: 2ba}}")
+    _compile_export(tmp_path, text)
+    schedule = load_schedule(tmp_path / "m.out")
+    manifest = schedule.manifest
+    assert files.Manifest.from_json(json.loads(json.dumps(manifest.to_json()))) == manifest
+    assert manifest.has_lr and any(p.ramp is not None for p in manifest.phases)
+    sizes = files.expected_sizes(manifest)
+    on_disk = {str(p.relative_to(schedule.path)): p.stat().st_size for p in schedule.path.rglob("*")
+               if p.is_file() and p.name != files.MANIFEST}
+    assert sizes == on_disk
