@@ -108,7 +108,8 @@ def kernel(size: int) -> None:
     curve = Curve(w, w.copy(), np.zeros(3), np.arange(3, dtype=np.int64), 0.0, LINEAR)
     chunk = Chunk(np.full((3, size), 2048, np.int64), np.arange(3, dtype=np.int64), np.zeros(3, np.int64),
                   np.zeros(3), np.zeros(2), np.array([size, math.inf, BATCH, 4096.0]), np.zeros(size, np.uint8),
-                  np.zeros(size // BATCH, np.int64), np.zeros((size // 4096, 3), np.int64))
+                  np.zeros(size // BATCH, np.int64), np.zeros((size // 4096, 3), np.int64),
+                  np.full(3, np.nan), np.full(3, np.nan))
     mix_samples(curve, chunk)
 
 

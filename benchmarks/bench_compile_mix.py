@@ -200,7 +200,8 @@ def ours_kernel(mode: str, size: int, tok: np.ndarray) -> np.ndarray:
     look = np.ascontiguousarray(np.concatenate([tok, tok[:, -1:]], axis=1))  # mix_tokens reads one ahead
     chunk = Chunk(look, np.arange(k, dtype=np.int64), np.zeros(k, np.int64), np.zeros(k), np.zeros(2),
                   np.array([size, math.inf, BATCH, 4096.0]), np.zeros(size, np.uint8),
-                  np.zeros(size // BATCH, np.int64), np.zeros((-(-size // 4096), k), np.int64))
+                  np.zeros(size // BATCH, np.int64), np.zeros((-(-size // 4096), k), np.int64),
+                  np.full(k, np.nan), np.full(k, np.nan))
     written = (mix_tokens if token_unit else mix_samples)(curve, chunk)
     assert written == size, (written, size)
     return chunk.out

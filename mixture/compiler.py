@@ -197,7 +197,7 @@ def _mixed(phase: ResolvedPhase, names: list[str], state: _State, data: dict[str
     limits = np.array([stop[0], stop[1], batch, CHECKPOINT], np.float64)
     ch = Chunk(np.zeros((k, int(width.max())), np.int64), gid, np.zeros(k, np.int64), np.zeros(k),
                np.zeros(2), limits, np.zeros(chunk, out.dtype), np.zeros(chunk // batch, np.int64),
-               np.zeros((chunk // CHECKPOINT, k), np.int64))
+               np.zeros((chunk // CHECKPOINT, k), np.int64), np.full(k, np.nan), np.full(k, np.nan))
     start_cursor = np.array([state.cursors.get(n, 0) for n in names], dtype=np.int64)
     ckpt_offset = sum(len(c) for c in out.checkpoints)
     order_offset = out.order_len

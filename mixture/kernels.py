@@ -75,6 +75,10 @@ class Chunk(NamedTuple):
         out: Global source id per position of this chunk.
         batch_tokens: Tokens of each global batch of this chunk.
         ckpt: Draws per source (since the phase start) at every ``every`` positions of the phase.
+        release: Per source, the clock after which its next draw is released (NaN at the phase start:
+            computed then); carried from chunk to chunk, so every draw's window is computed once, from the
+            previous one, whatever the chunking.
+        deadline: Per source, the clock by which its next draw is due; carried like ``release``.
     """
 
     look: NDArray[np.int64]
@@ -86,6 +90,8 @@ class Chunk(NamedTuple):
     out: NDArray[np.uint8]
     batch_tokens: NDArray[np.int64]
     ckpt: NDArray[np.int64]
+    release: NDArray[np.float64]
+    deadline: NDArray[np.float64]
 
 
 @njit(cache=True, inline="always")
@@ -109,42 +115,53 @@ def _integral(p: float, q: float, ramp: float, shape: int, u: float) -> float:
 
 
 @njit(cache=True)
-def _inverse_ramp(p: float, q: float, ramp: float, shape: int, y: float) -> float:
-    """Clock inside the ramp (``0 < y <= ramp * (p + q) / 2``) at which the integral reaches ``y``."""
+def _inverse_ramp(p: float, q: float, ramp: float, shape: int, y: float, after: float) -> float:
+    """Clock inside the ramp (``0 < y <= ramp * (p + q) / 2``) at which the integral reaches ``y``.
+
+    ``after`` is a clock known to lie at or before the answer (the previous draw's deadline, or 0); a
+    cosine ramp starts its safeguarded Newton iteration there, which takes one or two steps.
+    """
     a = (q - p) / (2.0 * ramp)
     u = 2.0 * y / (p + math.sqrt(max(p * p + 4.0 * a * y, 0.0)))  # the linear ramp's root, stably
     if shape == LINEAR:
         return min(u, ramp)
-    lo, hi = 0.0, ramp  # cosine: safeguarded Newton from the linear root
+    lo, hi = min(max(after, 0.0), ramp), ramp
+    if after > 0.0:
+        u = after
     u = min(max(u, lo), hi)
+    tol = 1e-13 * max(ramp, 1.0)  # in clock units
     for _ in range(_NEWTON_STEPS):
         f = _integral(p, q, ramp, shape, u) - y
-        if f == 0.0:
+        w = _weight(p, q, ramp, shape, u)
+        if abs(f) <= tol * w or f == 0.0:
             return u
         if f > 0.0:
             hi = u
         else:
             lo = u
-        w = _weight(p, q, ramp, shape, u)
         nxt = u - f / w if w > 0.0 else -1.0
         if not lo < nxt < hi:
             nxt = 0.5 * (lo + hi)
-        if abs(nxt - u) <= 1e-13 * max(ramp, 1.0):
-            return nxt
+        if hi - lo <= tol:
+            return hi
         u = nxt
     return u
 
 
 @njit(cache=True, inline="always")
-def _inverse(p: float, q: float, ramp: float, shape: int, y: float) -> float:
-    """Smallest clock at which the integral of the weight reaches ``y`` (``inf`` if it never does)."""
+def _inverse(p: float, q: float, ramp: float, shape: int, y: float, after: float = 0.0) -> float:
+    """Smallest clock at which the integral of the weight reaches ``y`` (``inf`` if it never does).
+
+    ``after``: a clock at or before the answer (speeds up a cosine ramp; the result depends on it only
+    in the last bits, so callers pass the same ``after`` for the same draw whatever the chunking).
+    """
     if y <= 0.0:
         return 0.0
     base = 0.0
     if ramp > 0.0:
         top = 0.5 * ramp * (p + q)
         if y <= top:
-            return _inverse_ramp(p, q, ramp, shape, y)
+            return _inverse_ramp(p, q, ramp, shape, y, after)
         y -= top
         base = ramp
     if q <= 0.0:
@@ -238,9 +255,10 @@ def mix_samples(c: Curve, ch: Chunk) -> int:
     k = c.q.shape[0]
     batch, every = int(ch.limits[2]), int(ch.limits[3])
     start = ch.drawn.copy()
-    release, deadline = np.empty(k), np.empty(k)
+    release, deadline = ch.release, ch.deadline
     for s in range(k):
-        release[s], deadline[s] = _sample_window(c, s, ch.drawn[s] + 1.0)
+        if np.isnan(deadline[s]):  # the phase's first draw
+            release[s], deadline[s] = _sample_window(c, s, ch.drawn[s] + 1.0)
     lo, hi, count = np.zeros(k, np.int64), np.zeros(k, np.int64), np.zeros(k, np.int64)
     look, last = ch.look, ch.look.shape[1] - 1
     pos = int(ch.clock[0])
@@ -258,7 +276,7 @@ def mix_samples(c: Curve, ch: Chunk) -> int:
             _record(ch, s, t, written, every)
             # Draw j's deadline is draw j + 1's release (same float expression): one inverse per draw.
             release[s] = deadline[s]
-            deadline[s] = _inverse(c.p[s], c.q[s], c.ramp, c.shape, ch.drawn[s] + 1.0 - c.lag0[s])
+            deadline[s] = _inverse(c.p[s], c.q[s], c.ramp, c.shape, ch.drawn[s] + 1.0 - c.lag0[s], release[s])
             count[s] += 1
             batch_tok += t
             pos += 1
@@ -292,9 +310,10 @@ def mix_tokens(c: Curve, ch: Chunk) -> int:
     k = c.q.shape[0]
     batch, every = int(ch.limits[2]), int(ch.limits[3])
     start = ch.drawn.copy()
-    release, deadline = np.empty(k), np.empty(k)
+    release, deadline = ch.release, ch.deadline
     for s in range(k):
-        release[s], deadline[s] = _token_window(c, s, ch.realised[s], ch.look[s, 0])
+        if np.isnan(deadline[s]):  # the phase's first draw
+            release[s], deadline[s] = _token_window(c, s, ch.realised[s], ch.look[s, 0])
     pos = int(ch.clock[0])
     clock = ch.clock[1]
     written = 0
@@ -309,7 +328,11 @@ def mix_tokens(c: Curve, ch: Chunk) -> int:
             _record(ch, s, t, written, every)
             if j + 1 >= ch.look.shape[1]:
                 raise IndexError("mix_tokens: token lookahead exhausted")
-            release[s], deadline[s] = _token_window(c, s, ch.realised[s], ch.look[s, j + 1])
+            # The target reaches the tokens drawn so far where it reached the last draw's deadline.
+            reached = deadline[s]
+            t_next = ch.look[s, j + 1]
+            release[s] = reached - t_next
+            deadline[s] = _inverse(c.p[s], c.q[s], c.ramp, c.shape, ch.realised[s] + t_next - c.lag0[s], reached)
             batch_tok += t
             clock += t
             pos += 1

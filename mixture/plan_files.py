@@ -98,7 +98,7 @@ def plan_dict(plan: SweepPlan, found: list[Variant], schedules: dict[str, Schedu
             "num_tokens": plan.num_tokens[variant.name], "served_by": served.id, "run": run_of[served.id],
             "same_as": plan.same_as(variant.name)})
     first = schedules[plan.variants[0]].manifest
-    return {"format": PLAN_FORMAT, "file": str(Path(file).resolve()), "name": first["name"],
+    return {"format": PLAN_FORMAT, "file": str(Path(file).resolve()), "name": first.name,
             "global_batch_size": plan.global_batch_size, "variants": out_variants,
             "nodes": [_node_dict(plan, n) for n in plan.nodes],
             "runs": [{"schedule": r.schedule, "nodes": list(r.nodes), "start_batch": r.start_batch,

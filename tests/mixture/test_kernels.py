@@ -36,7 +36,8 @@ def run_phase(curve: Curve, tokens: np.ndarray, cursor: np.ndarray, token_unit: 
     width = chunk + 1
     ch = Chunk(np.zeros((k, width), np.int64), np.arange(k, dtype=np.int64), np.zeros(k, np.int64),
                np.zeros(k), np.zeros(2), np.array([stop[0], stop[1], batch, EVERY], np.float64),
-               np.zeros(chunk, np.uint8), np.zeros(chunk // batch, np.int64), np.zeros((chunk // EVERY, k), np.int64))
+               np.zeros(chunk, np.uint8), np.zeros(chunk // batch, np.int64), np.zeros((chunk // EVERY, k), np.int64),
+               np.full(k, np.nan), np.full(k, np.nan))
     ids = []
     while True:
         for s in range(k):
