@@ -208,7 +208,10 @@ def _mixed(phase: ResolvedPhase, names: list[str], state: _State, data: dict[str
     while True:
         for i in priced:
             ch.look[i, : width[i]] = lookahead[i].get(int(start_cursor[i] + ch.drawn[i]), int(width[i]))
+        before = ch.drawn.copy()
         written = kernel(curve, ch)
+        if np.any(ch.drawn - before > width):  # the bound that sizes the lookahead: never seen broken
+            raise RuntimeError(f"phase {phase.name!r}: a chunk drew more than its token lookahead holds")
         if written == 0:
             break
         _store_chunk(out, ch, written, batch, start_cursor)

@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from mixture import schedule_files as files
 from mixture.api import compile_variant, variants
 from mixture.compiler import ALGORITHM
 
@@ -55,6 +56,9 @@ def observe(name: str, work: Path) -> dict[str, object]:
         _write_ingested(work)
     (variant,) = variants(spec)
     schedule = compile_variant(variant, work / f"{name}.out")
+    on_disk = {str(p.relative_to(schedule.path)): p.stat().st_size for p in schedule.path.rglob("*")
+               if p.is_file() and p.name != files.MANIFEST}
+    assert files.expected_sizes(schedule.manifest) == on_disk  # what a directory check compares
     src, samples = schedule.take(0, len(schedule))
     names = [schedule.source_names[s] for s in src]
     pairs = [[n, int(x)] for n, x in zip(names, samples)]
