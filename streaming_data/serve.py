@@ -117,7 +117,7 @@ def check_sources(
 
 def _manifest_storage_options(schedule: ScheduleLike, record: SourceRecordLike) -> dict[str, object]:
     """The source's ``storage_options`` from the mixture file (if the schedule keeps it), else the default."""
-    spec = getattr(schedule, "manifest", {}).get("spec", {})
+    spec = getattr(getattr(schedule, "manifest", None), "spec", {})
     given = spec.get("sources", {}).get(record.name, {}).get("storage_options")
     return dict(given) if given else default_storage_options(record.location or "")
 

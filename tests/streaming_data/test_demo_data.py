@@ -190,7 +190,7 @@ def test_variants_share_the_trunk_up_to_their_introduction_point(schedules: dict
     trunk = schedules[100]
     for point, schedule in schedules.items():
         text = next(p for p in schedule.phases if p.name == "text")
-        stop = text["stop"]
+        stop = text.stop
         assert stop == next(p for p in trunk.phases if p.name == "text").stop or point < 100
         src, sample = schedule.take(0, stop)
         trunk_src, trunk_sample = trunk.take(0, stop)
