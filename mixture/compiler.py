@@ -32,7 +32,7 @@ from mixture.permute import derive_key, permute
 from mixture.resolve import Resolved, ResolvedPhase, epochs_to_positions
 from mixture.schedule_files import Manifest, PhaseRecord, RampRecord, SourceRecord
 from mixture.sourcedata import Pricing, SourceData
-from mixture.units import Unit, parse_duration
+from mixture.units import Unit
 
 ALGORITHM = "edf-apportionment/2"
 CHECKPOINT = 4096  # a power of two (the kernels test position & (CHECKPOINT - 1))
@@ -387,7 +387,7 @@ def _write_arrays(tmp: Path, resolved: Resolved, data: dict[str, SourceData], re
         array = data[name].pricing.array
         if array is not None:
             np.save(tmp / files.token_array(name), array.astype(np.int32))
-    lr = lr_per_step(resolved.spec, records, batch_tokens)
+    lr = lr_per_step(resolved.spec, records, batch_tokens, resolved.durations)
     if lr is not None:
         np.save(tmp / files.LR, lr)
 
@@ -397,7 +397,7 @@ def _check_overrun(resolved: Resolved, state: _State, batch_tokens: NDArray[np.i
     run = resolved.spec.run
     if run.duration is None:
         return
-    d = parse_duration(run.duration)
+    d = resolved.durations["run.duration"]
     if d.unit is Unit.TOKENS:
         over = len(batch_tokens) >= 2 and batch_tokens[-2] >= d.value
         used, unit = state.tokens, "tokens"

@@ -63,10 +63,18 @@ def detect_ranks() -> tuple[int, int]:
     return world.rank, world.num_ranks
 
 
-def make_stream(location: str, local: str | None, remote: bool, download_retry: int) -> Stream:
-    """One Streaming stream over an MDS directory: read in place if local, else cached under ``local``."""
+def detect_node_ranks() -> tuple[int, int]:
+    """This process's rank on its node and the number of ranks per node, as Streaming sees them."""
+    world = World.detect()
+    return world.rank_of_node, world.ranks_per_node
+
+
+def make_stream(location: str, local: str | None, remote: bool, download_retry: int,
+                validate_hash: str | None = None) -> Stream:
+    """One Streaming stream over an MDS directory: read in place if local, else cached under ``local``
+    (each downloaded shard checked against its ``validate_hash`` digest in ``index.json``, if given)."""
     if remote:
-        return Stream(remote=location, local=local, download_retry=download_retry)
+        return Stream(remote=location, local=local, download_retry=download_retry, validate_hash=validate_hash)
     return Stream(local=location, download_retry=download_retry)
 
 
@@ -126,6 +134,7 @@ __all__ = [
     "OrderDrivenDataset",
     "Placement",
     "check_streaming_version",
+    "detect_node_ranks",
     "detect_ranks",
     "make_stream",
     "streaming_state_keys",

@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +21,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 import train_helpers as h  # noqa: E402
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("composer")
+import torch  # noqa: E402
 
 from mixture.errors import MixtureError  # noqa: E402
 from mixture.schedule import load_schedule  # noqa: E402
@@ -123,10 +123,37 @@ def test_branch_past_the_divergence_is_refused(study: dict) -> None:
         train(config)
 
 
-def test_two_rank_fsdp_matches_one_process(study: dict) -> None:
+class _RunsCodeWhenUnpickled:
+    """A pickle payload: unpickling it creates ``path`` (any callable could run instead of ``open``)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple:
+        return (open, (self.path, "w"))
+
+
+def test_branch_checkpoint_is_unpickled_weights_only(study: dict, tmp_path: Path) -> None:
+    """A real trunk checkpoint loads with weights_only=True and the allow-list; a checkpoint whose pickle
+    would run code is refused in one line, before that code runs."""
+    from trainer.branch import _dataset_state
+
     root = study["root"]
-    env = {**os.environ, "FSDP_VERSION": "2", "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "composer.cli.launcher", "-n", "2", "--master_port", "29517",
+    assert _dataset_state(str(root / "run_a" / "checkpoints" / "ba6-rank0.pt"))["samples_consumed"] == 48
+    marker = tmp_path / "code_ran"
+    evil = tmp_path / "evil.pt"
+    torch.save({"state": {"dataset_state": {"train": _RunsCodeWhenUnpickled(str(marker))}}}, evil)
+    config = h.run_config(root / "evil_run.yaml", study["other"], root / "run_evil",
+                          branch={"checkpoint": str(evil), "schedule": str(study["trunk"])})
+    with pytest.raises(MixtureError, match=f"refused to load branch checkpoint {evil}: .*GLOBAL io.open was not"):
+        train(config)
+    assert not marker.exists()
+
+
+def test_two_rank_fsdp_matches_one_process(study: dict, free_port: Callable[[], int]) -> None:
+    root = study["root"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}  # FSDP2 is the trainer's choice, not the environment's
+    cmd = [sys.executable, "-m", "composer.cli.launcher", "-n", "2", "--master_port", str(free_port()),
            "-m", "mixture", "train", str(study["config"]), "--run-dir", str(root / "run_fsdp")]
     proc = subprocess.run(cmd, env=env, cwd=root, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
