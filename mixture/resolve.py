@@ -8,10 +8,12 @@ nothing to ramp from) and reports all problems at once, each located in the file
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Mapping
 import dataclasses
 from dataclasses import dataclass
 from decimal import Decimal
+from fractions import Fraction
 
 from mixture.errors import MixtureError, Problem, brief
 from mixture.spec import MixtureSpec, Phase
@@ -159,15 +161,20 @@ def _weights(ctx: _Ctx, phase: Phase, path: str) -> dict[str, float] | None:
         if weight < 0:
             ctx.add(f"{path}.mix.{name}", f"weight must be >= 0, got {weight}")
             ok = False
-    total = sum(phase.mix.values())
+        if not math.isfinite(weight):
+            ctx.add(f"{path}.mix.{name}", f"weight must be a finite number, got {weight}")
+            return None
+    # Exact sum in name order: the float sum depended on the order the mix was written in.
+    exact = {k: Fraction(repr(float(v))) for k, v in sorted(phase.mix.items())}
+    total = sum(exact.values(), Fraction(0))
     if total <= 0:
         ctx.add(f"{path}.mix", "the mix has no positive weight")
         return None
     if not phase.normalize and abs(total - 1.0) > _WEIGHT_TOL:
-        ctx.add(f"{path}.mix", f"weights sum to {total:g}, not 1",
+        ctx.add(f"{path}.mix", f"weights sum to {float(total):g}, not 1",
                 "fix the weights, or set normalize: true to divide them by their sum")
         ok = False
-    return {k: v / total for k, v in sorted(phase.mix.items())} if ok else None
+    return {k: float(v / total) for k, v in exact.items()} if ok else None
 
 
 def _ramp(ctx: _Ctx, phase: Phase, index: int, path: str) -> float:

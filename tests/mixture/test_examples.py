@@ -54,8 +54,8 @@ def _rows(schedule: Schedule, phases: set[str]) -> dict[tuple[str, str], dict[st
 
 
 def _phase(schedule: Schedule, name: str) -> dict:
-    (phase,) = [p for p in schedule.phases if p["name"] == name]
-    return phase
+    (phase,) = [p for p in schedule.phases if p.name == name]
+    return phase.to_json()
 
 
 @pytest.fixture(scope="session")
@@ -109,7 +109,7 @@ def test_paper_1b_cooldown_is_28b_tokens_at_10_percent_visual(paper_1b: Schedule
 
 
 def test_paper_1b_finetunes_one_epoch_of_llava_about_1b_tokens(paper_1b: Schedule) -> None:
-    assert [p["name"] for p in paper_1b.phases] == ["text", "cooldown", "finetune"]
+    assert [p.name for p in paper_1b.phases] == ["text", "cooldown", "finetune"]
     finetune = _phase(paper_1b, "finetune")
     assert finetune["source"] == "llava" and finetune["stop"] == len(paper_1b)
     assert finetune["tokens"] == pytest.approx(1e9, rel=0.05)
@@ -184,6 +184,6 @@ def test_tiny_compiles_on_data_of_the_size_it_asks_for(tmp_path: Path) -> None:
                   {"tokens": chat + 729, "text_tokens": chat, "num_images": np.ones(500, int)})
     (variant,) = variants(tmp_path / "tiny.yaml")
     schedule = compile_variant(variant, tmp_path / "out")
-    assert [p["name"] for p in schedule.phases] == ["text", "cooldown", "finetune"]
+    assert [p.name for p in schedule.phases] == ["text", "cooldown", "finetune"]
     row = _rows(schedule, {"cooldown"})["cooldown", "images"]
     assert row["share"] == pytest.approx(0.09, abs=0.005)  # ramped in from 0 over the first 100k of 500k

@@ -135,7 +135,7 @@ def _plan(args: argparse.Namespace) -> int:
         if args.out:
             path = write_plan(plan_dict(plan, found, schedules, args.file, sweep_dir), sweep_dir)
             print(f"wrote {path}", file=sys.stderr)
-        print_plan(plan, schedules[plan.variants[0]].manifest["name"])
+        print_plan(plan, schedules[plan.variants[0]].manifest.name)
     return 0
 
 
