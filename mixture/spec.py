@@ -201,8 +201,10 @@ class Phase(_Model):
         default=None, description="Where the phase ends, measured from the start of the run (instead of "
         "`duration`), e.g. `80% of text_plan`."
     )
-    mix: dict[Name, float] = Field(description="Source name -> weight. Weights must sum to 1 unless "
-                                   "`normalize: true`.")
+    mix: dict[Name, float | Literal["rest"]] = Field(
+        description="Source name -> weight. Weights must sum to 1 unless `normalize: true`. One source may "
+        "have the weight `rest`: the share the others leave (1 minus their sum, computed exactly)."
+    )
     unit: Literal["tokens", "samples"] = Field(
         default="tokens", description="Whether weights are shares of tokens or of samples."
     )
