@@ -64,12 +64,11 @@ def _in_variant(problem: Problem, name: str, origins: dict[str, str], located: L
     """Name the variant in a problem and point at the sweep value that put the bad field there."""
     if not name:
         return problem
-    line, col = problem.line, problem.col
+    line, col, file = problem.line, problem.col, problem.file or located.file
     for field, origin in origins.items():
         if problem.path == field or problem.path.startswith((field + ".", field + "[")):
-            line, col = located.where(origin)
-    return Problem(f"in variant {name}: {problem.message}", problem.path, problem.file or located.file,
-                   line, col, problem.hint)
+            (line, col), file = located.where(origin), located.file_of(origin)
+    return Problem(f"in variant {name}: {problem.message}", problem.path, file, line, col, problem.hint)
 
 
 def compile_variant(variant: Variant, out_dir: str | Path, progress: Progress | None = None) -> Schedule:

@@ -59,3 +59,76 @@ def test_rest_misuse_is_refused_at_its_key(mix, normalize, message):
     with pytest.raises(MixtureError, match=message.replace("(", r"\(").replace(")", r"\)")) as info:
         _weights(mix, normalize)
     assert all(p.line > 0 and p.path.startswith("phases[0]") for p in info.value.problems)
+
+
+def _write(root, files: dict[str, str]):
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+
+
+_PHASES = "phases:\n  - {name: a, duration: 60k tok, mix: {web: 0.6, img: rest}}\n"
+_SOURCES = ("sources:\n  web: {kind: text, declared: {samples: 5000, tokens_per_sample: 256}}\n"
+            "  img: {kind: image_caption, visual_tokens_per_image: 64, declared: {samples: 3000, caption_tokens: 20}}\n")
+_HEAD = "name: t\nseed: 7\nrun: {seq_len: 256, global_batch_size: 8}\n"
+
+
+def test_moving_sources_into_an_included_file_changes_nothing(tmp_path):
+    from mixture.api import compile_variant
+
+    _write(tmp_path, {"inline.yaml": _HEAD + _SOURCES + _PHASES, "shared/sources.yaml": _SOURCES,
+                      "study/run.yaml": _HEAD + "include: ../shared/sources.yaml\n" + _PHASES})
+    (a,), (b,) = variants(tmp_path / "inline.yaml"), variants(tmp_path / "study" / "run.yaml")
+    assert a.resolved.spec == b.resolved.spec
+    sa, sb = compile_variant(a, tmp_path / "a"), compile_variant(b, tmp_path / "b")
+    assert sa.fingerprint == sb.fingerprint
+    assert sa.manifest.spec == sb.manifest.spec  # the canonical spec is of the resolved content
+    assert (tmp_path / "a" / "order.bin").read_bytes() == (tmp_path / "b" / "order.bin").read_bytes()
+
+
+def test_included_locations_stay_relative_to_their_file_and_includes_nest(tmp_path):
+    _write(tmp_path, {
+        "data/sources.yaml": "include: refs.yaml\nsources:\n  web: {kind: text, location: mds/web}\n"
+                             "  s3: {kind: text, location: 's3://bucket/web'}\n",
+        "data/refs.yaml": "references: {plan: 1M tok}\n",
+        "exp/run.yaml": _HEAD + "include: [../data/sources.yaml]\n" + _PHASES.replace(
+            "{web: 0.6, img: rest}", "{web: 1}")})
+    spec, located = parse_spec_file(tmp_path / "exp" / "run.yaml")
+    assert spec.sources["web"].location == "../data/mds/web"  # still names data/mds/web
+    assert spec.sources["s3"].location == "s3://bucket/web"
+    assert str(spec.references["plan"]) == "1M tok"
+    assert located.file_of("references.plan").endswith("refs.yaml") and located.where("references.plan")[0] == 1
+    assert located.file_of("phases[0].mix") == located.file
+
+
+def parse_spec_file(path):
+    from mixture.load import read_spec
+
+    return read_spec(path)
+
+
+def test_include_errors_point_into_the_file_that_has_the_problem(tmp_path):
+    _write(tmp_path, {"shared.yaml": _SOURCES.replace("samples: 3000", "samples: -3"),
+                      "run.yaml": _HEAD + "include: shared.yaml\n" + _PHASES})
+    with pytest.raises(MixtureError) as info:
+        variants(tmp_path / "run.yaml")
+    (problem,) = info.value.problems
+    assert problem.file.endswith("shared.yaml") and problem.line == 3 and "sources.img" in problem.path
+
+
+def test_include_cycles_are_refused_with_the_chain(tmp_path):
+    _write(tmp_path, {"a.yaml": "include: b.yaml\n", "b.yaml": "include: c.yaml\n", "c.yaml": "include: a.yaml\n",
+                      "run.yaml": _HEAD + "include: a.yaml\n" + _PHASES})
+    with pytest.raises(MixtureError, match="include cycle: a.yaml -> b.yaml -> c.yaml -> a.yaml") as info:
+        variants(tmp_path / "run.yaml")
+    assert info.value.problems[0].file.endswith("c.yaml")
+
+
+@pytest.mark.parametrize("own, line", [("run: {seq_len: 8, global_batch_size: 8}\n", 4), (
+    "sources:\n  web: {kind: text, declared: {samples: 5, tokens_per_sample: 9}}\n", 5)])
+def test_a_key_defined_in_two_files_is_refused_naming_both(tmp_path, own, line):
+    _write(tmp_path, {"shared.yaml": _HEAD.replace("name: t\nseed: 7\n", "") + _SOURCES,
+                      "run.yaml": "name: t\nseed: 7\ninclude: shared.yaml\n" + own + _PHASES})
+    with pytest.raises(MixtureError, match=r"also defined in .*shared.yaml:\d") as info:
+        variants(tmp_path / "run.yaml")
+    assert info.value.problems[0].file.endswith("run.yaml") and info.value.problems[0].line == line
