@@ -55,8 +55,6 @@ def _kind(label: str) -> str:
     if label.startswith("function-"):  # a validated branch: 'function-after[_ordered(), Distribution]'
         label = label.rsplit(", ", 1)[-1].rstrip("]")
     base = label.split("[", 1)[0]
-    if base == "literal":  # literal['rest']: the words themselves
-        return " or ".join(label[len("literal["):-1].split(","))
     if base in _KINDS:
         return _KINDS[base]
     return f"a mapping ({label})" if label[:1].isupper() else label

@@ -132,3 +132,68 @@ def test_a_key_defined_in_two_files_is_refused_naming_both(tmp_path, own, line):
     with pytest.raises(MixtureError, match=r"also defined in .*shared.yaml:\d") as info:
         variants(tmp_path / "run.yaml")
     assert info.value.problems[0].file.endswith("run.yaml") and info.value.problems[0].line == line
+
+
+_SWEEP_BASE = _HEAD + "references: {plan: 1M tok}\n" + _SOURCES + (
+    "phases:\n  - {name: text, end: 20% of plan, mix: {web: 1}}\n"
+    "  - {name: cool, duration: 60k tok, mix: {web: rest, img: 0.1}, lr: {rewarm: {warmup: 10ba, peak: 1e-3}}}\n")
+
+
+def _names(tmp_path, sweep: str) -> list[tuple[str, dict]]:
+    (tmp_path / "s.yaml").write_text(_SWEEP_BASE + sweep)
+    return [(v.name, v.values) for v in variants(tmp_path / "s.yaml")]
+
+
+def test_list_values_keep_the_names_existing_files_have(tmp_path):
+    """The forms the shipped examples use, named exactly as before labels existed (ids of compiled runs)."""
+    zipped = _names(tmp_path, "sweep:\n  mode: zip\n  axes:\n"
+                    "    intro: {field: phases.text.end, values: ['0% of plan', '100% of plan']}\n"
+                    "    warmup: {field: phases.cool.lr.rewarm.warmup, values: [5000ba, 1000ba]}\n"
+                    "    peak: {field: phases.cool.lr.rewarm.peak, values: [1e-2, 9.8e-4]}\n")
+    assert [n for n, _ in zipped] == ["intro=0pctofplan,warmup=5000ba,peak=1e-2",
+                                      "intro=100pctofplan,warmup=1000ba,peak=9.8e-4"]
+    grid = _names(tmp_path, "sweep:\n  axes:\n    seed: {field: seed, values: [7, 365]}\n"
+                  "    images: {field: phases.cool.mix.img, values: [0.1, 0]}\n")
+    assert [n for n, _ in grid] == ["seed=7,images=0.1", "seed=7,images=0", "seed=365,images=0.1", "seed=365,images=0"]
+
+
+def test_labels_name_the_variants_and_grid_times_zip_is_one_sweep(tmp_path):
+    found = _names(tmp_path, "sweep:\n  axes:\n"
+                   "    intro:\n      fields: [phases.text.end, phases.cool.lr.rewarm.peak]\n"
+                   "      values: {early: ['20% of plan', 1e-3], late: ['80% of plan', 2e-4]}\n"
+                   "    share:\n      fields: [phases.cool.mix.web, phases.cool.mix.img]\n"
+                   "      values: [[0.9, 0.1], [0.7, rest]]\n"
+                   "    seed: {field: seed, values: {a: 1, b: 2}}\n")
+    assert [n for n, _ in found] == [f"intro={i},share={s},seed={x}" for i in ("early", "late")
+                                     for s in ("0.9_0.1", "0.7_rest") for x in "ab"]
+    assert found[0][1] == {"intro": "early", "share": [0.9, 0.1], "seed": "a"}
+    by_name = {v.name: v.resolved.spec for v in variants(tmp_path / "s.yaml")}
+    late = by_name["intro=late,share=0.7_rest,seed=b"]
+    assert (late.phases[0].end, late.phases[1].lr.rewarm.peak, late.seed) == ("80% of plan", 2e-4, 2)
+    assert late.phases[1].mix == {"web": 0.7, "img": "rest"}
+
+
+def test_labelled_zip_sweeps_and_errors_point_at_the_labelled_value(tmp_path):
+    found = _names(tmp_path, "sweep:\n  mode: zip\n  axes:\n"
+                   "    intro: {field: phases.text.end, values: {early: '20% of plan', late: '80% of plan'}}\n"
+                   "    peak: {field: phases.cool.lr.rewarm.peak, values: [1e-3, 2e-4]}\n")
+    assert [n for n, _ in found] == ["intro=early,peak=1e-3", "intro=late,peak=2e-4"]
+    with pytest.raises(MixtureError, match="in variant intro=late: unknown reference 'plna'") as info:
+        _names(tmp_path, "sweep:\n  axes:\n"
+               "    intro: {field: phases.text.end, values: {early: '20% of plan', late: '80% of plna'}}\n")
+    assert info.value.problems[0].line == len(_SWEEP_BASE.splitlines()) + 3
+
+
+@pytest.mark.parametrize("sweep, message", [
+    ("    x: {fields: [seed, phases.cool.mix.img], values: [[1, 0.1], [2]]}\n",
+     "sweep.axes.x.values[1]: expected a list of 2 values, one per field (seed, phases.cool.mix.img), got [2]"),
+    ("    x: {field: seed, fields: [seed], values: [1]}\n", "give exactly one of 'field' or 'fields'"),
+    ("    x: {field: seed, values: {'bad label': 1}}\n", "is not a valid name"),
+    ("    x: {field: seed, values: {}}\n", "a sweep axis needs at least one value"),
+    ("    x: {fields: [seed, phases.nope.end], values: [[1, 2]]}\n", "no phase named 'nope'"),
+])
+def test_sweep_misuse_is_refused_where_it_is_written(tmp_path, sweep, message):
+    with pytest.raises(MixtureError) as info:
+        _names(tmp_path, "sweep:\n  axes:\n" + sweep)
+    text = str(info.value)
+    assert message in text and all(p.line > len(_SWEEP_BASE.splitlines()) for p in info.value.problems), text
