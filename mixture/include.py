@@ -104,8 +104,8 @@ def resolve_includes(located: Located, file: Path, chain: tuple[Path, ...] = ())
             cycle = " -> ".join(p.name for p in (*chain[chain.index(target):], target))
             raise MixtureError(located.problem(where, f"include cycle: {cycle}", "a file may not include itself"))
         if not target.is_file():
-            raise MixtureError(located.problem(where, f"cannot include {name!r}: no such file ({shown})",
-                                               "paths are relative to the including file"))
+            raise MixtureError(located.problem(where, f"cannot include {name!r}: no such file",
+                                               f"paths are relative to the including file: looked for {shown}"))
         sub = read_yaml(shown, "included mixture file",
                         "sources:, references:, run:, ...")
         _merge(merged, resolve_includes(sub, target, chain), target.parent, file.parent)

@@ -250,9 +250,6 @@ class Run(_Model):
     lr: LRPlan | None = Field(default=None, description="Planned learning-rate schedule.")
 
 
-Label = Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9._\-]*$", max_length=64)]
-
-
 class SweepAxis(_Model):
     """One axis of a sweep: a field (or several set together) and the values it takes."""
 
@@ -262,9 +259,9 @@ class SweepAxis(_Model):
         default=None, min_length=1, description="Several fields set together (a zip group inside a grid): "
         "each value is then a list with one entry per field, e.g. an introduction point with its LR fields."
     )
-    values: list[object] | dict[Label, object] = Field(
+    values: list[object] | dict[Name, object] = Field(
         description="Values, each replacing the field(s) in one variant; or a mapping label -> "
-        "value, and the label names the variant (`intro=early`) instead of the value."
+        "value, and the label (a name) names the variant (`intro=early`) instead of the value."
     )
 
     @field_validator("values")
