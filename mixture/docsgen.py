@@ -2,8 +2,8 @@
 
 The reference cannot drift from the code: models, fields, types, defaults and descriptions are read from
 the pydantic models, unit words from :mod:`mixture.units`, the error lines come from the real loader on a
-broken file, and the complete example is examples/paper_1b.yaml as checked in. Only the introduction is
-hand-written, here. Usage: ``python -m mixture.docsgen > docs/dsl.md``; ``--check`` exits 1 when it is stale.
+broken file, and the complete example is examples/paper_1b.yaml (with the sources file it includes) as
+checked in. Only the introduction is hand-written, here. Usage: ``python -m mixture.docsgen > docs/dsl.md``; ``--check`` exits 1 when it is stale.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from mixture.units import _SCALE, _UNIT_WORDS, Unit
 REPO = Path(__file__).resolve().parent.parent
 DOC_PATH = REPO / "docs" / "dsl.md"
 EXAMPLE_PATH = REPO / "examples" / "paper_1b.yaml"
+SHARED_PATH = REPO / "examples" / "shared" / "paper_sources.yaml"
 
 INTRO = """\
 # Mixture files: the DSL reference
@@ -112,6 +113,11 @@ unknown references, overruns) once the schema is met. For example:
 
 ```yaml
 {example}```
+
+and the file it includes, `examples/shared/paper_sources.yaml`, which every full-scale example shares:
+
+```yaml
+{shared}```
 
 ## Reference
 
@@ -253,7 +259,8 @@ def render() -> str:
         units.append(f"| `{unit.value}` | {meaning[unit]} | {words or '`N% of NAME`'} |")
     scales = ", ".join(f"`{s.upper()}`" for s in _SCALE if s)
     intro = INTRO.format(units="\n".join(units), scales=scales, errors=error_lines(),
-                         example=EXAMPLE_PATH.read_text(encoding="utf-8"))
+                         example=EXAMPLE_PATH.read_text(encoding="utf-8"),
+                         shared=SHARED_PATH.read_text(encoding="utf-8"))
     sections = [render_model(m, paths) for m, paths in models_in_order().items()]
     return intro + "\n" + "\n".join(sections)
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from mixture.errors import MixtureError
+from mixture.errors import MixtureError, brief
 from mixture.yaml_loader import Located
 
 #: Top-level sections whose entries several files may contribute (each name defined once).
@@ -33,6 +33,14 @@ def _targets(located: Located) -> list[tuple[str, str]]:
         raise MixtureError(located.problem(bad[0], "expected a file path (include: takes a path or a list of "
                                            "paths)", "write e.g. include: shared_sources.yaml"))
     return items
+
+
+def _existing(path: Path) -> Path | None:
+    """The absolute path of ``path`` if it is a readable-looking file (a name too long or with NUL is not)."""
+    try:
+        return path.resolve() if path.is_file() else None
+    except (OSError, ValueError):
+        return None
 
 
 def _rebase(source: object, origin: Path, target: Path) -> object:
@@ -99,13 +107,13 @@ def resolve_includes(located: Located, file: Path, chain: tuple[Path, ...] = ())
     for where, name in _targets(located):
         # `shown` names the file as the including file is named in messages; `target` is for cycles.
         shown = Path(os.path.normpath(os.path.join(os.path.dirname(located.file), name)))
-        target = (file.parent / name).resolve()
+        target = _existing(file.parent / name)
+        if target is None:
+            raise MixtureError(located.problem(where, f"cannot include {brief(name)}: no such file",
+                                               f"paths are relative to the including file: looked for {shown}"))
         if target in chain:
             cycle = " -> ".join(p.name for p in (*chain[chain.index(target):], target))
             raise MixtureError(located.problem(where, f"include cycle: {cycle}", "a file may not include itself"))
-        if not target.is_file():
-            raise MixtureError(located.problem(where, f"cannot include {name!r}: no such file",
-                                               f"paths are relative to the including file: looked for {shown}"))
         sub = read_yaml(shown, "included mixture file",
                         "sources:, references:, run:, ...")
         _merge(merged, resolve_includes(sub, target, chain), target.parent, file.parent)
