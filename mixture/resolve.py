@@ -141,7 +141,9 @@ def _stop(ctx: _Ctx, phase: Phase, path: str) -> Stop | None:
         if not rel:
             ctx.add(f"{path}.end", "an end point cannot be given in epochs", "use duration: N ep")
             return None
-        active = [s for s, w in phase.mix.items() if w == "rest" or w > 0]
+        numbers = [Fraction(repr(float(w))) for w in phase.mix.values() if w != "rest"]
+        left = sum(numbers, Fraction(0)) < 1  # a `rest` weight is active when the others leave something
+        active = [s for s, w in phase.mix.items() if (w == "rest" and left) or (w != "rest" and w > 0)]
         if len(active) != 1:
             ctx.add(f"{path}.duration", f"a duration in epochs needs a phase with one source, this one mixes "
                     f"{len(active)}", "give the duration in tokens or samples")

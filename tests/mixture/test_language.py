@@ -197,3 +197,36 @@ def test_sweep_misuse_is_refused_where_it_is_written(tmp_path, sweep, message):
         _names(tmp_path, "sweep:\n  axes:\n" + sweep)
     text = str(info.value)
     assert message in text and all(p.line > len(_SWEEP_BASE.splitlines()) for p in info.value.problems), text
+
+
+def test_a_rest_weight_of_zero_leaves_a_one_source_phase_measurable_in_epochs():
+    phase = {"name": "ft", "duration": "1 ep", "mix": {"chat": 1, "web": "rest"}}
+    assert resolve(*parse_spec(spec_text([phase]))).phases[0].weights == {"chat": 1.0, "web": 0.0}
+    phase["mix"] = {"chat": 0.5, "web": "rest"}
+    with pytest.raises(MixtureError, match="this one mixes 2"):
+        resolve(*parse_spec(spec_text([phase])))
+
+
+@given(st.lists(st.booleans(), min_size=3, max_size=3), st.booleans())
+def test_any_split_of_sections_between_files_resolves_to_the_same_spec(tmp_path_factory, moved, refs_moved):
+    """Sources (any subset) and references moved into an included file: the same spec, by value."""
+    import yaml
+
+    root = tmp_path_factory.mktemp("split")
+    doc = yaml.safe_load(spec_text([{"name": "a", "end": "10% of plan", "mix": {"web": 1}},
+                                    {"name": "b", "duration": "50k tok", "mix": {"web": "rest", "img": 0.2}}],
+                                   references={"plan": "1M tok"}))
+    shared: dict = {"sources": {}}
+    for name, move in zip(list(doc["sources"]), moved):
+        if move:
+            shared["sources"][name] = doc["sources"].pop(name)
+    if refs_moved:
+        shared["references"] = doc.pop("references")
+    (root / "shared.yaml").write_text(yaml.safe_dump(shared))
+    (root / "split.yaml").write_text(yaml.safe_dump({**doc, "include": "shared.yaml"}))
+    inline = yaml.safe_load(spec_text([{"name": "a", "end": "10% of plan", "mix": {"web": 1}},
+                                       {"name": "b", "duration": "50k tok", "mix": {"web": "rest", "img": 0.2}}],
+                                      references={"plan": "1M tok"}))
+    (root / "inline.yaml").write_text(yaml.safe_dump(inline))
+    (a,), (b,) = variants(root / "inline.yaml"), variants(root / "split.yaml")
+    assert a.resolved.spec == b.resolved.spec and a.resolved.phases == b.resolved.phases
