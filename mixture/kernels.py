@@ -155,6 +155,8 @@ def _inverse(p: float, q: float, ramp: float, shape: int, y: float, after: float
     ``after``: a clock at or before the answer (speeds up a cosine ramp; the result depends on it only
     in the last bits, so callers pass the same ``after`` for the same draw whatever the chunking).
     """
+    if p <= 0.0 and q <= 0.0:
+        return np.inf  # a source without weight in the phase is never due and never released
     if y <= 0.0:
         return 0.0
     base = 0.0
@@ -272,6 +274,9 @@ def mix_samples(c: Curve, ch: Chunk) -> int:
         batch_tok = 0
         for _ in range(batch):
             s = _pick_in_batch(release, deadline, c.tie, pos + 1.0, end, count, lo, hi)
+            e = _edf_pick(release, deadline, c.tie, pos + 1.0)
+            if s != e and (deadline[e] <= pos + 1.0 or not release[s] < pos + 1.0):
+                s = e  # the batch bounds would break the prefix bound: the prefix bound wins
             t = look[s, min(ch.drawn[s] - start[s], last)]  # the driver sizes look to what a chunk draws
             _record(ch, s, t, written, every)
             # Draw j's deadline is draw j + 1's release (same float expression): one inverse per draw.

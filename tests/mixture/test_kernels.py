@@ -60,7 +60,8 @@ def mixes(draw, k: int) -> np.ndarray:
 def cases(draw, token_unit: bool, max_sources: int = 16) -> dict:
     k = draw(st.integers(2, max_sources))
     batch = draw(st.sampled_from([1, 2, 3, 5, 7, 16, 33]))
-    first, p, q = draw(mixes(k)), draw(mixes(k)), draw(mixes(k))
+    first, q = draw(mixes(k)), draw(mixes(k))
+    p = first  # as the compiler does: a ramp starts from the previous phase's mix
     means = np.array(draw(st.lists(st.integers(1, 200), min_size=k, max_size=k)))
     spread = draw(st.integers(0, 3))
     unit = 100.0 if token_unit else 1.0
@@ -69,6 +70,12 @@ def cases(draw, token_unit: bool, max_sources: int = 16) -> dict:
             "ramp": draw(st.sampled_from([0.0, 1.0, 7.0, 50.0, 300.0])) * unit,
             "shape": draw(st.sampled_from([LINEAR, COSINE])),
             "chunk": batch * EVERY * draw(st.integers(1, 3)), "seed": draw(st.integers(0, 2**16))}
+
+
+def _num_draws(case: dict, token_unit: bool) -> int:
+    """Draws per source to generate: enough for any chunk size (the same rows for every chunking)."""
+    most = case["len1"] + case["len2"] + 2 * case["batch"]  # positions; a token stop allows more (>= 1 token each)
+    return (most * int(case["means"].max()) if token_unit else most) + case["batch"] * EVERY * 64 + 2
 
 
 def _tokens(case: dict, n: int) -> np.ndarray:
@@ -81,9 +88,7 @@ def _tokens(case: dict, n: int) -> np.ndarray:
 def _run(case: dict, token_unit: bool) -> tuple[np.ndarray, np.ndarray, float]:
     """Two phases (first mix, then a ramp p -> q) with carried lag; (ids, tokens per position, phase-1 clock)."""
     k, batch = case["k"], case["batch"]
-    most = case["len1"] + case["len2"] + 2 * batch  # positions; a token stop allows more (>= 1 token each)
-    n = (most * int(case["means"].max()) if token_unit else most) + batch * EVERY * 64 + 2  # any chunk
-    tokens = _tokens(case, n)
+    tokens = _tokens(case, _num_draws(case, token_unit))
     tie = np.arange(k, dtype=np.int64)[::-1].copy()
     zero = np.zeros(k)
     curve1 = Curve(case["first"], case["first"], zero, tie, 0.0, LINEAR)
@@ -136,13 +141,22 @@ def test_sample_unit_every_prefix_within_one_sample(case: dict) -> None:
 @settings(max_examples=300)
 @given(cases(token_unit=True))
 def test_token_unit_every_prefix_within_one_sample_of_tokens(case: dict) -> None:
+    """Each source within one sample's tokens of its target: the largest sample of the phase's sources (drawn,
+    or the next one each would draw)."""
+    _check_token_bound(case)
+
+
+def _check_token_bound(case: dict) -> None:
     ids, tok, split = _run(case, token_unit=True)
     assert len(ids) % case["batch"] == 0
     clock = np.cumsum(tok).astype(np.float64)
     target = _targets(case, clock, split)
     mine = (ids[:, None] == np.arange(case["k"])[None, :]) * tok[:, None]
     realised = np.cumsum(mine, axis=0)
-    assert np.all(np.abs(realised - target) <= tok.max() + 1e-6)
+    tokens = _tokens(case, _num_draws(case, True))  # the rows _run drew from (seeded)
+    used = (case["first"] > 0) | (case["p"] > 0) | (case["q"] > 0)
+    bound = max(int(tokens[s, : int((ids == s).sum()) + 1].max()) for s in range(case["k"]) if used[s])
+    assert np.all(np.abs(realised - target) <= bound + 1e-6)
 
 
 @settings(max_examples=60)
@@ -172,3 +186,16 @@ def test_bulk_permutation_is_identical_for_any_thread_count() -> None:
         numba.set_num_threads(before)
     single = np.array([permute(ranks[i: i + 1], 123_457, 64, key=99)[0] for i in range(0, len(ranks), 9973)])
     assert np.array_equal(one, many) and np.array_equal(one[::9973], single)
+
+
+
+def test_token_unit_bound_after_an_unramped_weight_jump() -> None:
+    """A zero-weight source is never drawn, even when every weighted source is ahead (once seen: 58 tokens)."""
+    k = 11
+    first, q, means = np.zeros(k), np.zeros(k), np.ones(k, np.int64)
+    first[7] = first[10] = 0.5
+    q[10] = 1.0
+    means[9] = 29
+    case = {"k": k, "batch": 1, "first": first, "p": first, "q": q, "means": means, "spread": 1, "len1": 1,
+            "len2": 2, "ramp": 0.0, "shape": LINEAR, "chunk": 16, "seed": 0}
+    _check_token_bound(case)
