@@ -48,7 +48,8 @@ def _set(data: dict, dotted: str, value: object, axis: str, located: Located) ->
     """Set ``dotted`` (phases addressed by name) to ``value``; returns the field's indexed path."""
     parts = dotted.split(".")
     node: object = data
-    path = f"sweep.axes.{axis}.{'field' if 'field' in located.data['sweep']['axes'][axis] else 'fields'}"
+    given = located.data["sweep"]["axes"][axis]  # type: ignore[index]
+    path = f"sweep.axes.{axis}.{'field' if given.get('field') is not None else 'fields'}"
     indexed = ""
     for i, part in enumerate(parts):
         last = i == len(parts) - 1
