@@ -26,7 +26,7 @@ class Analysis:
     def __init__(self, schedule: Schedule, max_points: int = MAX_POINTS, extra_batches: Sequence[int] = ()) -> None:
         self.schedule = schedule
         self.plans = phase_plans(schedule)
-        num_batches = schedule.manifest["num_batches"]
+        num_batches = schedule.manifest.num_batches
         bounds = [b for p in self.plans for b in (p.start_batch, p.start_batch + p.num_batches)]
         self.overview = zoom_edges(num_batches, max_points)
         self.overview = np.unique(np.concatenate([self.overview, np.asarray(bounds, np.int64)]))
@@ -80,9 +80,9 @@ def analyse_schedule(schedule: Schedule, max_points: int = MAX_POINTS,
     """
     an = Analysis(schedule, max_points, extra_batches)
     m = schedule.manifest
-    info = {k: m[k] for k in ("name", "fingerprint", "num_positions", "num_batches", "global_batch_size",
-                              "total_tokens", "seq_len")}
-    info.update(path=str(schedule.path), variant=m.get("variant", {"name": "", "values": {}}))
+    info = {k: getattr(m, k) for k in ("name", "fingerprint", "num_positions", "num_batches", "global_batch_size",
+                                       "total_tokens", "seq_len")}
+    info.update(path=str(schedule.path), variant=m.variant)
     data = {"schedule": info, "phases": [_phase_info(p) for p in an.plans], "rows": _rows(an),
             "sources": _source_rows(an), "curve": _curve(an), "zoom": [_zoom(an, p) for p in an.live if p.mixed]}
     data["checks"] = _checks(an, data)
@@ -100,7 +100,7 @@ def _phase_info(plan: PhasePlan) -> dict[str, Any]:
 def _rows(an: Analysis) -> list[dict[str, Any]]:
     """Per phase and source: planned and realised amounts, shares, deviation, epochs, repetition."""
     rows = []
-    records = {r["name"]: r for r in an.schedule.phases}
+    records = {r.name: r for r in an.schedule.phases}
     sizes = {s.name: s.num_samples for s in an.schedule.sources}
     for plan in an.live:
         scan = an.scans[plan.name]
@@ -115,22 +115,21 @@ def _rows(an: Analysis) -> list[dict[str, Any]]:
                          "max_lag": float(scan.max_lag[:, j].max(initial=0)),
                          "samples": draws, "tokens": int(scan.tokens[-1, j]),
                          "sample_share": draws / samples_total, "token_share": int(scan.tokens[-1, j]) / tokens_total,
-                         **epochs_row(draws, records[plan.name]["cursors"][name], sizes[name])})
+                         **epochs_row(draws, records[plan.name].cursors[name], sizes[name])})
     return rows
 
 
 def _source_rows(an: Analysis) -> list[dict[str, Any]]:
     """Per source over the whole schedule: samples, tokens, shares, epochs, repeated draws."""
-    samples, tokens = an.cumulative([an.schedule.manifest["num_batches"]])
+    samples, tokens = an.cumulative([an.schedule.manifest.num_batches])
     total_s, total_t = max(int(samples.sum()), 1), max(int(tokens.sum()), 1)
     out = []
     for i, src in enumerate(an.schedule.sources):
-        rec = an.schedule.manifest["sources"][i]
         n = int(samples[0, i])
         out.append({"source": src.name, "kind": src.kind, "samples": n, "tokens": int(tokens[0, i]),
                     "sample_share": n / total_s, "token_share": int(tokens[0, i]) / total_t,
                     "epochs": n / src.num_samples, "repeated": max(0, n - src.num_samples),
-                    "max_epochs": rec.get("max_epochs"), "num_samples": src.num_samples})
+                    "max_epochs": src.max_epochs, "num_samples": src.num_samples})
     return out
 
 
@@ -188,9 +187,9 @@ def _zoom(an: Analysis, plan: PhasePlan) -> dict[str, Any]:
 def _checks(an: Analysis, data: dict[str, Any]) -> list[dict[str, Any]]:
     """What the order holds against what the manifest and batch_tokens.npy say (each must agree)."""
     bt = an.schedule.batch_tokens()
-    records = {r["name"]: r for r in an.schedule.phases}
-    draws_ok = all(int(an.scans[p.name].samples[-1, j]) == records[p.name]["draws"][n]
-                   and int(an.scans[p.name].tokens[-1, j]) == records[p.name]["source_tokens"][n]
+    records = {r.name: r for r in an.schedule.phases}
+    draws_ok = all(int(an.scans[p.name].samples[-1, j]) == records[p.name].draws[n]
+                   and int(an.scans[p.name].tokens[-1, j]) == records[p.name].source_tokens[n]
                    for p in an.live for j, n in enumerate(p.names))
     tokens_ok = all(np.array_equal(an.scans[p.name].tokens.sum(axis=1),
                                    bt[p.start_batch + an.scans[p.name].edges] - bt[p.start_batch]) for p in an.live)

@@ -95,25 +95,18 @@ class PhaseScan:
 
 
 def phase_plans(schedule: Schedule) -> list[PhasePlan]:
-    """Every phase with its weights, previous weights, ramp and carried rounding, from the manifest's spec."""
-    from mixture.resolve import resolve
-    from mixture.spec import MixtureSpec
-
-    resolved = {p.name: p for p in resolve(MixtureSpec.model_validate(schedule.manifest["spec"])).phases}
+    """Every phase with its sources, weights, ramp and carried rounding, as the compiler recorded them."""
     ids = {n: i for i, n in enumerate(schedule.source_names)}
-    plans, prev_weights = [], {}
+    plans = []
     for rec in schedule.phases:
-        rp = resolved[rec["name"]]
-        ramping = rp.ramp_clock > 0 and prev_weights != rp.weights
-        names = [rec["source"]] if not rec["mixed"] else sorted(
-            n for n in set(rp.weights) | (set(prev_weights) if ramping else set())
-            if rp.weights.get(n, 0) > 0 or (ramping and prev_weights.get(n, 0) > 0))
-        q = np.array([rp.weights.get(n, 0.0) for n in names])
-        p = np.array([prev_weights.get(n, 0.0) for n in names]) if rp.ramp_clock > 0 else q.copy()
-        plans.append(PhasePlan(rec["name"], rec["unit"], rec["start"], rec["stop"], schedule.global_batch_size,
-                               bool(rec["mixed"]), names, [ids[n] for n in names], p, q, rp.ramp_clock,
-                               rp.ramp_shape))
-        prev_weights = rp.weights
+        names = list(rec.sources) or [str(rec.source)]
+        q = np.array([rec.weights.get(n, 0.0) for n in names])
+        ramp = rec.ramp
+        p = np.array([ramp.weights_from.get(n, 0.0) for n in names]) if ramp else q.copy()
+        plans.append(PhasePlan(rec.name, rec.unit, rec.start, rec.stop, schedule.global_batch_size, rec.mixed,
+                               names, [ids[n] for n in names], p, q, ramp.length if ramp else 0.0,
+                               ramp.shape if ramp else "linear",
+                               np.array([rec.lag0.get(n, 0.0) for n in names]) if rec.mixed else np.zeros(0)))
     return plans
 
 
@@ -141,9 +134,8 @@ class _Mixed:
     def __init__(self, schedule: Schedule, plan: PhasePlan, edges: NDArray[np.int64]) -> None:
         self.s, self.plan, self.edges = schedule, plan, edges
         k = len(plan.names)
-        rec = next(r for r in schedule.phases if r["name"] == plan.name)
-        self.cursor = np.array([rec["cursors"][n] for n in plan.names], np.int64)
-        self.offset = int(rec["order_offset"])
+        rec = next(r for r in schedule.phases if r.name == plan.name)
+        self.cursor = np.array([rec.cursors[n] for n in plan.names], np.int64)
         # Global source id -> index in this phase's sources (-1: not in the phase).
         self.lookup = np.full(max(len(schedule.sources), 256), -1, np.int64)
         self.lookup[plan.ids] = np.arange(k)
@@ -158,13 +150,11 @@ class _Mixed:
         self.at_target[0] = plan.lag0 if plan.lag0.size else 0.0
 
     def run(self) -> PhaseScan:
-        order = np.memmap(self.s.path / "order.bin", dtype=np.dtype(self.s.manifest["order_dtype"]), mode="r")
         batch = self.plan.batch
         chunk = max(1, _CHUNK // batch) * batch
-        length = self.plan.stop - self.plan.start
+        start, length = self.plan.start, self.plan.stop - self.plan.start
         for a in range(0, length, chunk):
-            ids = np.asarray(order[self.offset + a: self.offset + min(a + chunk, length)])
-            self._chunk(a // batch, ids)
+            self._chunk(a // batch, self.s.source_ids(start + a, start + min(a + chunk, length)))
         shares = (self.min_share, self.max_share)
         for arr in shares:  # segments without batches (cannot happen with unique edges) read as NaN
             arr[~np.isfinite(arr)] = np.nan
@@ -186,7 +176,7 @@ class _Mixed:
         nb = len(ids) // batch
         local = self.lookup[ids]
         if local.size and local.min() < 0:
-            raise MixtureError(f"{self.s.path}/order.bin holds a source outside phase {self.plan.name!r}'s mix",
+            raise MixtureError(f"{self.s.path}: the order holds a source outside phase {self.plan.name!r}'s mix",
                                hint="the schedule directory is damaged: compile it again")
         per_batch = np.bincount(np.arange(len(ids)) // batch * k + local, minlength=nb * k).reshape(nb, k)
         cum = np.cumsum(per_batch, axis=0)  # draws since chunk start, at each batch end
@@ -229,24 +219,9 @@ class _Mixed:
 
 def scan_phases(schedule: Schedule, plans: list[PhasePlan],
                 edges: dict[str, NDArray[np.int64]]) -> dict[str, PhaseScan]:
-    """Scan every phase that holds batches at its ``edges``, in order, carrying each mixed phase's rounding
-    (target minus realised at its end) into the next mixed phase of the same unit, as the compiler does."""
-    scans: dict[str, PhaseScan] = {}
-    lag: dict[str, float] = {}
-    unit = ""
-    for plan in plans:
-        if not plan.mixed:
-            lag, unit = {}, ""
-        else:
-            plan.lag0 = np.array([lag.get(n, 0.0) if unit == plan.unit else 0.0 for n in plan.names])
-            lag, unit = dict(zip(plan.names, plan.lag0.tolist())), plan.unit
-        if plan.num_batches == 0:
-            continue
-        scan = scan_phase(schedule, plan, edges[plan.name])
-        scans[plan.name] = scan
-        if plan.mixed:
-            lag = dict(zip(plan.names, (scan.target[-1] - scan.realised()[-1]).tolist()))
-    return scans
+    """Scan every phase that holds batches at its ``edges`` (each mixed phase starts from the rounding the
+    compiler recorded it carried over)."""
+    return {plan.name: scan_phase(schedule, plan, edges[plan.name]) for plan in plans if plan.num_batches}
 
 
 def zoom_edges(num_batches: int, max_points: int) -> NDArray[np.int64]:

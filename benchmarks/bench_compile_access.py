@@ -65,26 +65,26 @@ class ScalarLookup:
     def __init__(self, schedule: object) -> None:
         s = schedule
         self.names = s.source_names
-        self.phases = [p for p in s.phases if p["stop"] > p["start"]]
-        self.starts = [p["start"] for p in self.phases]
+        self.phases = [p for p in s.phases if p.stop > p.start]
+        self.starts = [p.start for p in self.phases]
         self.order = np.asarray(s._order)
         self.ckpt = np.asarray(s._ckpt)
         self.every = s._every
         self.nums = np.array([r.num_samples for r in s.sources], np.int64)
         self.blocks = np.array([r.block for r in s.sources], np.int64)
         self.keys = np.array([r.key for r in s.sources], np.uint64)
-        self.single = [(self.names.index(p["source"]), p["cursors"][p["source"]]) if not p["mixed"] else None
+        self.single = [(self.names.index(p.source), p.cursors[p.source]) if not p.mixed else None
                        for p in self.phases]
 
     def __getitem__(self, i: int) -> tuple[str, int]:
         idx = bisect.bisect_right(self.starts, i) - 1
         phase = self.phases[idx]
-        local = i - phase["start"]
+        local = i - phase.start
         single = self.single[idx]
         if single is not None:
             sid, base = single
             return self.names[sid], int(_single_lookup(base + local, sid, self.nums, self.blocks, self.keys))
-        sid, sample = _mixed_lookup(self.order, self.ckpt, phase["order_offset"], phase["ckpt_offset"], self.every,
+        sid, sample = _mixed_lookup(self.order, self.ckpt, phase.order_offset, phase.ckpt_offset, self.every,
                                     local, self.nums, self.blocks, self.keys)
         return self.names[sid], int(sample)
 
@@ -131,13 +131,13 @@ def run(argv: list[str]) -> dict[str, object]:
         rows: list[dict[str, object]] = [_row("timer only (perf_counter_ns pair)", "-", timer)]
         mismatches = 0
         for phase in schedule.phases:
-            kind = "mixed" if phase["mixed"] else "single-source"
-            label = f"{phase['name']} ({kind}, {phase['stop'] - phase['start']:,} positions)"
-            pos = rng.integers(phase["start"], phase["stop"], size=args.lookups).tolist()
+            kind = "mixed" if phase.mixed else "single-source"
+            label = f"{phase.name} ({kind}, {phase.positions:,} positions)"
+            pos = rng.integers(phase.start, phase.stop, size=args.lookups).tolist()
             rows.append(_row("schedule[i]", label, _per_call(schedule.__getitem__, pos, 1000)))
             rows.append(_row("prototype scalar path [i]", label, _per_call(scalar.__getitem__, pos, 1000)))
             mismatches += sum(schedule[i] != scalar[i] for i in pos[:2000])
-            first, last = phase["start"] // batch, phase["stop"] // batch
+            first, last = phase.start // batch, phase.stop // batch
             starts = (rng.integers(first, last, size=min(args.lookups, 5000)) * batch).tolist()
             us = _per_call(lambda a: schedule.take(a, a + batch), starts, 200)
             rows.append(_row(f"take(a, a+{batch})", label, us, per=batch))

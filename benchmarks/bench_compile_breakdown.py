@@ -87,9 +87,9 @@ def profile(path: Path, work: Path) -> dict[str, object]:
             entry = lookahead.setdefault(str(c["source"]), {"draws_computed": 0, "draws_used": 0})
             entry["draws_computed"] += int(c["draws"])  # type: ignore[call-overload]
     for phase in schedule.phases:  # draws of the phases that call _draw_tokens (all but constant singles)
-        for name, draws in phase["draws"].items():
+        for name, draws in phase.draws.items():
             for key, entry in lookahead.items():
-                if key.startswith(name + " ") and (phase["mixed"] or "per-sample" in key):
+                if key.startswith(name + " ") and (phase.mixed or "per-sample" in key):
                     entry["draws_used"] += int(draws)
     name = str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else path.name
     return {"file": name, "positions": len(schedule), "seconds_traced": seconds,
@@ -102,7 +102,7 @@ def _one(path: str) -> None:
     """Child process: profile one file and print the result as JSON (each file gets a fresh RSS)."""
     import numpy as np
 
-    from mixture.kernels import mix_chunk  # noqa: F401  (numba loads before the RSS baseline)
+    from mixture.kernels import mix_samples  # noqa: F401  (numba loads before the RSS baseline)
     from mixture.permute import permute
 
     permute(np.arange(3), 10, 4, 1)

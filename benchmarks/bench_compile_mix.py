@@ -16,7 +16,7 @@ and record its per-source sample index. Three implementations of exactly that al
   (checked against the loop on every run).
 * ``megatron numba loop``: the same loop compiled with numba, for scale (the C++ original's class).
 
-Ours: ``mixture.kernels.mix_chunk`` with three sources (text 2048 tokens; image-caption 729 visual + ~30
+Ours: ``mixture.kernels.mix_samples`` / ``mix_tokens`` with three sources (text 2048 tokens; image-caption 729 visual + ~30
 caption tokens; instruction ~1500 tokens), ramping from text-only to (0.80, 0.15, 0.05) over the first half
 of the positions: token-unit (tokens shares, the time-varying token-level mix we ship), sample-unit with
 the same ramp, and sample-unit static (Megatron's own problem). ``kernel`` rows time the kernel alone
@@ -48,7 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench_compile_common import median, table  # noqa: E402
 
-from mixture.kernels import LINEAR, mix_chunk  # noqa: E402
+from mixture.kernels import LINEAR, Chunk, Curve, mix_samples, mix_tokens  # noqa: E402
 from mixture.permute import derive_key  # noqa: E402
 from mixture.sourcedata import Pricing  # noqa: E402
 
@@ -186,7 +186,7 @@ def make_tokens(size: int) -> np.ndarray:
 
 
 def ours_kernel(mode: str, size: int, tok: np.ndarray) -> np.ndarray:
-    """One mix_chunk call over ``size`` positions: mode is token-ramp, sample-ramp or sample-static."""
+    """One kernel call (mix_samples or mix_tokens) over ``size`` positions: mode is token-ramp, sample-ramp or sample-static."""
     token_unit = mode.startswith("token")
     k = len(WEIGHTS)
     if mode == "sample-static":
@@ -196,12 +196,15 @@ def ours_kernel(mode: str, size: int, tok: np.ndarray) -> np.ndarray:
         mean_tokens = float(np.dot(WEIGHTS, tok[:, :4096].mean(axis=1)))
         ramp = size / 2 * (mean_tokens if token_unit else 1.0)
     tie = np.array([derive_key("tie", n) >> 1 for n in NAMES], dtype=np.int64)
-    out = np.zeros(size, np.uint8)
-    written = mix_chunk(token_unit, BATCH, size, p, WEIGHTS.copy(), ramp, LINEAR, np.zeros(k), tie, tok,
-                        np.zeros(1, np.int64), np.zeros(1, np.float64), np.zeros(k, np.int64), np.zeros(k),
-                        size, math.inf, out)
+    curve = Curve(p, WEIGHTS.copy(), np.zeros(k), tie, ramp, LINEAR)
+    look = np.ascontiguousarray(np.concatenate([tok, tok[:, -1:]], axis=1))  # mix_tokens reads one ahead
+    chunk = Chunk(look, np.arange(k, dtype=np.int64), np.zeros(k, np.int64), np.zeros(k), np.zeros(2),
+                  np.array([size, math.inf, BATCH, 4096.0]), np.zeros(size, np.uint8),
+                  np.zeros(size // BATCH, np.int64), np.zeros((-(-size // 4096), k), np.int64),
+                  np.full(k, np.nan), np.full(k, np.nan))
+    written = (mix_tokens if token_unit else mix_samples)(curve, chunk)
     assert written == size, (written, size)
-    return out
+    return chunk.out
 
 
 def mixed_phase_file(directory: Path, size: int, unit: str) -> Path:
@@ -237,7 +240,7 @@ def ours_compile(path: Path, out: Path) -> int:
 
     schedule = compile_variant(variants(path)[0], out)
     phase = schedule.phases[1]
-    return int(phase["stop"] - phase["start"])
+    return phase.positions
 
 
 # ---------------------------------------------------------------- driver

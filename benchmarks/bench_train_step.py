@@ -140,7 +140,7 @@ def main() -> None:
     from mixture.schedule import load_schedule
 
     sched = load_schedule(schedule)
-    first = next(p["start"] for p in sched.phases if p["name"] == "cooldown") // sched.global_batch_size
+    first = next(p.start for p in sched.phases if p.name == "cooldown") // sched.global_batch_size
     memory = collated(config, first, args.steps)
     rounds = []
     for r in range(args.rounds):
@@ -155,7 +155,7 @@ def main() -> None:
               f"ratio {row['ratio']:.3f}", flush=True)
     result = {"machine": f"{platform.machine()}, {os.cpu_count()} cores", "preset": args.preset,
               "workers": args.workers, "steps": args.steps, "warmup": args.warmup, "batch": sched.global_batch_size,
-              "seq_len": sched.manifest["seq_len"], "rounds": rounds,
+              "seq_len": sched.manifest.seq_len, "rounds": rounds,
               "median_ratio": statistics.median(r["ratio"] for r in rounds)}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"train_step_{args.preset}_w{args.workers}.json").write_text(json.dumps(result, indent=1) + "\n")

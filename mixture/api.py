@@ -64,12 +64,11 @@ def _in_variant(problem: Problem, name: str, origins: dict[str, str], located: L
     """Name the variant in a problem and point at the sweep value that put the bad field there."""
     if not name:
         return problem
-    line, col = problem.line, problem.col
+    line, col, file = problem.line, problem.col, problem.file or located.file
     for field, origin in origins.items():
         if problem.path == field or problem.path.startswith((field + ".", field + "[")):
-            line, col = located.where(origin)
-    return Problem(f"in variant {name}: {problem.message}", problem.path, problem.file or located.file,
-                   line, col, problem.hint)
+            (line, col), file = located.where(origin), located.file_of(origin)
+    return Problem(f"in variant {name}: {problem.message}", problem.path, file, line, col, problem.hint)
 
 
 def compile_variant(variant: Variant, out_dir: str | Path, progress: Progress | None = None) -> Schedule:
@@ -125,20 +124,20 @@ def open_or_compile(target: str | Path, progress: Progress | None = None) -> Ite
 def explain_rows(schedule: Schedule) -> list[dict[str, object]]:
     """Planned samples, tokens, share and epochs per phase and source (from the manifest: no order scan)."""
     m = schedule.manifest
-    sizes = {s["name"]: s["num_samples"] for s in m["sources"]}
+    sizes = {s.name: s.num_samples for s in m.sources}
     rows = []
-    for phase in m["phases"]:
-        positions = phase["stop"] - phase["start"]
-        tokens = phase["source_tokens"]
+    for phase in m.phases:
+        positions = phase.positions
+        tokens = phase.source_tokens
         total = max(sum(tokens.values()), 1)
         for name in sorted(tokens):
-            samples = phase["draws"].get(name, 0)
+            samples = phase.draws.get(name, 0)
             if samples == 0:
                 continue
-            rows.append({"phase": phase["name"], "source": name, "samples": samples, "tokens": tokens[name],
+            rows.append({"phase": phase.name, "source": name, "samples": samples, "tokens": tokens[name],
                          "share": tokens[name] / total, "sample_share": samples / max(positions, 1),
-                         "epochs": samples / sizes[name], "target": phase["weights"].get(name, 0.0),
-                         "unit": phase["unit"]})
+                         "epochs": samples / sizes[name], "target": phase.weights.get(name, 0.0),
+                         "unit": phase.unit})
     return rows
 
 
@@ -153,14 +152,14 @@ def export_order(schedule: Schedule, out: str | Path, start: int = 0, stop: int 
     if not 0 <= start <= stop:
         raise MixtureError(f"bad range {start}:{stop} for a schedule of {len(schedule)} positions",
                            hint="use --range A:B with 0 <= A <= B")
-    phase_names = [p["name"] for p in schedule.phases]
+    phase_names = [p.name for p in schedule.phases]
     phase_type = pa.dictionary(pa.int16(), pa.string())
     source_type = pa.dictionary(pa.int32(), pa.string())
     schema = pa.schema([("position", pa.int64()), ("phase", phase_type), ("source", source_type),
                         ("sample", pa.int64()), ("tokens", pa.int64())])
     # Phase index of each position: bisect over the phases that hold positions (empty ones share a start).
-    live = np.array([i for i, p in enumerate(schedule.phases) if p["stop"] > p["start"]], dtype=np.int64)
-    live_starts = np.array([schedule.phases[i]["start"] for i in live], dtype=np.int64)
+    live = np.array([i for i, p in enumerate(schedule.phases) if p.stop > p.start], dtype=np.int64)
+    live_starts = np.array([schedule.phases[i].start for i in live], dtype=np.int64)
     with pq.ParquetWriter(str(out), schema) as writer:
         for a in range(start, stop, chunk):
             b = min(a + chunk, stop)

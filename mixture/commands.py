@@ -66,8 +66,8 @@ def _compile(args: argparse.Namespace) -> int:
         with _progress(0, f"compiling {variant.name or args.file}") as advance:
             schedule = compile_variant(variant, target, advance)
         m = schedule.manifest
-        print(f"{target}: {m['num_positions']:,} positions, {m['num_batches']:,} batches, "
-              f"{m['total_tokens']:,} tokens, fingerprint {m['fingerprint']}")
+        print(f"{target}: {m.num_positions:,} positions, {m.num_batches:,} batches, "
+              f"{m.total_tokens:,} tokens, fingerprint {m.fingerprint}")
     return 0
 
 
@@ -92,11 +92,11 @@ def _explain(args: argparse.Namespace) -> int:
     console = _console()
     for name, schedule in open_or_compile(args.target):
         m = schedule.manifest
-        title = f"{m['name']}{' / ' + name if name else ''}  fingerprint {m['fingerprint']}"
+        title = f"{m.name}{' / ' + name if name else ''}  fingerprint {m.fingerprint}"
         table = Table(title=title, title_justify="left")
         for col in ("phase", "positions", "source", "samples", "tokens", "share", "target", "epochs"):
             table.add_column(col, justify="left" if col in ("phase", "source") else "right")
-        spans = {p["name"]: f"{p['start']:,}-{p['stop']:,}" for p in m["phases"]}
+        spans = {p.name: f"{p.start:,}-{p.stop:,}" for p in m.phases}
         last = None
         for row in explain_rows(schedule):
             share = row["sample_share"] if row["unit"] == "samples" else row["share"]
@@ -106,8 +106,8 @@ def _explain(args: argparse.Namespace) -> int:
                           f"{row['samples']:,}", f"{row['tokens']:,}", f"{share:.4f}", target, f"{row['epochs']:.4f}")
             last = row["phase"]
         console.print(table)
-        console.print(f"total: {m['num_positions']:,} positions in {m['num_batches']:,} batches of "
-                      f"{m['global_batch_size']}, {m['total_tokens']:,} tokens")
+        console.print(f"total: {m.num_positions:,} positions in {m.num_batches:,} batches of "
+                      f"{m.global_batch_size}, {m.total_tokens:,} tokens")
         from mixture.padding import describe, estimate_padding
 
         for line in describe(estimate_padding(schedule)):

@@ -1,11 +1,7 @@
 """The compiler: resolved spec + source data -> a compiled schedule directory.
 
-Layout of the directory (see docs/architecture.md):
-``manifest.json`` (everything but the big arrays, and the fingerprint), ``order.bin`` (one source id per
-position of *mixed* phases only; single-source phases are described analytically by their cursor), 
-``checkpoints.npy`` (absolute draws per source every ``CHECKPOINT`` positions of mixed phases, for random
-access), ``batch_tokens.npy`` (cumulative tokens at every global-batch boundary), ``lr.npy`` (learning
-rate per step, when the run has an LR plan) and ``tokens/NAME.npy`` (budget tokens of array-priced sources).
+The directory's layout, file names and typed records live in :mod:`mixture.schedule_files`; mixed phases
+are mixed by the kernels of :mod:`mixture.kernels`.
 
 The work goes phase by phase and, inside a mixed phase, chunk by chunk of positions, so memory stays
 bounded at any schedule length. Phase ends are rounded up to whole global batches.
@@ -19,26 +15,27 @@ import math
 import os
 import shutil
 from collections.abc import Callable
-from typing import BinaryIO
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from numpy.typing import NDArray
 
 from mixture import __version__
+from mixture import schedule_files as files
 from mixture.errors import MixtureError
-from mixture.kernels import COSINE, LINEAR, _integral, mix_chunk
+from mixture.kernels import COSINE, LINEAR, Chunk, Curve, _integral, mix_samples, mix_tokens
 from mixture.lr import lr_per_step
 from mixture.permute import derive_key, permute
 from mixture.resolve import Resolved, ResolvedPhase, epochs_to_positions
-from mixture.sourcedata import SourceData
+from mixture.schedule_files import Manifest, PhaseRecord, RampRecord, SourceRecord
+from mixture.sourcedata import Pricing, SourceData
 from mixture.units import Unit
 
-ALGORITHM = "edf-apportionment/1"
-FORMAT = "mixture-schedule/1"
-CHECKPOINT = 4096
+ALGORITHM = "edf-apportionment/2"
+CHECKPOINT = 4096  # a power of two (the kernels test position & (CHECKPOINT - 1))
 _CHUNK_TARGET = 1 << 22
 
 Progress = Callable[[int], None]
@@ -52,6 +49,19 @@ class _State:
     lag: dict[str, float] = field(default_factory=dict)
     lag_unit: str = ""
     prev_weights: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _MixedResult:
+    """What a phase drew: positions, tokens, (order, checkpoint) offsets, per-source draws and tokens,
+    and the rounding it started from."""
+
+    positions: int
+    tokens: int
+    offsets: tuple[int | None, int | None]
+    drawn: dict[str, int]
+    source_tokens: dict[str, int]
+    lag0: dict[str, float]
 
 
 @dataclass
@@ -155,110 +165,170 @@ def _single(phase: ResolvedPhase, name: str, state: _State, data: dict[str, Sour
     return n, n * const
 
 
-def _mixed(phase: ResolvedPhase, names: list[str], state: _State, data: dict[str, SourceData], batch: int,
-           stop_pos: int, stop_tok: float, out: _Out, progress: Progress | None) -> dict[str, object]:
-    k = len(names)
-    all_ids = {n: i for i, n in enumerate(out.names)}
+def _curve(phase: ResolvedPhase, names: list[str], state: _State) -> Curve:
+    """The targets of a mixed phase over its sources (sorted by name)."""
     q = np.array([phase.weights.get(n, 0.0) for n in names])
     p = np.array([state.prev_weights.get(n, 0.0) for n in names]) if phase.ramp_clock > 0 else q.copy()
-    token_unit = phase.unit == "tokens"
     carry = state.lag_unit == phase.unit
     lag0 = np.array([state.lag.get(n, 0.0) if carry else 0.0 for n in names])
     tie = np.array([derive_key("tie", n) >> 1 for n in names], dtype=np.int64)
-    lookahead = {n: _Lookahead(data[n]) for n in names}
-    shape = COSINE if phase.ramp_shape == "cosine" else LINEAR
+    return Curve(p, q, lag0, tie, float(phase.ramp_clock), COSINE if phase.ramp_shape == "cosine" else LINEAR)
+
+
+def _look_width(curve: Curve, token_unit: bool, chunk: int) -> NDArray[np.int64]:
+    """Draws per source a chunk may take: a sample-unit mix stays within one sample of its target."""
+    if token_unit:
+        return np.full(len(curve.q), chunk + 1, np.int64)
+    most = np.ceil(np.maximum(curve.p, curve.q) * chunk).astype(np.int64) + 3
+    return np.minimum(most, chunk)
+
+
+def _mixed(phase: ResolvedPhase, names: list[str], state: _State, data: dict[str, SourceData], batch: int,
+           stop: tuple[int, float], out: _Out, progress: Progress | None) -> _MixedResult:
+    k = len(names)
+    curve = _curve(phase, names, state)
+    token_unit = phase.unit == "tokens"
+    kernel = mix_tokens if token_unit else mix_samples
+    lookahead = [_Lookahead(data[n]) for n in names]
     chunk = math.lcm(batch, CHECKPOINT)
     chunk *= max(1, _CHUNK_TARGET // chunk)
-    state_pos, state_tok = np.zeros(1, np.int64), np.zeros(1, np.float64)
-    drawn, realised = np.zeros(k, np.int64), np.zeros(k, np.float64)
-    buf = np.zeros(chunk, np.uint8)
+    width = _look_width(curve, token_unit, chunk)
+    gid = np.array([out.names.index(n) for n in names], np.int64)
+    limits = np.array([stop[0], stop[1], batch, CHECKPOINT], np.float64)
+    ch = Chunk(np.zeros((k, int(width.max())), np.int64), gid, np.zeros(k, np.int64), np.zeros(k),
+               np.zeros(2), limits, np.zeros(chunk, out.dtype), np.zeros(chunk // batch, np.int64),
+               np.zeros((chunk // CHECKPOINT, k), np.int64), np.full(k, np.nan), np.full(k, np.nan))
     start_cursor = np.array([state.cursors.get(n, 0) for n in names], dtype=np.int64)
     ckpt_offset = sum(len(c) for c in out.checkpoints)
     order_offset = out.order_len
+    priced = [i for i, n in enumerate(names) if data[n].pricing.constant is None]
+    for i, n in enumerate(names):  # every draw of a constant-priced source costs the same: fill once
+        if i not in priced:
+            ch.look[i, : width[i]] = data[n].pricing.constant
     while True:
-        tok = np.stack([lookahead[n].get(int(start_cursor[i] + drawn[i]), chunk) for i, n in enumerate(names)])
-        before = drawn.copy()
-        written = mix_chunk(token_unit, batch, chunk, p, q, phase.ramp_clock, shape, lag0, tie, tok,
-                            state_pos, state_tok, drawn, realised, stop_pos, stop_tok, buf)
+        for i in priced:
+            ch.look[i, : width[i]] = lookahead[i].get(int(start_cursor[i] + ch.drawn[i]), int(width[i]))
+        before = ch.drawn.copy()
+        written = kernel(curve, ch)
+        if np.any(ch.drawn - before > width):  # the bound that sizes the lookahead: never seen broken
+            raise RuntimeError(f"phase {phase.name!r}: a chunk drew more than its token lookahead holds")
         if written == 0:
             break
-        ids = buf[:written]
-        # Absolute draws per source at every CHECKPOINT positions of the phase (chunks start aligned).
-        blocks = -(-written // CHECKPOINT)
-        counts = np.bincount(np.arange(written) // CHECKPOINT * k + ids, minlength=blocks * k).reshape(blocks, k)
-        starts = np.cumsum(np.vstack([np.zeros((1, k), np.int64), counts[:-1]]), axis=0) + before + start_cursor
-        full = np.zeros((blocks, len(out.names)), np.int64)
-        full[:, [all_ids[n] for n in names]] = starts
-        out.checkpoints.append(full)
-        global_ids = np.array([all_ids[n] for n in names], dtype=out.dtype)[ids]
-        raw = global_ids.tobytes()
-        out.order.write(raw)
-        out.digest.update(raw)
-        out.order_len += written
-        # Tokens per position -> cumulative tokens at each batch boundary.
-        rank = np.empty(written, np.int64)
-        for i in range(k):
-            sel = ids == i
-            rank[sel] = np.arange(int(sel.sum()))
-        pos_tokens = tok[ids, rank]
-        batch_sums = pos_tokens.reshape(-1, batch).sum(axis=1)
-        base = out.batch_tokens[-1][-1] if out.batch_tokens else 0
-        out.batch_tokens.append(np.cumsum(batch_sums) + base)
+        _store_chunk(out, ch, written, batch, start_cursor)
         if progress:
             progress(written)
         if written < chunk:
             break
-    positions = int(state_pos[0])
-    tokens = int(round(state_tok[0]))
-    clock = float(positions) if not token_unit else float(state_tok[0])
-    realised_unit = drawn.astype(np.float64) if not token_unit else realised
-    state.lag = {n: float(lag0[i] + _integral(p[i], q[i], phase.ramp_clock, shape, clock) - realised_unit[i])
-                 for i, n in enumerate(names)}
+    return _close_mixed(phase, names, state, curve, ch, (order_offset, ckpt_offset))
+
+
+def _store_chunk(out: _Out, ch: Chunk, written: int, batch: int, start_cursor: NDArray[np.int64]) -> None:
+    """Append a chunk's order, checkpoints (absolute draws per source) and batch tokens to ``out``."""
+    full = np.zeros((-(-written // CHECKPOINT), len(out.names)), np.int64)
+    full[:, ch.gid] = ch.ckpt[: len(full)] + start_cursor
+    out.checkpoints.append(full)
+    raw = ch.out[:written].tobytes()
+    out.order.write(raw)
+    out.digest.update(raw)
+    out.order_len += written
+    base = out.batch_tokens[-1][-1] if out.batch_tokens else 0
+    out.batch_tokens.append(np.cumsum(ch.batch_tokens[: written // batch]) + base)
+
+
+def _close_mixed(phase: ResolvedPhase, names: list[str], state: _State, curve: Curve, ch: Chunk,
+                 offsets: tuple[int, int]) -> _MixedResult:
+    """Carry the phase's rounding error into the next one; what the phase's record needs."""
+    positions, tokens = int(ch.clock[0]), int(round(ch.clock[1]))
+    token_unit = phase.unit == "tokens"
+    clock = float(ch.clock[1]) if token_unit else float(positions)
+    realised = ch.realised if token_unit else ch.drawn.astype(np.float64)
+    lag0 = {n: float(curve.lag0[i]) for i, n in enumerate(names)} if curve.lag0.any() else {}
+    state.lag = {n: float(curve.lag0[i] + _integral(curve.p[i], curve.q[i], curve.ramp, curve.shape, clock)
+                          - realised[i]) for i, n in enumerate(names)}
     state.lag_unit = phase.unit
-    return {"positions": positions, "tokens": tokens, "order_offset": order_offset, "ckpt_offset": ckpt_offset,
-            "drawn": dict(zip(names, drawn.tolist())), "draw_tokens": dict(zip(names, realised.tolist()))}
+    return _MixedResult(positions, tokens, offsets, dict(zip(names, ch.drawn.tolist())),
+                        {n: int(round(t)) for n, t in zip(names, ch.realised.tolist())}, lag0)
 
 
-def _compile_phase(phase: ResolvedPhase, state: _State, data: dict[str, SourceData], batch: int, out: _Out,
-                   progress: Progress | None) -> dict[str, object]:
-    stop_pos, stop_tok = _stop_rule(phase, state, data, batch)
+def _may_cost_zero(pricing: Pricing) -> bool:
+    """Whether some sample of the source may cost 0 budget tokens."""
+    if pricing.array is not None:
+        return bool(pricing.array.size) and int(pricing.array.min()) <= 0
+    const = pricing.constant
+    if const is not None:
+        return const <= 0
+    return pricing.base + max(pricing.lo, round(pricing.mean - 2 * math.sqrt(3.0) * pricing.std)) <= 0
+
+
+def _refuse_free_samples(phase: ResolvedPhase, names: list[str], data: dict[str, SourceData]) -> None:
+    """A phase measured in tokens never ends (or divides by zero) on samples that cost 0 tokens."""
+    if phase.unit != "tokens" and not phase.stop.kind.startswith("tokens"):
+        return
+    free = [n for n in names if _may_cost_zero(data[n].pricing)]
+    if free:
+        raise MixtureError(f"phase {phase.name!r} is measured in tokens, but source {free[0]!r} has samples "
+                           "that cost 0 tokens", path=f"phases.{phase.name}",
+                           hint="drop the empty samples at ingest, or measure the phase in samples")
+
+
+def _phase_sources(phase: ResolvedPhase, state: _State) -> tuple[list[str], RampRecord | None]:
+    """The phase's sources (sorted; a ramp keeps those it ramps out) and its ramp, if it ramps."""
     ramping = phase.ramp_clock > 0 and state.prev_weights != phase.weights
     names = sorted(n for n in set(phase.weights) | (set(state.prev_weights) if ramping else set())
                    if phase.weights.get(n, 0) > 0 or (ramping and state.prev_weights.get(n, 0) > 0))
-    record: dict[str, object] = {"name": phase.name, "unit": phase.unit, "start": state.pos,
-                                 "weights": phase.weights}
+    ramp = None
+    if phase.ramp_clock > 0 and len(names) > 1:
+        ramp = RampRecord({n: state.prev_weights.get(n, 0.0) for n in names}, float(phase.ramp_clock),
+                          phase.ramp_shape)
+    return names, ramp
+
+
+def _compile_phase(phase: ResolvedPhase, state: _State, data: dict[str, SourceData], batch: int, out: _Out,
+                   progress: Progress | None) -> PhaseRecord:
+    stop_pos, stop_tok = _stop_rule(phase, state, data, batch)
+    names, ramp = _phase_sources(phase, state)
+    _refuse_free_samples(phase, names, data)
     start_cursors = {n: state.cursors.get(n, 0) for n in out.names}
     if len(names) == 1:
         positions, tokens = _single(phase, names[0], state, data, batch, stop_pos, stop_tok, out, progress)
-        record.update(mixed=False, source=names[0], source_tokens={names[0]: tokens})
-        drawn = {names[0]: positions}
+        mixed = _MixedResult(positions, tokens, (None, None), {names[0]: positions}, {names[0]: tokens}, {})
         state.lag, state.lag_unit = {}, ""
     else:
-        info = _mixed(phase, names, state, data, batch, stop_pos, stop_tok, out, progress)
-        positions, tokens = int(info["positions"]), int(info["tokens"])  # type: ignore[call-overload]
-        record.update(mixed=True, order_offset=info["order_offset"], ckpt_offset=info["ckpt_offset"],
-                      source_tokens={n: int(round(t)) for n, t in info["draw_tokens"].items()})  # type: ignore[union-attr]
-        drawn = info["drawn"]  # type: ignore[assignment]
-    for n, d in drawn.items():
+        mixed = _mixed(phase, names, state, data, batch, (stop_pos, stop_tok), out, progress)
+    for n, d in mixed.drawn.items():
         state.cursors[n] = state.cursors.get(n, 0) + int(d)
-    record.update(stop=state.pos + positions, tokens=tokens, cursors=start_cursors,
-                  draws={n: int(drawn.get(n, 0)) for n in out.names}, start_tokens=state.tokens)
-    state.pos += positions
-    state.tokens += tokens
+    record = PhaseRecord(
+        phase.name, phase.unit, state.pos, state.pos + mixed.positions, dict(phase.weights), len(names) > 1,
+        source=names[0] if len(names) == 1 else None, order_offset=mixed.offsets[0],
+        ckpt_offset=mixed.offsets[1], sources=tuple(names), ramp=ramp, lag0=mixed.lag0, tokens=mixed.tokens,
+        start_tokens=state.tokens, source_tokens=mixed.source_tokens, cursors=start_cursors,
+        draws={n: int(mixed.drawn.get(n, 0)) for n in out.names})
+    state.pos += mixed.positions
+    state.tokens += mixed.tokens
     state.prev_weights = phase.weights
     return record
 
 
-def _check_caps(records: list[dict[str, object]], data: dict[str, SourceData]) -> None:
+def _epochs_text(used: float, cap: float) -> str:
+    """``used`` with enough digits to read above ``cap`` (one sample over a big source is 1.0000001)."""
+    for digits in range(3, 13):
+        text = f"{used:.{digits}f}"
+        if float(text) > cap:
+            return text
+    return repr(used)
+
+
+def _check_caps(records: list[PhaseRecord], data: dict[str, SourceData]) -> None:
     problems = []
     for name, src in data.items():
         if src.max_epochs is None:
             continue
         for rec in records:
-            used = (rec["cursors"][name] + rec["draws"][name]) / src.num_samples  # type: ignore[index]
+            used = (rec.cursors[name] + rec.draws[name]) / src.num_samples
             if used > src.max_epochs + 1e-12:
                 problems.append(
-                    f"source {name!r} needs {used:.3f} epochs by the end of phase {rec['name']!r}, "
+                    f"source {name!r} needs {_epochs_text(used, src.max_epochs)} epochs by the end of phase "
+                    f"{rec.name!r}, "
                     f"above its cap max_epochs={src.max_epochs:g} ({src.num_samples} samples)")
                 break
     if problems:
@@ -267,7 +337,7 @@ def _check_caps(records: list[dict[str, object]], data: dict[str, SourceData]) -
 
 def compile_schedule(resolved: Resolved, data: dict[str, SourceData], out_dir: str | Path,
                      progress: Progress | None = None,
-                     variant: dict[str, object] | None = None) -> dict[str, object]:
+                     variant: dict[str, object] | None = None) -> Manifest:
     """Compile ``resolved`` over ``data`` into ``out_dir`` (written atomically); returns the manifest.
 
     ``variant`` (the sweep variant's name and axis values) is recorded in the manifest for reports; it is
@@ -276,8 +346,7 @@ def compile_schedule(resolved: Resolved, data: dict[str, SourceData], out_dir: s
     Raises:
         MixtureError: If the schedule is infeasible (caps, overrun) or data is missing.
     """
-    spec = resolved.spec
-    batch = spec.run.global_batch_size
+    batch = resolved.spec.run.global_batch_size
     names = sorted(data)
     out_dir = Path(out_dir)
     tmp = out_dir.with_name(out_dir.name + ".partial")
@@ -285,8 +354,8 @@ def compile_schedule(resolved: Resolved, data: dict[str, SourceData], out_dir: s
     tmp.mkdir(parents=True)
     dtype = np.uint8 if len(names) <= 255 else np.uint16
     state = _State()
-    records: list[dict[str, object]] = []
-    with open(tmp / "order.bin", "wb") as order:
+    records: list[PhaseRecord] = []
+    with open(tmp / files.ORDER, "wb") as order:
         out = _Out(names, order, np.dtype(dtype))
         for phase in resolved.phases:
             records.append(_compile_phase(phase, state, data, batch, out, progress))
@@ -299,22 +368,28 @@ def compile_schedule(resolved: Resolved, data: dict[str, SourceData], out_dir: s
         raise
     checkpoints = (np.concatenate(out.checkpoints) if out.checkpoints
                    else np.zeros((0, len(names)), np.int64))
-    np.save(tmp / "batch_tokens.npy", batch_tokens)
-    np.save(tmp / "checkpoints.npy", checkpoints)
-    (tmp / "tokens").mkdir()
-    for name in names:
-        if data[name].pricing.array is not None:
-            np.save(tmp / "tokens" / f"{name}.npy", data[name].pricing.array.astype(np.int32))
-    lr = lr_per_step(spec, records, batch_tokens, resolved.durations)
-    if lr is not None:
-        np.save(tmp / "lr.npy", lr)
-    manifest = _manifest(resolved, data, records, state, out, batch_tokens, checkpoints, dtype)
-    manifest["variant"] = variant or {"name": "", "values": {}}
-    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=False) + "\n")
+    _write_arrays(tmp, resolved, data, records, batch_tokens, checkpoints)
+    manifest = _manifest(resolved, data, records, state, out, checkpoints, variant)
+    files.write_manifest(tmp, manifest)
     if out_dir.exists():
         shutil.rmtree(out_dir)
     os.replace(tmp, out_dir)
     return manifest
+
+
+def _write_arrays(tmp: Path, resolved: Resolved, data: dict[str, SourceData], records: list[PhaseRecord],
+                  batch_tokens: NDArray[np.int64], checkpoints: NDArray[np.int64]) -> None:
+    """Every file of the directory but ``order.bin`` (written as it is made) and the manifest."""
+    np.save(tmp / files.BATCH_TOKENS, batch_tokens)
+    np.save(tmp / files.CHECKPOINTS, checkpoints)
+    (tmp / files.TOKENS_DIR).mkdir()
+    for name in sorted(data):
+        array = data[name].pricing.array
+        if array is not None:
+            np.save(tmp / files.token_array(name), array.astype(np.int32))
+    lr = lr_per_step(resolved.spec, records, batch_tokens, resolved.durations)
+    if lr is not None:
+        np.save(tmp / files.LR, lr)
 
 
 def _check_overrun(resolved: Resolved, state: _State, batch_tokens: NDArray[np.int64]) -> None:
@@ -337,40 +412,31 @@ def _check_overrun(resolved: Resolved, state: _State, batch_tokens: NDArray[np.i
                            path="run.duration", hint="lengthen run.duration or shorten the phases")
 
 
-def _fingerprint(sources: list[dict[str, object]], phases: list[dict[str, object]], order_digest: str,
+def _fingerprint(sources: list[SourceRecord], phases: list[PhaseRecord], order_digest: str,
                  checkpoints: NDArray[np.int64]) -> str:
     """Hash of exactly what determines the order: nothing else (names of phases, LR) enters it."""
     digest = hashlib.sha256(ALGORITHM.encode())
-    keyed = [{k: s[k] for k in ("name", "num_samples", "key", "shuffle_block_samples", "fingerprint")}
+    keyed = [{k: s.to_json()[k] for k in ("name", "num_samples", "key", "shuffle_block_samples", "fingerprint")}
              for s in sources]
-    shape = [{k: p[k] for k in ("start", "stop", "mixed", "source", "cursors") if k in p} for p in phases]
+    shape = [{k: v for k, v in p.to_json().items() if k in ("start", "stop", "mixed", "source", "cursors")}
+             for p in phases]
     digest.update(json.dumps([keyed, shape], sort_keys=True).encode())
     digest.update(order_digest.encode())
     digest.update(np.ascontiguousarray(checkpoints).tobytes())
     return digest.hexdigest()[:32]
 
 
-def _manifest(resolved: Resolved, data: dict[str, SourceData], records: list[dict[str, object]], state: _State,
-              out: _Out, batch_tokens: NDArray[np.int64], checkpoints: NDArray[np.int64],
-              dtype: type) -> dict[str, object]:
+def _manifest(resolved: Resolved, data: dict[str, SourceData], records: list[PhaseRecord], state: _State,
+              out: _Out, checkpoints: NDArray[np.int64], variant: dict[str, object] | None) -> Manifest:
     spec = resolved.spec
-    sources = []
-    for i, name in enumerate(out.names):
-        src = data[name]
-        sources.append({
-            "id": i, "name": name, "kind": src.kind, "location": src.location, "fingerprint": src.fingerprint,
-            "num_samples": src.num_samples, "key": str(src.key), "shuffle_block_samples": src.block,
-            "pricing": src.pricing.describe(), "max_epochs": src.max_epochs,
-            "epochs_used": state.cursors.get(name, 0) / src.num_samples, "dropped": src.dropped,
-        })
-    fingerprint = _fingerprint(sources, records, out.digest.hexdigest(), checkpoints)
-    return {
-        "format": FORMAT, "algorithm": ALGORITHM, "toolkit_version": __version__,
-        "name": spec.name, "seed": spec.seed, "fingerprint": fingerprint,
-        "global_batch_size": spec.run.global_batch_size, "seq_len": spec.run.seq_len,
-        "num_positions": state.pos, "num_batches": state.pos // spec.run.global_batch_size,
-        "total_tokens": state.tokens, "order_dtype": np.dtype(dtype).name, "checkpoint_every": CHECKPOINT,
-        "sources": sources, "phases": records,
-        "has_lr": spec.run.lr is not None,
-        "spec": spec.model_dump(mode="json", by_alias=True),
-    }
+    sources = [SourceRecord(i, name, data[name].kind, data[name].location, data[name].fingerprint,
+                            data[name].num_samples, data[name].key, data[name].block,
+                            data[name].pricing.describe(), data[name].max_epochs,
+                            state.cursors.get(name, 0) / data[name].num_samples, dict(data[name].dropped))
+               for i, name in enumerate(out.names)]
+    return Manifest(
+        files.FORMAT, ALGORITHM, __version__, spec.name, spec.seed,
+        _fingerprint(sources, records, out.digest.hexdigest(), checkpoints), spec.run.global_batch_size,
+        spec.run.seq_len, state.pos, state.pos // spec.run.global_batch_size, state.tokens, out.dtype.name,
+        CHECKPOINT, tuple(sources), tuple(records), spec.run.lr is not None,
+        spec.model_dump(mode="json", by_alias=True), dict(variant or {"name": "", "values": {}}))

@@ -2,8 +2,8 @@
 
 The reference cannot drift from the code: models, fields, types, defaults and descriptions are read from
 the pydantic models, unit words from :mod:`mixture.units`, the error lines come from the real loader on a
-broken file, and the complete example is examples/paper_1b.yaml as checked in. Only the introduction is
-hand-written, here. Usage: ``python -m mixture.docsgen > docs/dsl.md``; ``--check`` exits 1 when it is stale.
+broken file, and the complete example is examples/paper_1b.yaml (with the sources file it includes) as
+checked in. Only the introduction is hand-written, here. Usage: ``python -m mixture.docsgen > docs/dsl.md``; ``--check`` exits 1 when it is stale.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from mixture.units import _SCALE, _UNIT_WORDS, Unit
 REPO = Path(__file__).resolve().parent.parent
 DOC_PATH = REPO / "docs" / "dsl.md"
 EXAMPLE_PATH = REPO / "examples" / "paper_1b.yaml"
+SHARED_PATH = REPO / "examples" / "shared" / "paper_sources.yaml"
 
 INTRO = """\
 # Mixture files: the DSL reference
@@ -66,7 +67,9 @@ weights are ordinary numbers (`1e-2` is fine).
   an empty phase.
 - **Mix**: source name -> weight. Weights are shares of tokens (`unit: tokens`, the default) or of
   samples, and sum to 1 unless `normalize: true`. At every prefix of the order each source is within
-  one sample of its share. A weight of 0 keeps a source listed but unread.
+  one sample of its share. A weight of 0 keeps a source listed but unread. One source of a mix may have
+  the weight `rest`: 1 minus the others, computed exactly (`{{dclm: 0.9, datacomp_dr: rest}}` is
+  `datacomp_dr: 0.1` to the last bit; the others may not sum past 1, and `normalize: true` is refused).
 - **Ramp**: the weights move from the previous phase's mix to this one's over `length`, linearly or by
   a cosine, in the phase's clock (tokens for a token mix).
 - **LR directive**: what the learning rate does in a phase. `continue` (the default) follows the run's
@@ -78,8 +81,21 @@ weights are ordinary numbers (`1e-2` is fine).
   `phases.cooldown.mix.images`: phases are selected by name) and a list of values. `mode: grid` takes
   every combination, `mode: zip` the i-th value of every axis together (one variant changing several
   fields, like two weights that sum to 1). Variant names are `axis=value` joined by `,`, `%` written `pct`
-  (`intro=20pctoftext_plan,seed=7`). Orders are prefix-stable: variants that agree up to a position have
-  the same order up to it, so one text-only trunk serves every introduction point.
+  (`intro=20pctoftext_plan,seed=7`). `values` may instead be a mapping label -> value, and the label names
+  the variant (`intro: {{field: phases.text.end, values: {{early: 20% of text_plan, late: 80% of text_plan}}}}`
+  gives `intro=early`). An axis with `fields: [a, b]` sets several fields together, each value a list with
+  one entry per field: a zip group that is one axis of a grid (an introduction point with its LR fields,
+  times image shares, times seeds, in one sweep; unlabelled rows are named by their values joined by `_`).
+  Orders are prefix-stable: variants that agree up to a position have the same order up to it, so one
+  text-only trunk serves every introduction point.
+- **Include**: `include: FILE` (or a list of files) takes sections from other mixture files, paths
+  relative to the including file, so a study shares one sources block. Included files are read first
+  (their own includes before them); `sources` and `references` merge entry by entry; nothing is
+  overridden: a top-level key, source or reference given by two files is an error naming both places.
+  Errors in included content name the included file's own `FILE:LINE:COL`; a cycle is refused with its
+  chain. Relative `location`s stay relative to the file that wrote them, and what compiles (the canonical
+  spec in the manifest, the fingerprint) is the resolved content: moving sources into an included file
+  changes nothing.
 
 ## Errors
 
@@ -97,6 +113,11 @@ unknown references, overruns) once the schema is met. For example:
 
 ```yaml
 {example}```
+
+and the file it includes, `examples/shared/paper_sources.yaml`, which every full-scale example shares:
+
+```yaml
+{shared}```
 
 ## Reference
 
@@ -128,6 +149,8 @@ def _scalar_name(annotation: object, metadata: list[object]) -> str | None:
         return "duration"
     if "_check_count" in funcs:
         return "count"
+    if "_check_weight" in funcs:
+        return "number or `rest`"
     if any(getattr(m, "pattern", None) for m in metadata):
         return "name"
     return None
@@ -236,7 +259,8 @@ def render() -> str:
         units.append(f"| `{unit.value}` | {meaning[unit]} | {words or '`N% of NAME`'} |")
     scales = ", ".join(f"`{s.upper()}`" for s in _SCALE if s)
     intro = INTRO.format(units="\n".join(units), scales=scales, errors=error_lines(),
-                         example=EXAMPLE_PATH.read_text(encoding="utf-8"))
+                         example=EXAMPLE_PATH.read_text(encoding="utf-8"),
+                         shared=SHARED_PATH.read_text(encoding="utf-8"))
     sections = [render_model(m, paths) for m, paths in models_in_order().items()]
     return intro + "\n" + "\n".join(sections)
 

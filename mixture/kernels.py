@@ -1,36 +1,97 @@
 """The mixing kernels: which source each position of a mixed phase draws from.
 
-Algorithm: **earliest-deadline-first apportionment** against the integral of the (possibly ramped) mix.
 For source ``s`` the target after clock ``u`` is ``W_s(u) = lag0_s + integral_0^u w_s``, where the clock
-counts positions (sample-unit mixes) or tokens (token-unit mixes) from the start of the phase and
-``lag0`` carries the previous phase's rounding error so that guarantees hold across phase boundaries.
+counts positions (sample-unit mixes) or tokens (token-unit mixes) from the start of the phase, ``w_s`` ramps
+from the previous mix ``p`` to this one ``q`` (linear or cosine) and then stays at ``q``, and ``lag0``
+carries the previous phase's rounding error so that guarantees hold across phase boundaries.
 
-* Token-unit mixes, per position: every source's next draw has a known size ``t_s`` (the within-source
-  order is fixed in advance), and is *due* when its target reaches ``R_s + t_s``; the source whose draw
-  is due soonest, ``(R_s + t_s - W_s(T)) / w_s(T)`` clock units ahead, takes the position. This keeps each
-  source's tokens within one of its samples of its target at every prefix (tested with hypothesis).
-* Sample-unit mixes, per global batch, two levels: (1) each source gets ``floor`` or ``ceil`` of its
-  batch target, the ceilings going to the sources furthest behind their cumulative target (largest
-  remainder with carried lag, as in Pfair scheduling), so every global batch is within one sample per
-  source of its target; (2) inside the batch, earliest-deadline-first orders those counts so that every
-  prefix stays within one sample of the target.
+Both algorithms are **earliest-deadline-first (EDF) apportionment**: a source's next draw is *released*
+once taking it would not put the source a whole draw ahead of its target, and *due* when the target
+reaches the draw; among released draws the earliest deadline takes the position. Release and deadline
+are exact inverses of ``W_s`` (:func:`_inverse`), computed once per draw, not linear extrapolations of the
+current weight (which mis-ordered deadlines when several weights fall and rise at once). For unit jobs
+with release times and deadlines EDF is optimal (it meets every deadline whenever any order does), and
+the targets admit an order within one sample (Tijdeman's chairman assignment theorem), so:
+
+* :func:`mix_samples` (**sample-unit**, two levels per global batch): (1) each source gets ``floor`` or
+  ``ceil`` of its batch target, the ceilings going to the sources furthest behind their cumulative target
+  (largest remainder with carried lag, as in Pfair scheduling) and never leaving a source a whole sample
+  off its cumulative target; (2) inside the batch EDF orders those counts. Every prefix is within one
+  sample per source of its target, every global batch within one sample per source of its batch target.
+* :func:`mix_tokens` (**token-unit**, per position): the clock moves by the drawn sample's tokens; every
+  source's tokens stay within one of its samples of its target at every prefix.
 
 Megatron-LM's static blend picks the largest deficit per position; for three or more sources that
 exceeds one sample at some prefixes (we measured 1.1), and it knows neither ramps nor tokens.
 The loop is inherently sequential (each choice moves every deficit), so it is compiled with numba; the
-chunked driver in :mod:`mixture.compiler` keeps memory bounded at any schedule length.
+chunked driver in :mod:`mixture.compiler` keeps memory bounded at any schedule length. Each kernel also
+writes what the driver stores per chunk (global source ids, tokens per global batch, a checkpoint of
+draws every ``every`` positions), so the order is read once.
 """
 
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 from numba import njit
 from numpy.typing import NDArray
 
 LINEAR, COSINE = 0, 1
-_EPS = 1e-12
+_NEWTON_STEPS = 60
+
+
+class Curve(NamedTuple):
+    """The targets of a mixed phase: weights ramp from ``p`` to ``q`` over ``ramp`` clock units.
+
+    Attributes:
+        p: Previous mix, per source (equal to ``q`` when the phase does not ramp).
+        q: This phase's mix, per source.
+        lag0: Target minus realised at the phase start (carried rounding error), per source.
+        tie: Per-source tie-break rank (derived from names, so independent of file order).
+        ramp: Ramp length in clock units (0: no ramp).
+        shape: ``LINEAR`` or ``COSINE``.
+    """
+
+    p: NDArray[np.float64]
+    q: NDArray[np.float64]
+    lag0: NDArray[np.float64]
+    tie: NDArray[np.int64]
+    ramp: float
+    shape: int
+
+
+class Chunk(NamedTuple):
+    """One call's inputs and outputs besides the curve; counters carry over from chunk to chunk.
+
+    Attributes:
+        look: ``look[s, j]``: budget tokens of source s's j-th draw counted from this chunk's start.
+        gid: Global source id written to ``out`` for each of the phase's sources.
+        drawn: Draws per source since the phase start; updated.
+        realised: Budget tokens per source since the phase start; updated.
+        clock: ``[positions, tokens]`` since the phase start; updated.
+        limits: ``[stop positions (-1: none), stop tokens (inf: none), global batch size, every]``.
+        out: Global source id per position of this chunk.
+        batch_tokens: Tokens of each global batch of this chunk.
+        ckpt: Draws per source (since the phase start) at every ``every`` positions of the phase.
+        release: Per source, the clock after which its next draw is released (NaN at the phase start:
+            computed then); carried from chunk to chunk, so every draw's window is computed once, from the
+            previous one, whatever the chunking.
+        deadline: Per source, the clock by which its next draw is due; carried like ``release``.
+    """
+
+    look: NDArray[np.int64]
+    gid: NDArray[np.int64]
+    drawn: NDArray[np.int64]
+    realised: NDArray[np.float64]
+    clock: NDArray[np.float64]
+    limits: NDArray[np.float64]
+    out: NDArray[np.uint8]
+    batch_tokens: NDArray[np.int64]
+    ckpt: NDArray[np.int64]
+    release: NDArray[np.float64]
+    deadline: NDArray[np.float64]
 
 
 @njit(cache=True, inline="always")
@@ -54,115 +115,234 @@ def _integral(p: float, q: float, ramp: float, shape: int, u: float) -> float:
 
 
 @njit(cache=True)
-def mix_chunk(
-    token_unit: bool, batch: int, max_positions: int, p: NDArray[np.float64], q: NDArray[np.float64],
-    ramp: float, shape: int, lag0: NDArray[np.float64], tie: NDArray[np.int64],
-    tok: NDArray[np.int64], state_pos: NDArray[np.int64], state_tok: NDArray[np.float64],
-    drawn: NDArray[np.int64], realised_tok: NDArray[np.float64], stop_pos: int, stop_tok: float,
-    out: NDArray[np.uint8],
-) -> int:
-    """Fill ``out`` with source ids for up to ``max_positions`` positions (whole global batches).
+def _inverse_ramp(p: float, q: float, ramp: float, shape: int, y: float, after: float) -> float:
+    """Clock inside the ramp (``0 < y <= ramp * (p + q) / 2``) at which the integral reaches ``y``.
 
-    Args:
-        token_unit: Weights are token shares (else sample shares).
-        batch: Global batch size B; the phase may stop only at multiples of B.
-        max_positions: Capacity of this chunk (a multiple of B).
-        p, q: Previous and current mix (per source); ``ramp`` clock units of ``shape`` between them.
-        lag0: Target minus realised at the phase start (carried rounding error), per source.
-        tie: Per-source tie-break rank (derived from names, so independent of file order).
-        tok: ``tok[s, j]`` is the budget tokens of source s's j-th draw in this chunk.
-        state_pos: [positions since phase start]; updated.
-        state_tok: [tokens since phase start]; updated.
-        drawn: Draws per source since phase start; updated (indexes ``tok`` relative to chunk start via
-            the caller's offsets: the caller passes ``tok`` starting at each source's draw at chunk start).
-        realised_tok: Tokens per source since phase start; updated.
-        stop_pos: Stop at this many positions since phase start (a multiple of B), or -1.
-        stop_tok: Stop at the first batch boundary where tokens since phase start >= this (or inf).
-        out: Output buffer (length >= max_positions).
-
-    Returns:
-        Positions written.
+    ``after`` is a clock known to lie at or before the answer (the previous draw's deadline, or 0); a
+    cosine ramp starts its safeguarded Newton iteration there, which takes one or two steps.
     """
-    k = p.shape[0]
-    start_drawn = drawn.copy()
-    pos = state_pos[0]
-    clock_tok = state_tok[0]
-    rem = np.zeros(k, dtype=np.int64)
-    share = np.zeros(k, dtype=np.float64)  # this batch's target per source (level 1)
-    target_end = np.zeros(k, dtype=np.float64)  # integral of the weights up to the batch's end
+    a = (q - p) / (2.0 * ramp)
+    u = 2.0 * y / (p + math.sqrt(max(p * p + 4.0 * a * y, 0.0)))  # the linear ramp's root, stably
+    if shape == LINEAR:
+        return min(u, ramp)
+    lo, hi = min(max(after, 0.0), ramp), ramp
+    if after > 0.0:
+        u = after
+    u = min(max(u, lo), hi)
+    tol = 1e-13 * max(ramp, 1.0)  # in clock units
+    for _ in range(_NEWTON_STEPS):
+        f = _integral(p, q, ramp, shape, u) - y
+        w = _weight(p, q, ramp, shape, u)
+        if abs(f) <= tol * w or f == 0.0:
+            return u
+        if f > 0.0:
+            hi = u
+        else:
+            lo = u
+        nxt = u - f / w if w > 0.0 else -1.0
+        if not lo < nxt < hi:
+            nxt = 0.5 * (lo + hi)
+        if hi - lo <= tol:
+            return hi
+        u = nxt
+    return u
+
+
+@njit(cache=True, inline="always")
+def _inverse(p: float, q: float, ramp: float, shape: int, y: float, after: float = 0.0) -> float:
+    """Smallest clock at which the integral of the weight reaches ``y`` (``inf`` if it never does).
+
+    ``after``: a clock at or before the answer (speeds up a cosine ramp; the result depends on it only
+    in the last bits, so callers pass the same ``after`` for the same draw whatever the chunking).
+    """
+    if p <= 0.0 and q <= 0.0:
+        return np.inf  # a source without weight in the phase is never due and never released
+    if y <= 0.0:
+        return 0.0
+    base = 0.0
+    if ramp > 0.0:
+        top = 0.5 * ramp * (p + q)
+        if y <= top:
+            return _inverse_ramp(p, q, ramp, shape, y, after)
+        y -= top
+        base = ramp
+    if q <= 0.0:
+        return np.inf
+    return base + y / q
+
+
+@njit(cache=True, inline="always")
+def _better(s: int, released: bool, due: float, best: int, best_released: bool, best_due: float,
+            tie: NDArray[np.int64]) -> bool:
+    """EDF order: released before unreleased, then earlier deadline, then the name-derived tie rank."""
+    if best < 0 or (released and not best_released):
+        return True
+    if released != best_released:
+        return False
+    return due < best_due or (due == best_due and tie[s] < tie[best])
+
+
+@njit(cache=True, inline="always")
+def _edf_pick(release: NDArray[np.float64], deadline: NDArray[np.float64], tie: NDArray[np.int64],
+              now: float) -> int:
+    """Earliest deadline among released sources (``release < now``); if none is released (float noise at
+    a boundary), the earliest deadline overall."""
+    best, best_released, best_due = -1, False, 0.0
+    for s in range(release.shape[0]):
+        released = release[s] < now
+        if _better(s, released, deadline[s], best, best_released, best_due, tie):
+            best, best_released, best_due = s, released, deadline[s]
+    return best
+
+
+@njit(cache=True)
+def _batch_bounds(c: Curve, ua: float, batch: int, lo: NDArray[np.int64], hi: NDArray[np.int64]) -> None:
+    """Each source's count in the global batch over clock ``[ua, ua + batch)``: ``lo[s]`` to ``hi[s]``.
+
+    ``floor`` or ``ceil`` of its batch target (just the target when that is a whole number).
+    """
+    for s in range(lo.shape[0]):
+        share = (_integral(c.p[s], c.q[s], c.ramp, c.shape, ua + batch)
+                 - _integral(c.p[s], c.q[s], c.ramp, c.shape, ua))
+        lo[s] = max(math.floor(share + 1e-9), 0)
+        hi[s] = lo[s] + 1 if lo[s] < share - 1e-9 else lo[s]
+
+
+@njit(cache=True, inline="always")
+def _pick_in_batch(release: NDArray[np.float64], deadline: NDArray[np.float64], tie: NDArray[np.int64],
+                   now: float, end: float, count: NDArray[np.int64], lo: NDArray[np.int64],
+                   hi: NDArray[np.int64]) -> int:
+    """EDF among sources below their batch ceiling; a source below its batch floor is due by ``end``."""
+    best, best_released, best_due = -1, False, 0.0
+    for s in range(release.shape[0]):
+        if count[s] >= hi[s]:
+            continue
+        due = deadline[s] if count[s] >= lo[s] else min(deadline[s], end)
+        released = release[s] < now
+        if _better(s, released, due, best, best_released, best_due, tie):
+            best, best_released, best_due = s, released, due
+    return best
+
+
+@njit(cache=True, inline="always")
+def _sample_window(c: Curve, s: int, j: float) -> tuple[float, float]:
+    """(release, deadline) clock of source s's draw number ``j`` (1-based) in a sample-unit mix."""
+    rel = _inverse(c.p[s], c.q[s], c.ramp, c.shape, j - 1.0 - c.lag0[s])
+    due = _inverse(c.p[s], c.q[s], c.ramp, c.shape, j - c.lag0[s])
+    return rel, due
+
+
+@njit(cache=True, inline="always")
+def _record(ch: Chunk, s: int, t: int, written: int, every: int) -> None:
+    """Write position ``written`` of the chunk as a draw of source s costing ``t`` tokens.
+
+    Chunks start at multiples of ``every`` positions of the phase, so checkpoint rows align.
+    """
+    if written & (every - 1) == 0:
+        row = written // every
+        for i in range(ch.drawn.shape[0]):
+            ch.ckpt[row, i] = ch.drawn[i]
+    ch.out[written] = ch.gid[s]
+    ch.drawn[s] += 1
+    ch.realised[s] += t
+
+
+@njit(cache=True)
+def mix_samples(c: Curve, ch: Chunk) -> int:
+    """Sample-unit EDF apportionment, per global batch: floor/ceil counts with carried lag, then EDF.
+
+    Fills ``ch.out`` with up to ``len(ch.out)`` positions (whole global batches) and stops at the stop
+    rule in ``ch.limits``; returns the positions written.
+    """
+    k = c.q.shape[0]
+    batch, every = int(ch.limits[2]), int(ch.limits[3])
+    start = ch.drawn.copy()
+    release, deadline = ch.release, ch.deadline
+    for s in range(k):
+        if np.isnan(deadline[s]):  # the phase's first draw
+            release[s], deadline[s] = _sample_window(c, s, ch.drawn[s] + 1.0)
+    lo, hi, count = np.zeros(k, np.int64), np.zeros(k, np.int64), np.zeros(k, np.int64)
+    look, last = ch.look, ch.look.shape[1] - 1
+    pos = int(ch.clock[0])
     written = 0
-    while written < max_positions:
-        if stop_pos >= 0 and pos >= stop_pos:
+    while written + batch <= ch.out.shape[0]:
+        if (ch.limits[0] >= 0 and pos >= ch.limits[0]) or ch.clock[1] >= ch.limits[1]:
             break
-        if clock_tok >= stop_tok:
-            break
-        if not token_unit:
-            # Level 1: this batch's count per source, floor or ceil of its batch target.
-            ua = float(pos)
-            ub = ua + batch
-            total_floor = 0
-            for s in range(k):
-                target_end[s] = _integral(p[s], q[s], ramp, shape, ub)
-                share[s] = target_end[s] - _integral(p[s], q[s], ramp, shape, ua)
-                rem[s] = max(math.floor(share[s] + 1e-9), 0)
-                total_floor += rem[s]
-            extra = batch - total_floor
-            while extra != 0:
-                best = -1
-                best_key = 0.0
-                for s in range(k):
-                    if extra > 0 and not rem[s] < share[s] - 1e-9:  # rem + 1 must stay below share + 1
-                        continue
-                    if extra < 0 and rem[s] == 0:
-                        continue
-                    behind = (drawn[s] + rem[s]) - (lag0[s] + target_end[s])
-                    key = behind if extra > 0 else -behind
-                    if best < 0 or key < best_key or (key == best_key and tie[s] < tie[best]):
-                        best, best_key = s, key
-                if best < 0:  # float noise left no eligible source: widen to all positive weights
-                    for s in range(k):
-                        if q[s] > 0.0 or p[s] > 0.0:
-                            best = s
-                            break
-                rem[best] += 1 if extra > 0 else -1
-                extra += -1 if extra > 0 else 1
+        _batch_bounds(c, float(pos), batch, lo, hi)
+        count[:] = 0
+        end = float(pos + batch)
+        batch_tok = 0
         for _ in range(batch):
-            # Earliest deadline first among released draws (those that would not run ahead of the
-            # target); if none is released, the earliest deadline overall.
-            best = -1
-            best_slack = 0.0
-            best_released = False
-            for s in range(k):
-                if token_unit:
-                    w = _weight(p[s], q[s], ramp, shape, clock_tok)
-                    if w <= _EPS and q[s] <= _EPS:
-                        continue
-                    t = tok[s, drawn[s] - start_drawn[s]]
-                    target = lag0[s] + _integral(p[s], q[s], ramp, shape, clock_tok)
-                    released = realised_tok[s] < lag0[s] + _integral(p[s], q[s], ramp, shape, clock_tok + t)
-                    slack = (realised_tok[s] + t - target) / max(w, _EPS)
-                else:
-                    if rem[s] == 0:
-                        continue
-                    u = pos + 1.0
-                    w = _weight(p[s], q[s], ramp, shape, u)
-                    target = lag0[s] + _integral(p[s], q[s], ramp, shape, u)
-                    released = drawn[s] < target
-                    slack = (drawn[s] + 1 - target) / max(w, _EPS)
-                better = best < 0 or (released and not best_released)
-                if not better and released == best_released:
-                    better = slack < best_slack or (slack == best_slack and tie[s] < tie[best])
-                if better:
-                    best, best_slack, best_released = s, slack, released
-            t = tok[best, drawn[best] - start_drawn[best]]
-            out[written] = best
-            drawn[best] += 1
-            realised_tok[best] += t
-            clock_tok += t
+            s = _pick_in_batch(release, deadline, c.tie, pos + 1.0, end, count, lo, hi)
+            e = _edf_pick(release, deadline, c.tie, pos + 1.0)
+            if s != e and (deadline[e] <= pos + 1.0 or not release[s] < pos + 1.0):
+                s = e  # the batch bounds would break the prefix bound: the prefix bound wins
+            t = look[s, min(ch.drawn[s] - start[s], last)]  # the driver sizes look to what a chunk draws
+            _record(ch, s, t, written, every)
+            # Draw j's deadline is draw j + 1's release (same float expression): one inverse per draw.
+            release[s] = deadline[s]
+            deadline[s] = _inverse(c.p[s], c.q[s], c.ramp, c.shape, ch.drawn[s] + 1.0 - c.lag0[s], release[s])
+            count[s] += 1
+            batch_tok += t
             pos += 1
             written += 1
-            if not token_unit:
-                rem[best] -= 1
-    state_pos[0] = pos
-    state_tok[0] = clock_tok
+        ch.batch_tokens[written // batch - 1] = batch_tok
+        ch.clock[1] += batch_tok
+    ch.clock[0] = pos
+    return written
+
+
+@njit(cache=True, inline="always")
+def _token_window(c: Curve, s: int, have: float, t: int) -> tuple[float, float]:
+    """(release, deadline) token clock of source s's next draw of ``t`` tokens, ``have`` tokens drawn.
+
+    Released once the clock after the draw passes where the target reaches ``have``; due where the target
+    reaches ``have + t``.
+    """
+    at = _inverse(c.p[s], c.q[s], c.ramp, c.shape, have - c.lag0[s])
+    due = _inverse(c.p[s], c.q[s], c.ramp, c.shape, have + t - c.lag0[s])
+    return at - t, due
+
+
+@njit(cache=True)
+def mix_tokens(c: Curve, ch: Chunk) -> int:
+    """Token-unit EDF apportionment, per position; the clock moves by each drawn sample's tokens.
+
+    Fills ``ch.out`` with up to ``len(ch.out)`` positions (whole global batches) and stops at the first
+    batch boundary past the stop rule in ``ch.limits``; returns the positions written. Every draw must
+    cost at least one token (the caller checks; else the clock would never reach a token stop).
+    """
+    k = c.q.shape[0]
+    batch, every = int(ch.limits[2]), int(ch.limits[3])
+    start = ch.drawn.copy()
+    release, deadline = ch.release, ch.deadline
+    for s in range(k):
+        if np.isnan(deadline[s]):  # the phase's first draw
+            release[s], deadline[s] = _token_window(c, s, ch.realised[s], ch.look[s, 0])
+    pos = int(ch.clock[0])
+    clock = ch.clock[1]
+    written = 0
+    while written + batch <= ch.out.shape[0]:
+        if (ch.limits[0] >= 0 and pos >= ch.limits[0]) or clock >= ch.limits[1]:
+            break
+        batch_tok = 0
+        for _ in range(batch):
+            s = _edf_pick(release, deadline, c.tie, clock)
+            j = ch.drawn[s] - start[s]
+            t = ch.look[s, j]
+            _record(ch, s, t, written, every)
+            if j + 1 >= ch.look.shape[1]:
+                raise IndexError("mix_tokens: token lookahead exhausted")
+            # The target reaches the tokens drawn so far where it reached the last draw's deadline.
+            reached = deadline[s]
+            t_next = ch.look[s, j + 1]
+            release[s] = reached - t_next
+            deadline[s] = _inverse(c.p[s], c.q[s], c.ramp, c.shape, ch.realised[s] + t_next - c.lag0[s], reached)
+            batch_tok += t
+            clock += t
+            pos += 1
+            written += 1
+        ch.batch_tokens[written // batch - 1] = batch_tok
+    ch.clock[0] = pos
+    ch.clock[1] = clock
     return written

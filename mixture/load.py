@@ -204,18 +204,24 @@ def read_model(path: str | Path, model: type[M], what: str, keys: str) -> tuple[
 
 
 def parse_spec(text: str, file: str = "<string>") -> tuple[MixtureSpec, Located]:
-    """Parse and schema-check mixture-file text.
+    """Parse and schema-check mixture-file text (``include:`` paths relative to ``file``'s directory).
 
     Raises:
         MixtureError: Listing every schema problem with ``file:line:col``.
     """
-    return parse_model(text, file, MixtureSpec, "sources:, phases:, ...")
+    from mixture.include import resolve_includes
+
+    located = resolve_includes(parse_yaml(text, file, "sources:, phases:, ..."), Path(file))
+    return check_model(located, MixtureSpec), located
 
 
 def read_spec(path: str | Path) -> tuple[MixtureSpec, Located]:
-    """Read and schema-check a mixture file from disk.
+    """Read and schema-check a mixture file from disk, its ``include:``s resolved (:mod:`mixture.include`).
 
     Raises:
         MixtureError: If the file cannot be read or has problems.
     """
-    return read_model(path, MixtureSpec, "mixture file", "sources:, phases:, ...")
+    from mixture.include import resolve_includes
+
+    located = resolve_includes(read_yaml(path, "mixture file", "sources:, phases:, ..."), Path(path))
+    return check_model(located, MixtureSpec), located

@@ -11,11 +11,12 @@ so the trainer, reports and plots read the very same numbers.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from numpy.typing import NDArray
 
+from mixture.schedule_files import PhaseRecord
 from mixture.spec import MixtureSpec
 from mixture.units import Duration, Unit
 
@@ -53,7 +54,7 @@ def _resolve_percent(durations: Mapping[str, Duration], path: str) -> Duration:
     return Duration(base.value * d.value / 100, base.unit, None, d.text)
 
 
-def lr_per_step(spec: MixtureSpec, phases: list[dict[str, object]], batch_tokens: NDArray[np.int64],
+def lr_per_step(spec: MixtureSpec, phases: Sequence[PhaseRecord], batch_tokens: NDArray[np.int64],
                 durations: Mapping[str, Duration]) -> NDArray[np.float64] | None:
     """LR for every global batch of the compiled schedule, or None when the run has no LR plan.
 
@@ -85,7 +86,7 @@ def lr_per_step(spec: MixtureSpec, phases: list[dict[str, object]], batch_tokens
         lr[a:b] = np.where(warm < 1.0, plan.peak * np.minimum(warm + 1.0 / max(warm_len, 1.0), 1.0), after)
     planned_first = lr[0] if num_steps else plan.peak
     for i, (rec, phase) in enumerate(zip(phases, spec.phases)):
-        a, b = int(rec["start"]) // batch, int(rec["stop"]) // batch  # type: ignore[call-overload]
+        a, b = rec.start // batch, rec.stop // batch
         if b <= a:
             continue
         n = b - a

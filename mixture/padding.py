@@ -102,7 +102,7 @@ def sample_lengths(schedule: Schedule, start: int, stop: int, seq_len: int) -> N
 
 def estimate_span(schedule: Schedule, name: str, first: int, stop: int, max_batches: int) -> PaddingEstimate:
     """Padding of global batches ``[first, stop)``, examining at most ``max_batches`` evenly spaced ones."""
-    seq_len, size = int(schedule.manifest["seq_len"]), schedule.global_batch_size
+    seq_len, size = int(schedule.manifest.seq_len), schedule.global_batch_size
     count = max(stop - first, 0)
     picked = np.unique(np.linspace(first, stop - 1, min(count, max_batches)).round().astype(np.int64))
     real = rows = 0
@@ -125,9 +125,9 @@ def estimate_padding(schedule: Schedule, max_batches: int = MAX_BATCHES) -> list
     num_batches = len(schedule) // size
     out = []
     for phase in schedule.phases:
-        first, stop = -(-phase["start"] // size), min(-(-phase["stop"] // size), num_batches)
+        first, stop = -(-phase.start // size), min(-(-phase.stop // size), num_batches)
         if stop > first:
-            out.append(estimate_span(schedule, phase["name"], first, stop, max_batches))
+            out.append(estimate_span(schedule, phase.name, first, stop, max_batches))
     return out + [_weighted(out, num_batches)]
 
 

@@ -21,10 +21,11 @@ from __future__ import annotations
 import hashlib
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 from numpy.typing import NDArray
 
 _ROUNDS = 4
+_PIECE = 1 << 16  # draws per parallel piece of a bulk permutation
 _C1 = np.uint64(0xBF58476D1CE4E5B9)
 _C2 = np.uint64(0x94D049BB133111EB)
 _GOLD = np.uint64(0x9E3779B97F4A7C15)
@@ -115,6 +116,18 @@ def _permute_kernel(ranks: NDArray[np.int64], n: np.int64, block: np.int64, key:
         out[i] = _permute_in_epoch(ranks[i] - epoch * n, n, block, ekey, short_slot)
 
 
+@njit(cache=True, parallel=True)
+def _permute_parallel(ranks: NDArray[np.int64], n: np.int64, block: np.int64, key: np.uint64,
+                      out: NDArray[np.int64]) -> None:
+    """:func:`_permute_kernel` over independent pieces on every thread: a pure map, so the result is the
+    same for any number of threads."""
+    pieces = (ranks.shape[0] + _PIECE - 1) // _PIECE
+    for j in prange(pieces):
+        a = j * _PIECE
+        b = min(a + _PIECE, ranks.shape[0])
+        _permute_kernel(ranks[a:b], n, block, key, out[a:b])
+
+
 @njit(cache=True)
 def permute_scalar(rank: np.int64, n: np.int64, block: np.int64, key: np.uint64) -> np.int64:
     """:func:`permute` of one draw, callable from other compiled code (about a microsecond from Python)."""
@@ -150,10 +163,7 @@ def permute(ranks: NDArray[np.int64], n: int, block: int, key: int) -> NDArray[n
     """
     ranks = np.ascontiguousarray(ranks, dtype=np.int64)
     out = np.empty(ranks.shape, dtype=np.int64)
-    _permute_kernel(ranks.reshape(-1), np.int64(n), np.int64(min(block, n)), np.uint64(key), out.reshape(-1))
+    kernel = _permute_parallel if ranks.size > 2 * _PIECE else _permute_kernel
+    kernel(ranks.reshape(-1), np.int64(n), np.int64(min(block, n)), np.uint64(key), out.reshape(-1))
     return out
 
-
-def permute_one(rank: int, n: int, block: int, key: int) -> int:
-    """:func:`permute` for a single draw."""
-    return int(permute_scalar(np.int64(rank), np.int64(n), np.int64(block), np.uint64(key)))

@@ -30,6 +30,7 @@ from numpy.typing import NDArray
 
 from mixture.errors import MixtureError
 from mixture.schedule import Schedule
+from mixture.schedule_files import PhaseRecord
 
 _FIRST_CHUNK = 1 << 16
 _MAX_CHUNK = 1 << 22
@@ -41,27 +42,27 @@ class _View:
     def __init__(self, schedule: Schedule, registry: dict[tuple, int]) -> None:
         self.schedule = schedule
         self.batch = schedule.global_batch_size
-        self.seq_len = schedule.manifest["seq_len"]  # the trainer cuts sequences at it: it changes training
+        self.seq_len = schedule.manifest.seq_len  # the trainer cuts sequences at it: it changes training
         self.num_batches = len(schedule) // self.batch
         self.lr = schedule.lr()
         self.batch_tokens = schedule.batch_tokens()
         # Canonical id of each source: equal only for the same data read through the same permutation.
         idents = [(s.name, s.fingerprint, s.num_samples, s.key, s.block) for s in schedule.sources]
         self.canon = np.array([registry.setdefault(i, len(registry)) for i in idents], np.int64)
-        self.live = [p for p in schedule.phases if p["stop"] > p["start"]]
-        self.starts = [p["start"] for p in self.live]
+        self.live = [p for p in schedule.phases if p.stop > p.start]
+        self.starts = [p.start for p in self.live]
 
-    def phase_at(self, i: int) -> dict:
+    def phase_at(self, i: int) -> PhaseRecord:
         """The phase record holding position ``i``."""
         return self.live[bisect.bisect_right(self.starts, i) - 1]
 
-    def single(self, phase: dict) -> int:
+    def single(self, phase: PhaseRecord) -> int:
         """Canonical id of a one-source phase's source."""
-        return int(self.canon[self.schedule.source_names.index(phase["source"])])
+        return int(self.canon[self.schedule.source_names.index(str(phase.source))])
 
-    def cursor(self, phase: dict, i: int) -> int:
+    def cursor(self, phase: PhaseRecord, i: int) -> int:
         """Draw index at position ``i`` of a one-source phase."""
-        return phase["cursors"][phase["source"]] + i - phase["start"]
+        return phase.cursors[str(phase.source)] + i - phase.start
 
     def ids(self, start: int, stop: int) -> NDArray[np.int64]:
         """Canonical source ids of positions ``[start, stop)``."""
@@ -93,7 +94,7 @@ def _span_difference(a: _View, b: _View, start: int, stop: int) -> int:
     exactly where their canonical source ids do: no sample id needs computing.
     """
     pa, pb = a.phase_at(start), b.phase_at(start)
-    if not pa["mixed"] and not pb["mixed"]:
+    if not pa.mixed and not pb.mixed:
         if a.single(pa) != b.single(pb):
             return start
         # Equal by the argument above; were they not (a schedule whose cursors do not start at 0), the
@@ -119,7 +120,7 @@ def _prefix(a: _View, b: _View) -> int:
         limit = min(limit, _first_difference(a.lr[:limit], b.lr[:limit]))
     stop, pos = limit * a.batch, 0
     while pos < stop:
-        end = min(a.phase_at(pos)["stop"], b.phase_at(pos)["stop"], stop)
+        end = min(a.phase_at(pos).stop, b.phase_at(pos).stop, stop)
         diff = _span_difference(a, b, pos, end)
         if diff < end:
             return diff // a.batch

@@ -14,7 +14,8 @@ from pathlib import Path
 
 from mixture import __version__
 from mixture.api import Variant, compile_variant, variants
-from mixture.compiler import ALGORITHM, FORMAT
+from mixture import schedule_files as files
+from mixture.compiler import ALGORITHM
 from mixture.errors import MixtureError
 from mixture.plan import PlanNode, SweepPlan
 from mixture.schedule import Schedule, load_schedule
@@ -31,11 +32,11 @@ def _up_to_date(variant: Variant, target: Path) -> bool:
     from mixture.sourcedata import load_source
 
     try:
-        manifest = json.loads((target / "manifest.json").read_text())
+        manifest = files.read_manifest(target)
     except (OSError, ValueError):
         return False
     spec = variant.resolved.spec
-    same = (manifest.get("format") == FORMAT and manifest.get("algorithm") == ALGORITHM
+    same = (manifest.get("format") == files.FORMAT and manifest.get("algorithm") == ALGORITHM
             and manifest.get("toolkit_version") == __version__
             and manifest.get("spec") == json.loads(json.dumps(spec.model_dump(mode="json", by_alias=True))))
     if not same:
@@ -98,7 +99,7 @@ def plan_dict(plan: SweepPlan, found: list[Variant], schedules: dict[str, Schedu
             "num_tokens": plan.num_tokens[variant.name], "served_by": served.id, "run": run_of[served.id],
             "same_as": plan.same_as(variant.name)})
     first = schedules[plan.variants[0]].manifest
-    return {"format": PLAN_FORMAT, "file": str(Path(file).resolve()), "name": first["name"],
+    return {"format": PLAN_FORMAT, "file": str(Path(file).resolve()), "name": first.name,
             "global_batch_size": plan.global_batch_size, "variants": out_variants,
             "nodes": [_node_dict(plan, n) for n in plan.nodes],
             "runs": [{"schedule": r.schedule, "nodes": list(r.nodes), "start_batch": r.start_batch,

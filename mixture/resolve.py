@@ -8,10 +8,12 @@ nothing to ramp from) and reports all problems at once, each located in the file
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Mapping
 import dataclasses
 from dataclasses import dataclass
 from decimal import Decimal
+from fractions import Fraction
 
 from mixture.errors import MixtureError, Problem, brief
 from mixture.spec import MixtureSpec, Phase
@@ -139,13 +141,35 @@ def _stop(ctx: _Ctx, phase: Phase, path: str) -> Stop | None:
         if not rel:
             ctx.add(f"{path}.end", "an end point cannot be given in epochs", "use duration: N ep")
             return None
-        active = [s for s, w in phase.mix.items() if w > 0]
+        numbers = [Fraction(repr(float(w))) for w in phase.mix.values() if w != "rest"]
+        left = sum(numbers, Fraction(0)) < 1  # a `rest` weight is active when the others leave something
+        active = [s for s, w in phase.mix.items() if (w == "rest" and left) or (w != "rest" and w > 0)]
         if len(active) != 1:
             ctx.add(f"{path}.duration", f"a duration in epochs needs a phase with one source, this one mixes "
                     f"{len(active)}", "give the duration in tokens or samples")
             return None
         return Stop("epochs", d.value)
     return None  # pragma: no cover
+
+
+def _rest(ctx: _Ctx, phase: Phase, path: str, exact: dict[str, Fraction]) -> dict[str, Fraction] | None:
+    """Weights with the one ``rest`` weight replaced by 1 minus the others (exact), or None if it cannot be."""
+    rests = [name for name, weight in phase.mix.items() if weight == "rest"]
+    if not rests:
+        return exact
+    for name in rests[1:]:
+        ctx.add(f"{path}.mix.{name}", f"a second 'rest' weight (already on {rests[0]!r})",
+                "give 'rest' to one source of the mix and numbers to the others")
+    if phase.normalize:
+        ctx.add(f"{path}.normalize", "normalize: true with a 'rest' weight: 'rest' is what the others leave of 1",
+                "remove normalize, or give every weight as a number")
+    others = sum(exact.values(), Fraction(0))
+    if others > 1:
+        ctx.add(f"{path}.mix.{rests[0]}", f"the other weights sum to {float(others):g}, more than 1: nothing "
+                "is left for 'rest'", "lower the other weights so they sum to at most 1")
+    if len(rests) > 1 or phase.normalize or others > 1:
+        return None
+    return {**exact, rests[0]: 1 - others}
 
 
 def _weights(ctx: _Ctx, phase: Phase, path: str) -> dict[str, float] | None:
@@ -156,18 +180,29 @@ def _weights(ctx: _Ctx, phase: Phase, path: str) -> dict[str, float] | None:
             ctx.add(f"{path}.mix.{name}", f"undefined source {name!r}",
                     f"did you mean {close[0]!r}?" if close else "define it under sources:")
             ok = False
+        if weight == "rest":
+            continue
         if weight < 0:
             ctx.add(f"{path}.mix.{name}", f"weight must be >= 0, got {weight}")
             ok = False
-    total = sum(phase.mix.values())
+        if not math.isfinite(weight):
+            ctx.add(f"{path}.mix.{name}", f"weight must be a finite number, got {weight}")
+            return None
+    # Exact sum in name order: the float sum depended on the order the mix was written in.
+    numbers = {k: Fraction(repr(float(v))) for k, v in sorted(phase.mix.items()) if v != "rest"}
+    exact = _rest(ctx, phase, path, numbers)
+    if exact is None:
+        return None
+    exact = dict(sorted(exact.items()))
+    total = sum(exact.values(), Fraction(0))
     if total <= 0:
         ctx.add(f"{path}.mix", "the mix has no positive weight")
         return None
     if not phase.normalize and abs(total - 1.0) > _WEIGHT_TOL:
-        ctx.add(f"{path}.mix", f"weights sum to {total:g}, not 1",
+        ctx.add(f"{path}.mix", f"weights sum to {float(total):g}, not 1",
                 "fix the weights, or set normalize: true to divide them by their sum")
         ok = False
-    return {k: v / total for k, v in sorted(phase.mix.items())} if ok else None
+    return {k: float(v / total) for k, v in exact.items()} if ok else None
 
 
 def _ramp(ctx: _Ctx, phase: Phase, index: int, path: str) -> float:

@@ -9,17 +9,16 @@ dataloader workers should do (pickling keeps only the path).
 from __future__ import annotations
 
 import bisect
-import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from numba import njit
 from numpy.typing import NDArray
 
-from mixture.compiler import FORMAT
+from mixture import schedule_files as files
 from mixture.errors import MixtureError
 from mixture.permute import permute, permute_scalar
+from mixture.schedule_files import Manifest, PhaseRecord, SourceRecord
 from mixture.sourcedata import Pricing
 
 
@@ -36,53 +35,37 @@ def _mixed_draw(order: NDArray, ckpt: NDArray[np.int64], order_off: np.int64, ck
     return sid, rank
 
 
-@dataclass(frozen=True)
-class SourceRecord:
-    """A source of a compiled schedule (its id is its index in :attr:`Schedule.sources`)."""
-
-    id: int
-    name: str
-    kind: str
-    location: str | None
-    fingerprint: str
-    num_samples: int
-    key: int
-    block: int
-
-
 class Schedule:
     """Random access to a compiled schedule directory."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        manifest_path = self.path / "manifest.json"
-        if not manifest_path.is_file():
-            raise MixtureError(f"{self.path} is not a compiled schedule (no manifest.json)",
+        if not (self.path / files.MANIFEST).is_file():
+            raise MixtureError(f"{self.path} is not a compiled schedule (no {files.MANIFEST})",
                                hint="compile one with `mixture compile FILE -o DIR`")
-        self.manifest: dict = json.loads(manifest_path.read_text())
-        if self.manifest.get("format") != FORMAT:
-            raise MixtureError(f"{self.path}: unsupported schedule format {self.manifest.get('format')!r}",
+        raw = files.read_manifest(self.path)
+        if raw.get("format") != files.FORMAT:
+            raise MixtureError(f"{self.path}: unsupported schedule format {raw.get('format')!r}",
                                hint="recompile it with this version of the toolkit")
+        self.manifest: Manifest = Manifest.from_json(raw)
         m = self.manifest
-        self.sources = [SourceRecord(s["id"], s["name"], s["kind"], s["location"], s["fingerprint"],
-                                     s["num_samples"], int(s["key"]), s["shuffle_block_samples"])
-                        for s in m["sources"]]
-        self.source_names = [s.name for s in self.sources]
-        self.fingerprint: str = m["fingerprint"]
-        self.global_batch_size: int = m["global_batch_size"]
-        self.phases: list[dict] = m["phases"]
-        self._len: int = m["num_positions"]
-        self._every: int = m["checkpoint_every"]
-        order_file = self.path / "order.bin"
-        dtype = np.dtype(m["order_dtype"])
+        self.sources: tuple[SourceRecord, ...] = m.sources
+        self.source_names = m.source_names
+        self.fingerprint: str = m.fingerprint
+        self.global_batch_size: int = m.global_batch_size
+        self.phases: tuple[PhaseRecord, ...] = m.phases
+        self._len: int = m.num_positions
+        self._every: int = m.checkpoint_every
+        order_file = self.path / files.ORDER
+        dtype = np.dtype(m.order_dtype)
         # Plain ndarray views of the memory maps: compiled lookups dispatch faster on them.
         self._order = (np.memmap(order_file, dtype=dtype, mode="r").view(np.ndarray) if order_file.stat().st_size
                        else np.zeros(0, dtype))
-        self._ckpt = np.load(self.path / "checkpoints.npy", mmap_mode="r").view(np.ndarray)
+        self._ckpt = np.load(self.path / files.CHECKPOINTS, mmap_mode="r").view(np.ndarray)
         self._pricing: dict[str, Pricing] | None = None
         # Phases that hold positions (a zero-length phase shares its start with the next one), for bisecting.
-        self._live = [p for p in self.phases if p["stop"] > p["start"]]
-        self._live_starts = [p["start"] for p in self._live]
+        self._live = [p for p in self.phases if p.stop > p.start]
+        self._live_starts = [p.start for p in self._live]
         # Per-source permutation parameters as the compiled scalar lookup takes them.
         self._params = [(np.int64(r.num_samples), np.int64(r.block), np.uint64(r.key)) for r in self.sources]
 
@@ -100,20 +83,20 @@ class Schedule:
 
     def phase_at(self, i: int) -> str:
         """Name of the phase that position ``i`` belongs to."""
-        return self._live[self._live_index(i)]["name"]
+        return self._live[self._live_index(i)].name
 
     def __getitem__(self, i: int) -> tuple[str, int]:
         if i < 0:
             i += self._len
         phase = self._live[self._live_index(i)]
-        local = i - phase["start"]
-        if phase["mixed"]:
-            sid, rank = _mixed_draw(self._order, self._ckpt, np.int64(phase["order_offset"]),
-                                    np.int64(phase["ckpt_offset"]), np.int64(self._every), np.int64(local))
+        local = i - phase.start
+        if phase.mixed:
+            sid, rank = _mixed_draw(self._order, self._ckpt, np.int64(phase.order_offset),
+                                    np.int64(phase.ckpt_offset), np.int64(self._every), np.int64(local))
             sid = int(sid)
         else:
-            sid = self.source_names.index(phase["source"])
-            rank = np.int64(phase["cursors"][phase["source"]] + local)
+            sid = self.source_names.index(phase.source)
+            rank = np.int64(phase.cursors[str(phase.source)] + local)
         return self.source_names[sid], int(permute_scalar(rank, *self._params[sid]))
 
     def take(self, start: int, stop: int) -> tuple[NDArray[np.int32], NDArray[np.int64]]:
@@ -126,7 +109,7 @@ class Schedule:
         pos = start
         while pos < stop:
             phase = self._live[idx]
-            end = min(stop, phase["stop"])
+            end = min(stop, phase.stop)
             src, rank = self._phase_take(phase, pos, end)
             src_parts.append(src)
             rank_parts.append(rank)
@@ -141,18 +124,18 @@ class Schedule:
             samples[sel] = permute(ranks[sel], rec.num_samples, rec.block, rec.key)
         return src, samples
 
-    def _phase_take(self, phase: dict, a: int, b: int) -> tuple[NDArray[np.int32], NDArray[np.int64]]:
-        local_a, local_b = a - phase["start"], b - phase["start"]
-        if not phase["mixed"]:
-            sid = self.source_names.index(phase["source"])
-            base = phase["cursors"][phase["source"]]
+    def _phase_take(self, phase: PhaseRecord, a: int, b: int) -> tuple[NDArray[np.int32], NDArray[np.int64]]:
+        local_a, local_b = a - phase.start, b - phase.start
+        if not phase.mixed:
+            sid = self.source_names.index(phase.source)
+            base = phase.cursors[str(phase.source)]
             return (np.full(b - a, sid, np.int32),
                     np.arange(base + local_a, base + local_b, dtype=np.int64))
-        off = phase["order_offset"]
+        off = phase.order_offset
         block = local_a // self._every
         lead_start = block * self._every
         chunk = np.asarray(self._order[off + lead_start: off + local_b]).astype(np.int32)
-        counts = np.array(self._ckpt[phase["ckpt_offset"] + block], dtype=np.int64)
+        counts = np.array(self._ckpt[phase.ckpt_offset + block], dtype=np.int64)
         counts += np.bincount(chunk[: local_a - lead_start], minlength=len(self.sources))
         src = chunk[local_a - lead_start:]
         ranks = np.empty(src.shape, np.int64)
@@ -168,12 +151,12 @@ class Schedule:
         pos = start
         while pos < stop:
             phase = self._live[self._live_index(pos)]
-            end = min(stop, phase["stop"])
-            if phase["mixed"]:
-                off = phase["order_offset"] - phase["start"]
+            end = min(stop, phase.stop)
+            if phase.mixed:
+                off = phase.order_offset - phase.start
                 parts.append(self._order[off + pos: off + end].astype(np.int32))
             else:
-                parts.append(np.full(end - pos, self.source_names.index(phase["source"]), np.int32))
+                parts.append(np.full(end - pos, self.source_names.index(phase.source), np.int32))
             pos = end
         return np.concatenate(parts)
 
@@ -181,14 +164,13 @@ class Schedule:
         """Budget-token pricing of each source (for tokens per position)."""
         if self._pricing is None:
             out = {}
-            for s in self.manifest["sources"]:
-                desc = s["pricing"]
+            for s in self.sources:
+                desc = s.pricing
                 if desc.get("array"):
-                    out[s["name"]] = Pricing(array=np.load(self.path / "tokens" / f"{s['name']}.npy",
-                                                           mmap_mode="r"))
+                    out[s.name] = Pricing(array=np.load(self.path / files.token_array(s.name), mmap_mode="r"))
                 else:
-                    out[s["name"]] = Pricing(base=desc["base"], mean=desc["mean"], std=desc["std"],
-                                             lo=desc["lo"], hi=desc["hi"], key=int(desc["key"]))
+                    out[s.name] = Pricing(base=desc["base"], mean=desc["mean"], std=desc["std"],
+                                          lo=desc["lo"], hi=desc["hi"], key=int(desc["key"]))
             self._pricing = out
         return self._pricing
 
@@ -203,12 +185,12 @@ class Schedule:
 
     def lr(self) -> NDArray[np.float64] | None:
         """Learning rate per global batch, if the run has an LR plan."""
-        path = self.path / "lr.npy"
+        path = self.path / files.LR
         return np.load(path) if path.exists() else None
 
     def batch_tokens(self) -> NDArray[np.int64]:
         """Cumulative tokens at every global-batch boundary (length ``num_batches + 1``)."""
-        return np.load(self.path / "batch_tokens.npy")
+        return np.load(self.path / files.BATCH_TOKENS)
 
 
 def load_schedule(path: str | Path) -> Schedule:

@@ -69,7 +69,7 @@ def verify_schedule(path: str | Path) -> None:
 
 
 def _format() -> str:
-    from mixture.compiler import FORMAT
+    from mixture.schedule_files import FORMAT
 
     return FORMAT
 
@@ -164,7 +164,11 @@ def recomputed_fingerprint(path: str | Path, manifest: dict | None = None) -> st
     with open(path / "order.bin", "rb") as f:
         while block := f.read(1 << 24):
             digest.update(block)
-    return _fingerprint(m["sources"], m["phases"], digest.hexdigest(), np.load(path / "checkpoints.npy"))
+    from mixture.schedule_files import PhaseRecord, SourceRecord
+
+    sources = [SourceRecord.from_json(s) for s in m["sources"]]
+    phases = [PhaseRecord.from_json(p) for p in m["phases"]]
+    return _fingerprint(sources, phases, digest.hexdigest(), np.load(path / "checkpoints.npy"))
 
 
 def _check_fingerprint(path: Path, m: dict) -> None:

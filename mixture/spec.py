@@ -10,8 +10,11 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, PlainValidator, TypeAdapter, ValidationError,
+                      field_validator, model_validator)
+from pydantic_core import PydanticCustomError
 
+from mixture.errors import brief
 from mixture.units import UNIT_HELP, parse_count, parse_duration
 
 
@@ -25,7 +28,24 @@ def _check_count(value: object) -> int | str:
     return value  # type: ignore[return-value]
 
 
+_FLOAT = TypeAdapter(float, config=ConfigDict(allow_inf_nan=False))
+
+
+def _check_weight(value: object) -> float | str:
+    if value == "rest":
+        return "rest"  # the share the mix's other weights leave (mixture.resolve computes it exactly)
+    try:
+        return _FLOAT.validate_python(value)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        if isinstance(value, str) and error["type"] == "float_parsing":
+            raise ValueError(f"expected a number or 'rest', got {brief(value)}") from None
+        raise PydanticCustomError(error["type"], error["msg"]) from None
+
+
 DurationStr = Annotated[str, BeforeValidator(_check_duration)]
+#: A mix weight: a number, or ``rest``.
+Weight = Annotated[float | Literal["rest"], PlainValidator(_check_weight)]
 CountStr = Annotated[int | str, BeforeValidator(_check_count)]
 Name = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_\-]*$", max_length=64)]
 
@@ -201,8 +221,10 @@ class Phase(_Model):
         default=None, description="Where the phase ends, measured from the start of the run (instead of "
         "`duration`), e.g. `80% of text_plan`."
     )
-    mix: dict[Name, float] = Field(description="Source name -> weight. Weights must sum to 1 unless "
-                                   "`normalize: true`.")
+    mix: dict[Name, Weight] = Field(
+        description="Source name -> weight. Weights must sum to 1 unless `normalize: true`. One source may "
+        "have the weight `rest`: the share the others leave (1 minus their sum, computed exactly)."
+    )
     unit: Literal["tokens", "samples"] = Field(
         default="tokens", description="Whether weights are shares of tokens or of samples."
     )
@@ -229,18 +251,41 @@ class Run(_Model):
 
 
 class SweepAxis(_Model):
-    """One axis of a sweep: a field of the file and the values it takes."""
+    """One axis of a sweep: a field (or several set together) and the values it takes."""
 
-    field: str = Field(description="Dotted path of the field, e.g. `phases.cooldown.mix.datacomp`, "
-                       "`phases.text.end`, `seed`.")
-    values: list[object] = Field(min_length=1, description="Values, each replacing the field in one variant.")
+    field: str | None = Field(default=None, description="Dotted path of the field, e.g. "
+                              "`phases.cooldown.mix.datacomp`, `phases.text.end`, `seed`.")
+    fields: list[str] | None = Field(
+        default=None, min_length=1, description="Several fields set together (a zip group inside a grid): "
+        "each value is then a list with one entry per field, e.g. an introduction point with its LR fields."
+    )
+    values: list[object] | dict[Name, object] = Field(
+        description="Values, each replacing the field(s) in one variant; or a mapping label -> "
+        "value, and the label (a name) names the variant (`intro=early`) instead of the value."
+    )
+
+    @field_validator("values")
+    @classmethod
+    def _some(cls, values: list[object] | dict[str, object]) -> list[object] | dict[str, object]:
+        if not values:
+            raise ValueError("a sweep axis needs at least one value")
+        return values
+
+    @model_validator(mode="after")
+    def _one_target(self) -> SweepAxis:
+        if (self.field is None) == (self.fields is None):
+            raise ValueError("give exactly one of 'field' or 'fields'")
+        return self
 
 
 class Sweep(_Model):
     """Named axes of values: every combination (grid) or every row (zip) is one variant with a stable name."""
 
-    axes: dict[Name, SweepAxis] = Field(description="Axis name -> axis. Variant names are `axis=value` joined.")
-    mode: Literal["grid", "zip"] = Field(default="grid", description="Cartesian product, or values in lockstep.")
+    axes: dict[Name, SweepAxis] = Field(description="Axis name -> axis. Variant names are `axis=value` (or "
+                                        "`axis=label`) joined by `,`, in the order the axes are written.")
+    mode: Literal["grid", "zip"] = Field(default="grid", description="Cartesian product of the axes, or the "
+                                         "axes' values in lockstep. For a grid over some axes zipped together, "
+                                         "give the zipped fields as one axis with `fields`.")
 
 
 class MixtureSpec(_Model):

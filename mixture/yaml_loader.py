@@ -38,20 +38,30 @@ class Located:
     data: object
     file: str
     marks: dict[str, tuple[int, int]] = field(default_factory=dict)
+    #: The file of each marked path that came from another file (``include:``); the rest are in ``file``.
+    files: dict[str, str] = field(default_factory=dict)
+
+    def _nearest(self, path: str) -> str:
+        """``path`` or the nearest enclosing path that has a mark ("" when none has)."""
+        while path:
+            if path in self.marks:
+                return path
+            cut = max(path.rfind("."), path.rfind("["))
+            path = path[:cut] if cut > 0 else ""
+        return ""
 
     def where(self, path: str) -> tuple[int, int]:
         """Line and column of ``path``, falling back to the nearest enclosing path that has one."""
-        while path:
-            if path in self.marks:
-                return self.marks[path]
-            cut = max(path.rfind("."), path.rfind("["))
-            path = path[:cut] if cut > 0 else ""
-        return self.marks.get("", (1, 1))
+        return self.marks.get(self._nearest(path), (1, 1))
+
+    def file_of(self, path: str) -> str:
+        """The file ``path`` was written in (an included file's own path for what came from it)."""
+        return self.files.get(self._nearest(path), self.file)
 
     def problem(self, path: str, message: str, hint: str = "") -> Problem:
-        """A :class:`Problem` located at ``path``."""
+        """A :class:`Problem` located at ``path`` (in the file that wrote it)."""
         line, col = self.where(path)
-        return Problem(message, path=path, file=self.file, line=line, col=col, hint=hint)
+        return Problem(message, path=path, file=self.file_of(path), line=line, col=col, hint=hint)
 
 
 def join_path(prefix: str, key: object) -> str:

@@ -114,7 +114,7 @@ def _checked(schedule: ScheduleLike, cache_dir: str | None,
 
 def _manifest_storage_options(schedule: ScheduleLike, record: SourceRecordLike) -> dict[str, object]:
     """The source's ``storage_options`` from the mixture file (if the schedule keeps it), else the default."""
-    spec = getattr(schedule, "manifest", {}).get("spec", {})
+    spec = getattr(getattr(schedule, "manifest", None), "spec", {})
     given = spec.get("sources", {}).get(record.name, {}).get("storage_options")
     return dict(given) if given else storage_options(record.location or "")
 

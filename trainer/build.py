@@ -64,7 +64,7 @@ def build_pieces(ctx: RunContext, log: RunLog) -> Pieces:
     from streaming_data.tokenizer import load_tokenizer
 
     config, schedule = ctx.config, ctx.schedule
-    manifest = schedule.manifest
+    manifest = schedule.manifest.to_json()
     tokenizer_path = tokenizer_dir(config, ctx.base, manifest)
     tokenizer = load_tokenizer(tokenizer_path)
     vocab = Vocab(tokenizer.vocab_size, tokenizer.eos_id)

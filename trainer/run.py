@@ -63,7 +63,7 @@ def _fit(ctx: RunContext) -> RunResult:
     log = RunLog(ctx.run_dir)
     pieces = build_pieces(ctx, log)
     trainer = Trainer(**pieces.trainer_args)
-    variant = ctx.schedule.manifest.get("variant", {"name": "", "values": {}})
+    variant = ctx.schedule.manifest.variant
     log.start(RunInfo(name=ctx.run_dir.name, status="running", schedule=str(Path(ctx.schedule_path).resolve()),
                       schedule_fingerprint=ctx.schedule.fingerprint, variant=Variant(variant["name"], variant["values"]),
                       global_batch_size=ctx.global_batch_size, world_size=ctx.world_size,

@@ -145,7 +145,7 @@ def test_a_run_that_consumed_the_schedule_agrees(compiled: tuple[Schedule, pa.Ta
     run = write_run(tmp / "runs", schedule, order, "exact", every=3)
     data, paths = report(schedule.path, tmp / "rep_run", run_dir=run, figures=True)
     got = data["run"]
-    assert got["mismatched_batches"] == 0 and got["checked_batches"] == schedule.manifest["num_batches"] // 3
+    assert got["mismatched_batches"] == 0 and got["checked_batches"] == schedule.manifest.num_batches // 3
     assert all(r["agrees"] for r in got["consumed"])
     assert "report_run_losses.png" in {p.name for p in paths["figures"].iterdir()}
     assert_self_contained(paths["html"])

@@ -40,6 +40,8 @@ SWEEP_NAMES: dict[str, list[str]] = {
         ",".join(f"{s}={'0.1' if s == on else '0'}" for s in ("datacomp", "datacomp_dr", "cc12m", "shutterstock"))
         for on in ("datacomp", "datacomp_dr", "cc12m", "shutterstock")],
 }
+SWEEP_NAMES["study_grid.yaml"] = [f"intro=p{p},share={s},seed={x}" for p in (0, 20, 40, 60, 80, 100)
+                                  for s in ("0.01", "0.05", "0.1", "0.3", "0.5") for x in (7, 365)]
 PLAIN = ["paper_1b.yaml", "from_scratch.yaml", "scale_79m.yaml", "tiny.yaml"]
 
 
@@ -54,8 +56,8 @@ def _rows(schedule: Schedule, phases: set[str]) -> dict[tuple[str, str], dict[st
 
 
 def _phase(schedule: Schedule, name: str) -> dict:
-    (phase,) = [p for p in schedule.phases if p["name"] == name]
-    return phase
+    (phase,) = [p for p in schedule.phases if p.name == name]
+    return phase.to_json()
 
 
 @pytest.fixture(scope="session")
@@ -109,7 +111,7 @@ def test_paper_1b_cooldown_is_28b_tokens_at_10_percent_visual(paper_1b: Schedule
 
 
 def test_paper_1b_finetunes_one_epoch_of_llava_about_1b_tokens(paper_1b: Schedule) -> None:
-    assert [p["name"] for p in paper_1b.phases] == ["text", "cooldown", "finetune"]
+    assert [p.name for p in paper_1b.phases] == ["text", "cooldown", "finetune"]
     finetune = _phase(paper_1b, "finetune")
     assert finetune["source"] == "llava" and finetune["stop"] == len(paper_1b)
     assert finetune["tokens"] == pytest.approx(1e9, rel=0.05)
@@ -184,6 +186,43 @@ def test_tiny_compiles_on_data_of_the_size_it_asks_for(tmp_path: Path) -> None:
                   {"tokens": chat + 729, "text_tokens": chat, "num_images": np.ones(500, int)})
     (variant,) = variants(tmp_path / "tiny.yaml")
     schedule = compile_variant(variant, tmp_path / "out")
-    assert [p["name"] for p in schedule.phases] == ["text", "cooldown", "finetune"]
+    assert [p.name for p in schedule.phases] == ["text", "cooldown", "finetune"]
     row = _rows(schedule, {"cooldown"})["cooldown", "images"]
     assert row["share"] == pytest.approx(0.09, abs=0.005)  # ramped in from 0 over the first 100k of 500k
+
+
+def _same_training(a: Variant, b: Variant) -> None:
+    """Two variants that compile to the same order and LR: equal resolved phases, seed, run and LR directives."""
+    sa, sb = a.resolved.spec, b.resolved.spec
+    assert a.resolved.phases == b.resolved.phases and a.resolved.used_sources == b.resolved.used_sources
+    assert (sa.seed, sa.run, sa.references) == (sb.seed, sb.run, sb.references)
+    assert [p.lr for p in sa.phases] == [p.lr for p in sb.phases]
+    assert {n: sa.sources[n] for n in a.resolved.used_sources} == {n: sb.sources[n] for n in b.resolved.used_sources}
+
+
+@pytest.mark.parametrize("grid, file, name", [
+    ("intro=p0,share=0.1,seed=7", "intro_point_edges.yaml", "intro=0pctoftext_plan,warmup=5000ba,peak=1e-2"),
+    ("intro=p100,share=0.1,seed=7", "intro_point_edges.yaml", "intro=100pctoftext_plan,warmup=1000ba,peak=9.8e-4"),
+    ("intro=p40,share=0.1,seed=7", "intro_point.yaml", "intro=40pctoftext_plan"),
+    ("intro=p20,share=0.01,seed=7", "image_share.yaml", "intro=20pctoftext_plan,text=0.99,images=0.01"),
+    ("intro=p80,share=0.3,seed=7", "image_share.yaml", "intro=80pctoftext_plan,text=0.7,images=0.3"),
+])
+def test_study_grid_variants_are_the_single_study_files_variants(grid: str, file: str, name: str) -> None:
+    """The one-file grid (labels, a `fields` zip group, `rest`) trains exactly what the separate files do."""
+    _same_training(_variant("study_grid.yaml", grid), _variant(file, name))
+
+
+def test_study_grid_compiles_at_full_scale_to_the_1b_recipe(paper_1b: Schedule, tmp_path: Path) -> None:
+    schedule = compile_variant(_variant("study_grid.yaml", "intro=p80,share=0.1,seed=7"), tmp_path / "s")
+    assert schedule.fingerprint == paper_1b.fingerprint
+    assert np.array_equal(schedule.lr(), paper_1b.lr())
+    shutil.rmtree(tmp_path / "s")
+
+
+def test_full_scale_files_share_one_sources_file() -> None:
+    shared = (EXAMPLES / "shared" / "paper_sources.yaml").read_text()
+    for file in sorted([*SWEEP_NAMES, *PLAIN]):
+        text = (EXAMPLES / file).read_text()
+        if file != "tiny.yaml":
+            assert "include: shared/paper_sources.yaml" in text and "\n  dclm:" not in text, file
+    assert "dclm:" in shared and "datacomp_dr:" in shared and "llava:" in shared

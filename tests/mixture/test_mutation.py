@@ -136,6 +136,9 @@ def test_a_mutated_file_is_valid_or_refused_with_located_lines(case: tuple[str, 
     name, raw = case
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "_mixture.yaml").write_text(RUN_CONFIG)  # what the run config names
+        (Path(tmp) / "shared").mkdir()  # what the examples include
+        for shared in (ROOT / "examples" / "shared").glob("*.yaml"):
+            (Path(tmp) / "shared" / shared.name).write_text(shared.read_text())
         path = Path(tmp) / name
         path.write_bytes(raw)
         err = io.StringIO()

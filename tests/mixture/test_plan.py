@@ -150,7 +150,7 @@ def test_finetune_epochs_share_everything_before_the_rewarm(tmp_path):
     schedules = compile_sweep_text(sweep_of(axes), tmp_path)
     plan = plan_sweep(schedules)
     check_plan(plan, schedules)
-    ft_start = schedules["epochs=1ep"].phases[2]["start"] // B
+    ft_start = schedules["epochs=1ep"].phases[2].start // B
     assert plan.nodes[0].stop_batch == ft_start and len(plan.nodes) == 4
     assert all(n.parent == "n0" and n.start_batch == ft_start for n in plan.nodes[1:])
 

@@ -189,29 +189,29 @@ def test_template_is_the_scale_one_rendering(demo: DemoData, tmp_path: Path) -> 
 def test_variants_share_the_trunk_up_to_their_introduction_point(schedules: dict[int, Schedule]) -> None:
     trunk = schedules[100]
     for point, schedule in schedules.items():
-        text = next(p for p in schedule.phases if p["name"] == "text")
-        stop = text["stop"]
-        assert stop == next(p for p in trunk.phases if p["name"] == "text")["stop"] or point < 100
+        text = next(p for p in schedule.phases if p.name == "text")
+        stop = text.stop
+        assert stop == next(p for p in trunk.phases if p.name == "text").stop or point < 100
         src, sample = schedule.take(0, stop)
         trunk_src, trunk_sample = trunk.take(0, stop)
         assert np.array_equal(sample, trunk_sample) and np.array_equal(src, trunk_src)
         assert set(schedule.source_names[i] for i in np.unique(src)) <= {"text"}
         after = schedule.take(stop, stop + schedule.global_batch_size)[0]
         assert "images" in {schedule.source_names[i] for i in after}  # the cooldown starts right there
-    stops = [next(p for p in schedules[x].phases if p["name"] == "text")["stop"] for x in INTRO_POINTS]
+    stops = [next(p for p in schedules[x].phases if p.name == "text").stop for x in INTRO_POINTS]
     assert stops == sorted(stops) and stops[0] == 0
 
 
 def test_cooldown_is_about_ten_percent_visual_tokens(schedules: dict[int, Schedule]) -> None:
     for schedule in schedules.values():
-        phases = {p["name"]: p for p in schedule.phases}
-        tokens = phases["cooldown"]["source_tokens"]
+        phases = {p.name: p for p in schedule.phases}
+        tokens = phases["cooldown"].source_tokens
         assert tokens["images"] / (tokens["images"] + tokens["text"]) == pytest.approx(0.1, abs=0.03)
         lr = schedule.lr()
         assert lr is not None
         batch = schedule.global_batch_size
-        cooldown = lr[phases["cooldown"]["start"] // batch : phases["cooldown"]["stop"] // batch]
-        finetune = lr[phases["finetune"]["start"] // batch :]
+        cooldown = lr[phases["cooldown"].start // batch : phases["cooldown"].stop // batch]
+        finetune = lr[phases["finetune"].start // batch :]
         assert cooldown[-1] == 0 and np.all(np.diff(cooldown[cooldown.argmax():]) <= 0)
         assert 0 < finetune.max() <= 3e-3 and finetune[-1] == 0  # re-warmed (to 3e-3 with enough steps)
 

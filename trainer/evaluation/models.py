@@ -66,7 +66,7 @@ def export_checkpoint(run_dir: Path, checkpoint: Path, config_path: str, out: Pa
     schedule = rd.read_info(run_dir).schedule
     if not schedule:
         raise MixtureError(f"{run_dir}/{rd.RUN_JSON}: no schedule recorded", hint="evaluate a run made by `mixture train`")
-    manifest = load_schedule(schedule).manifest
+    manifest = load_schedule(schedule).manifest.to_json()
     tokenizer = tokenizer_dir(config, base, manifest)
     loaded = load_tokenizer(tokenizer)
     hf = build_hf_model(config.model, Vocab(loaded.vocab_size, loaded.eos_id), int(manifest["seq_len"]))

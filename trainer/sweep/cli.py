@@ -90,6 +90,16 @@ def _state(row: RunRow) -> str:
     return text + (f": {state.error}" if state.error else "")
 
 
+def _print_whole(console: object, table: object) -> None:
+    """Print a table at the width its longest cells need: run and variant names are never cut or folded."""
+    from rich.measure import Measurement
+
+    wide = console.options.update(width=1 << 16)  # type: ignore[attr-defined]
+    need = Measurement.get(console, wide, table).maximum  # type: ignore[arg-type]
+    console.width = max(console.width, need)  # type: ignore[attr-defined]  # print() caps its width at this
+    console.print(table)  # type: ignore[attr-defined]
+
+
 def print_status(status: SweepStatus) -> None:
     """The runs with their states and final scores, the variants with their result directories, the saving."""
     from rich.markup import escape
@@ -107,14 +117,14 @@ def print_status(status: SweepStatus) -> None:
         scores = ", ".join(f"{k.removeprefix('eval/')} {v:.4g}" for k, v in row.eval.items()
                            if not k.endswith("num_questions"))
         table.add_row(escape(run.id), escape(origin), f"{run.start_batch:,} -> {run.stop_batch:,}", _state(row), scores)
-    console.print(table)
+    _print_whole(console, table)
     table = Table(title="variants: final model and results", title_justify="left")
     for col in ("variant", "done", "at batch", "trained by run", "results in"):
         table.add_column(col, justify="right" if col == "at batch" else "left")
     for name, v in status.variants.items():
         where = v.results_dir if v.entry.at_run_end else "(a mid-run checkpoint: not evaluated)"
         table.add_row(escape(name), "yes" if v.done else "no", f"{v.entry.batch:,}", escape(v.entry.run), escape(where))
-    console.print(table)
+    _print_whole(console, table)
     t = status.totals
     console.print(f"planned {t['plan_batches']:,} batches, {_human(t['plan_tokens'])} tok instead of "
                   f"{t['scratch_batches']:,} from scratch: [bold]saved {t['saved_batches']:,} batches "
@@ -135,7 +145,7 @@ def _plan(args: argparse.Namespace) -> int:
         if args.out:
             path = write_plan(plan_dict(plan, found, schedules, args.file, sweep_dir), sweep_dir)
             print(f"wrote {path}", file=sys.stderr)
-        print_plan(plan, schedules[plan.variants[0]].manifest["name"])
+        print_plan(plan, schedules[plan.variants[0]].manifest.name)
     return 0
 
 
