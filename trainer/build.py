@@ -104,9 +104,11 @@ def build_loader(ctx: RunContext, collator_args: dict[str, Any]) -> Any:  # noqa
         from trainer.branch import branch_check
 
         branch_check(ctx.path(config.branch.schedule) or "", ctx.path(config.branch.checkpoint) or "", ctx.schedule)
-    dataset = ScheduledDataset(ctx.schedule_path, cache_dir=ctx.path(config.data.cache_dir),
-                               cache_limit=config.data.cache_limit,
-                               ignore_schedule_fingerprint=branch or config.checkpoint.ignore_schedule_fingerprint)
+    from streaming_data.shm import start_dataset
+
+    dataset = start_dataset(lambda: ScheduledDataset(
+        ctx.schedule_path, cache_dir=ctx.path(config.data.cache_dir), cache_limit=config.data.cache_limit,
+        ignore_schedule_fingerprint=branch or config.checkpoint.ignore_schedule_fingerprint))
     if config.data.num_workers and not torch.cuda.is_available() and "OMP_NUM_THREADS" not in os.environ:
         # Measured on 2 cores: workers next to PyTorch's OpenMP threads made CPU steps ~10x slower.
         print(f"note: {config.data.num_workers} dataloader workers on CPU compete with PyTorch's threads; if steps "
