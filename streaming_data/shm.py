@@ -15,7 +15,9 @@ file locks ``$TMPDIR/NNNNNN_barrier_filelock`` / ``NNNNNN_cache_filelock`` with 
   locks, so it is only safe when nothing else on the host streams. :func:`clean_stale` removes exactly the
   prefixes no live process uses: a prefix is live when any process has one of its files mapped
   (``/proc/PID/maps``) or open (``/proc/PID/fd``). Only this user's files are considered (others' are
-  private to them). It runs under the host lock, at the start of every run.
+  private to them). It runs under the host lock, at the start of every run. Processes in another PID
+  namespace that share this ``/dev/shm`` (containers started with ``--ipc=host``) are invisible in
+  ``/proc``: give such containers their own ``/dev/shm`` or ``TMPDIR``.
 """
 
 from __future__ import annotations
@@ -43,11 +45,13 @@ _RETRIES = 8
 
 def start_dataset(build: Callable[[], T]) -> T:
     """``build()`` (which constructs a StreamingDataset) under the host's start lock, after cleaning stale
-    shared memory, retrying a one-rank start that loses the prefix race (see the module docstring)."""
-    from composer.utils import dist
+    shared memory, retrying a one-rank start that loses the prefix race (see the module docstring).
 
-    one_rank = dist.get_world_size() == 1
-    with _host_start_lock(dist.get_local_rank() == 0):
+    Ranks are read as Streaming reads them (``LOCAL_RANK``, ``WORLD_SIZE``); with more than one, the
+    process group must be initialised (the ranks wait on their local leader at a barrier).
+    """
+    one_rank = int(os.environ.get("WORLD_SIZE", "1")) == 1
+    with _host_start_lock(int(os.environ.get("LOCAL_RANK", "0")) == 0):
         for attempt in range(_RETRIES):
             try:
                 return build()
@@ -61,7 +65,7 @@ def start_dataset(build: Callable[[], T]) -> T:
 @contextlib.contextmanager
 def _host_start_lock(leader: bool) -> Iterator[None]:
     """The local leader holds the host lock (and cleans); every rank waits until it does."""
-    from composer.utils import dist
+    from torch import distributed as dist
 
     fd = None
     if leader:
@@ -70,7 +74,8 @@ def _host_start_lock(leader: bool) -> Iterator[None]:
             print(f"note: another dataset start held {START_LOCK} for {_LOCK_WAIT_S:.0f} s; starting anyway",
                   file=sys.stderr)
         clean_stale()
-    dist.barrier()
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
     try:
         yield
     finally:
