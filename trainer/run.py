@@ -26,7 +26,7 @@ from typing import Any
 
 from mixture.faults import kill_point
 from mixture.run_dir import EXPORT, RunInfo, Variant
-from trainer.config import RunConfig, load_run_config, require
+from trainer.config import check_run_config, require
 from trainer.context import RunContext
 
 
@@ -60,9 +60,7 @@ def train(config_path: str | os.PathLike[str], **overrides: Any) -> RunResult:
         MixtureError: For bad configs, schedules, checkpoints or branch points, with what to do, and when
             another trainer holds the run directory.
     """
-    config, base = load_run_config(config_path)
-    if overrides:
-        config = RunConfig.model_validate({**config.model_dump(), **overrides})
+    config, base = check_run_config(config_path, overrides)
     from trainer.context import open_run, run_dir_of
     from trainer.run_guard import finished_result, locked
 

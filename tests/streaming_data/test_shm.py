@@ -1,5 +1,5 @@
-"""Starting Streaming datasets next to other runs (streaming_data.shm): stale shared memory and file locks
-are removed only when no live process uses them; a one-rank start that loses the prefix race retries."""
+"""Stale Streaming shared memory and file locks (streaming_data.shm): removed only when no live process
+(this one or another) has them mapped or open."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from streaming_data.shm import clean_stale, start_dataset
+from streaming_data.shm import clean_stale
 
 
 def test_only_shared_memory_no_live_process_uses_is_cleaned(tmp_path: Path) -> None:
@@ -42,15 +42,3 @@ def test_only_shared_memory_no_live_process_uses_is_cleaned(tmp_path: Path) -> N
     assert {p.name for p in clean_stale((shm, tmp))} == {"000002_barrier", "000002_locals", "000003_barrier",
                                                          "000003_locals", "000002_cache_filelock",
                                                          "000003_cache_filelock"}
-
-
-def test_a_lost_start_race_is_retried_on_one_rank() -> None:
-    attempts = []
-
-    def build() -> str:  # the second start on a host: loses the prefix race twice, like Streaming would
-        attempts.append(1)
-        if len(attempts) < 3:
-            raise FileExistsError(17, "File exists", "/000114_locals")
-        return "dataset"
-
-    assert start_dataset(build) == "dataset" and len(attempts) == 3
