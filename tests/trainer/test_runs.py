@@ -85,6 +85,11 @@ def test_rerunning_a_finished_run_changes_nothing(study: dict, capsys: pytest.Ca
     out = capsys.readouterr().out
     assert f"{run_dir}: already trained to batch 8 with its final evaluation and export; nothing to do" in out
     assert _hashes(run_dir) == before
+    assert cli(["train", str(study["configs"]["reference"]), "--stop-at", "5ba"]) == 2  # cannot go back
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"{run_dir}: its newest checkpoint is at batch 8, past this invocation's stop at batch 5 (a run "
+                   "cannot go back: stop later, or use another run_dir)"]
+    assert _hashes(run_dir) == before
 
 
 def test_a_trainer_on_a_locked_run_dir_is_refused_at_once(study: dict, capsys: pytest.CaptureFixture[str]) -> None:
