@@ -35,10 +35,10 @@ def locked(run_dir: Path) -> Iterator[None]:
     from mixture.run_lock import acquire
 
     if dist.get_world_size() > 1:
-        import torch
+        from trainer.build import train_device
 
         # The ranks agree on the lock before the Trainer exists; it reuses this process group.
-        dist.initialize_dist("gpu" if torch.cuda.is_available() else "cpu")
+        dist.initialize_dist(train_device())
     lock, refusal = None, [None]  # rank 0's problems, if refused, broadcast to every rank
     if dist.get_global_rank() == 0:
         try:
