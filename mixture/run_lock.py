@@ -2,8 +2,8 @@
 
 A trainer holds an exclusive ``fcntl.flock`` on ``RUN_DIR/.lock`` for its whole invocation; a second
 trainer on the same directory is refused at once with the holder's pid and host (read from the file). An
-OS lock belongs to the open file, not to the file's existence: a killed trainer (``kill -9``, a crash, a
-lost node) releases it automatically, so there are no stale locks to clean. The file is removed when the
+OS lock belongs to the open file, not to the file's existence: a killed trainer (``kill -9``, a crash)
+releases it automatically, so there are no stale locks to clean. The file is removed when the
 lock is released, so a run directory that is not in use has no ``.lock`` (rerunning a finished run leaves
 its directory byte-identical); because another process may hold the file open while it is removed, an
 acquirer checks after locking that the path still names the file it locked and retries otherwise.
