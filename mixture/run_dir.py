@@ -9,12 +9,14 @@ and the reports read it, and this module is the one that knows its layout:
   ``loss/train/SRC``, cumulative ``samples/train/SRC`` and ``tokens/train/SRC``) and one per evaluation
   (``batch`` and ``eval/...`` keys); their keys are per source, so lines stay dictionaries (:data:`Line`);
 - ``results.json``: a :class:`Results` (the final evaluation);
-- ``checkpoints/`` (the default checkpoint folder) and ``export/`` (the Hugging Face export).
+- ``checkpoints/`` (the default checkpoint folder) and ``export/`` (the Hugging Face export);
+- ``.lock``: present while a trainer uses the directory (:mod:`mixture.run_lock`).
 
 It lives in the compiler package only because that is the package every other one may import (the
 reports must not import the trainer); it reads no schedule and imports nothing but the standard library
-and :mod:`mixture.errors`. JSON files are written whole through a rename, so a reader never sees half of
-one; ``metrics.jsonl`` is appended to, so a reader leaves out a half-written last line.
+and :mod:`mixture.errors`. JSON files are written whole (temporary file, fsync, rename), so a reader never
+sees half of one, even after a crash; ``metrics.jsonl`` is appended to, so a reader leaves out a
+half-written last line, and its rewrite on resume goes through a rename too.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 from mixture.errors import MixtureError
+from mixture.faults import kill_point
 
 RUN_JSON = "run.json"
 METRICS = "metrics.jsonl"
@@ -33,6 +36,7 @@ RESULTS = "results.json"
 CHECKPOINTS = "checkpoints"
 EXPORT = "export"
 TRAIN_LOG = "train.log"
+LOCK = ".lock"  # held by the trainer using the directory (mixture.run_lock); absent when none is
 
 RunStatus = Literal["running", "stopped", "failed", "done"]
 STATUSES: tuple[str, ...] = get_args(RunStatus)
@@ -157,9 +161,29 @@ def read_json(path: Path) -> dict[str, Any]:
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
     """Write a JSON object whole, through a rename (a reader never sees half of it)."""
+    write_atomic(path, json.dumps(data, indent=1) + "\n")
+
+
+def write_atomic(path: Path, text: str, *, fault: str = "") -> None:
+    """Replace ``path`` with ``text`` atomically: a temporary file, fsync, rename, fsync of the directory.
+
+    A crash at any moment leaves either the old file or the new one, never a mix (a leftover temporary
+    ``.NAME.partial`` is overwritten by the next write). ``fault`` names a test-only kill point
+    (:mod:`mixture.faults`) between the fsync and the rename.
+    """
     tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_text(json.dumps(data, indent=1) + "\n")
+    with open(tmp, "w") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    if fault:
+        kill_point(fault)
     os.replace(tmp, path)
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
 
 
 def read_info(run_dir: str | Path) -> RunInfo:
@@ -210,14 +234,16 @@ def read_metrics(run_dir: str | Path) -> tuple[list[Line], list[str]]:
     if not path.exists():
         return [], [f"no {METRICS} (nothing logged yet)"]
     lines, notes = [], []
-    texts = path.read_text().splitlines()
+    # Only "\n" ends a line (text mode and splitlines() also split a torn last line at "\r", "\x1e", ...).
+    texts = path.read_bytes().decode("utf-8", errors="replace").split("\n")
+    last = max((number for number, text in enumerate(texts, 1) if text.strip()), default=0)
     for number, text in enumerate(texts, 1):
         if not text.strip():
             continue
         try:
             line = json.loads(text)
         except ValueError:
-            if number == len(texts):  # the trainer may be writing it right now
+            if number == last:  # the trainer may be writing it right now, or was killed while it did
                 notes.append(f"the last line of {METRICS} is incomplete and was left out")
                 continue
             raise MixtureError(f"{path}:{number}: not a JSON object", hint="each line must be one JSON object") from None
@@ -239,9 +265,17 @@ def append_metrics(run_dir: str | Path, line: Line) -> None:
 
 
 def truncate_metrics(run_dir: str | Path, batch: int) -> None:
-    """Drop the metrics lines past ``batch`` (left by a run that broke after its last checkpoint)."""
+    """Drop the metrics lines past ``batch`` (left by a run that broke after its last checkpoint), and a
+    half-written last line (a run killed while appending), atomically (:func:`write_atomic`).
+
+    Raises:
+        MixtureError: For a line before the last that is not a metrics line (as :func:`read_metrics`).
+    """
     path = Path(run_dir) / METRICS
     if not path.exists():
         return
-    kept = [text for text in path.read_text().splitlines() if text and json.loads(text)["batch"] <= batch]
-    path.write_text("".join(text + "\n" for text in kept))
+    lines, _ = read_metrics(run_dir)
+    kept = [line for line in lines if line["batch"] <= batch]
+    text = "".join(json.dumps(line) + "\n" for line in kept)
+    if text != path.read_text():
+        write_atomic(path, text, fault="metrics_rewrite")

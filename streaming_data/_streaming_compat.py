@@ -15,7 +15,8 @@ shared-memory prefix, waits at a barrier for its other ranks, then creates the p
 Two jobs starting on one machine at once can both find the same prefix, and the later one dies with
 ``FileExistsError: /000272_locals`` (seen with two test runs at once). :func:`_registered_prefix` holds a
 machine-wide file lock from the search to the creation, so registrations of datasets built here happen one
-at a time.
+at a time; a process's first registration also removes the shared memory and file locks that killed runs
+left behind (:mod:`streaming_data.shm`), under the same lock.
 
 Everything here is named after those internals so that a Streaming upgrade breaks in one place, and
 ``tests/streaming_data/test_serve_contract.py`` fails loudly if the override points move or change shape.
@@ -41,6 +42,7 @@ from streaming.base.world import World
 from torch import distributed as dist
 
 from mixture.errors import MixtureError
+from streaming_data.shm import clean_stale_once
 
 STREAMING_VERSION = "0.13.0"
 """The Streaming release whose internals this module was written against (and pyproject.toml pins)."""
@@ -155,6 +157,7 @@ def _registered_prefix(streams_local: list[str], streams_remote: list[str | None
         os.makedirs(os.path.dirname(PREFIX_LOCK), exist_ok=True)
         lock = open(PREFIX_LOCK, "a")  # noqa: SIM115 - closed (and so unlocked) below
         fcntl.flock(lock, fcntl.LOCK_EX)
+        clean_stale_once()  # what killed runs left on this machine, while no registration is under way
     try:
         if dist.is_available() and dist.is_initialized():
             dist.barrier()

@@ -162,6 +162,11 @@ def _batches(text: str | None) -> int | None:
     return int(duration.value)
 
 
+def train_device() -> str:
+    """Composer's device name for this process: ``gpu`` when CUDA is available, else ``cpu``."""
+    return "gpu" if torch.cuda.is_available() else "cpu"
+
+
 def num_tokens(batch: dict[str, torch.Tensor]) -> dict[str, int]:
     """Tokens of a batch for Composer: attended (``total``) and with a loss (``loss_generating``)."""
     from trainer.batch import IGNORE
@@ -214,7 +219,7 @@ def trainer_args(ctx: RunContext, model: VLM, loader: Any, lr: list[float], eval
                                                     get_num_samples_in_batch=num_samples, split_batch=split_rows),
         "accumulate_train_batch_on_tokens": True, "max_duration": f"{ctx.stop_batch}ba",
         "optimizers": optimizer, "schedulers": [ScheduleLR(torch.tensor(lr).numpy())],
-        "step_schedulers_every_batch": True, "device": "gpu" if torch.cuda.is_available() else "cpu",
+        "step_schedulers_every_batch": True, "device": train_device(),
         "precision": precision_for(model, config.precision), "seed": config.seed, "run_name": ctx.run_dir.name,
         "callbacks": [SourceMetrics([s.name for s in ctx.schedule.sources], log, lr), evaluation],
         "loggers": loggers, "progress_bar": False, "log_to_console": config.loggers.console,

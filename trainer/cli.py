@@ -22,7 +22,11 @@ def _train(args: argparse.Namespace) -> int:
     from composer.utils import dist
 
     if dist.get_global_rank() == 0:
-        print(f"{result.run_dir}: trained to batch {result.batches}")
+        if result.unchanged:
+            print(f"{result.run_dir}: already trained to batch {result.batches} with its final evaluation"
+                  f"{' and export' if result.export_dir else ''}; nothing to do (a new run needs another run_dir)")
+        else:
+            print(f"{result.run_dir}: trained to batch {result.batches}")
         for key, value in sorted(result.final_eval.items()):
             print(f"  {key} = {value:.4f}" if isinstance(value, float) else f"  {key} = {value}")
         if result.export_dir:

@@ -69,13 +69,18 @@ def open_run(config: RunConfig, base: Path) -> RunContext:
 
     from mixture.schedule import load_schedule
 
-    run_dir = Path(resolve_path(base, config.run_dir) or ".")
+    run_dir = run_dir_of(config, base)
     schedule_path = _schedule_dir(config, base, run_dir)
     schedule = load_schedule(schedule_path)
     num_batches = len(schedule) // schedule.global_batch_size
     stop = num_batches if config.stop_at is None else stop_batch(parse_duration(config.stop_at), schedule,
                                                                   num_batches)
     return RunContext(config, base, run_dir, schedule_path, schedule, num_batches, stop, dist.get_world_size())
+
+
+def run_dir_of(config: RunConfig, base: Path) -> Path:
+    """The run directory a config names (relative to its file)."""
+    return Path(resolve_path(base, config.run_dir) or ".")
 
 
 def _schedule_dir(config: RunConfig, base: Path, run_dir: Path) -> str:

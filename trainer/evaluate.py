@@ -20,6 +20,7 @@ from composer.loggers import Logger
 from composer.utils import dist
 
 from mixture.errors import MixtureError
+from mixture.faults import kill_point
 from mixture.run_dir import Results
 from trainer.batch import Collator
 from trainer.metrics import RunLog, all_reduce_sum
@@ -156,6 +157,7 @@ class Evaluation(Callback):
             self.evaluate(state, logger)
 
     def fit_end(self, state: State, logger: Logger) -> None:
+        kill_point("before_final_eval")  # test-only (mixture.faults): a crash after the final checkpoint
         batch = int(state.timestamp.batch)
         if not self.last or self.last.get("batch") != batch:
             self.evaluate(state, logger)
