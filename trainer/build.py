@@ -11,7 +11,7 @@ import torch
 
 from mixture.errors import MixtureError
 from trainer.config import RunConfig, require, resolve_path
-from trainer.batch import Vocab
+from trainer.batch import Collator, Vocab
 from trainer.model import VLM, build_hf_model, visual_tokens
 
 if TYPE_CHECKING:
@@ -50,9 +50,13 @@ def build_pieces(run: _Run) -> dict[str, Any]:
     torch.manual_seed(config.seed)
     hf = build_hf_model(config.model, vocab, int(manifest["seq_len"]))
     _check_visual_tokens(manifest, visual_tokens(hf))
-    model = VLM(hf, len(schedule.sources))
+    model = VLM(hf, len(schedule.sources), config.model.feature_norm == "channel")
     collator_args = {"seq_len": int(manifest["seq_len"]), "vocab": vocab, "visual_tokens": visual_tokens(hf),
                      "image_size": hf.config.vision_config.image_size}
+    if model.core.feature_norm:
+        from trainer.features import fit_feature_norm
+
+        fit_feature_norm(model, schedule, Collator([], None, **collator_args).pixels, config.model.feature_norm_images)
     loader = _loader(run, collator_args)
     lr = _lr(config, schedule)
     evaluation = _evaluation(run, collator_args, tokenizer)
