@@ -24,7 +24,7 @@ _REGISTRARS: tuple[str, ...] = (
     "mixture.sweep_cli",
     "streaming_data.cli",
     "trainer.cli",
-    "trainer.demo_cli",
+    "trainer.demo.cli",
     "analysis.cli",
 )
 

@@ -86,8 +86,9 @@ class _Run:
                             world_size=self.world, started=time.time())
         try:
             trainer.fit()
-        except BaseException:
-            self.log.update_run(status="failed", last_batch=int(trainer.state.timestamp.batch))
+        except BaseException as exc:  # interrupted (Ctrl-C, or a SIGTERM turned into one): stopped, not failed
+            status = "stopped" if isinstance(exc, KeyboardInterrupt) else "failed"
+            self.log.update_run(status=status, last_batch=int(trainer.state.timestamp.batch))
             raise
         batches = int(trainer.state.timestamp.batch)
         finished = batches == self.num_batches
