@@ -171,8 +171,9 @@ def finetune_checkpoints(sweep_dir: Path) -> dict[str, tuple[int, Path]]:
         config_path = Path(owner["config"])
         config = yaml.safe_load(config_path.read_text())
         checkpoint = config.setdefault("checkpoint", {})
-        checkpoint["save_at"] = sorted(set(checkpoint.get("save_at", [])) | {batch})
-        config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+        if batch not in checkpoint.get("save_at", []):  # written once: a run being trained reads its config
+            checkpoint["save_at"] = sorted(set(checkpoint.get("save_at", [])) | {batch})
+            config_path.write_text(yaml.safe_dump(config, sort_keys=False))
         folder = checkpoint.get("folder") or str(Path(owner["run_dir"]) / "checkpoints")
         found[name] = batch, Path(folder) / f"ba{batch}-rank0.pt"
     return found
