@@ -76,7 +76,10 @@ class _Run:
     def fit(self) -> RunResult:
         from composer import Trainer
 
-        trainer = Trainer(**self.trainer_args())
+        from trainer.interrupt import StopRequest
+
+        args, stop = self.trainer_args(), StopRequest()
+        trainer = Trainer(**{**args, "callbacks": [*args["callbacks"], stop]})
         manifest = self.schedule.manifest
         self.log.update_run(name=self.run_dir.name, schedule=str(Path(self.schedule_path).resolve()),
                             schedule_fingerprint=self.schedule.fingerprint,
@@ -85,7 +88,8 @@ class _Run:
                             last_batch=int(trainer.state.timestamp.batch), stop_batch=self.stop_batch,
                             world_size=self.world, started=time.time())
         try:
-            trainer.fit()
+            with stop.handling(self.world == 1):
+                trainer.fit()
         except BaseException as exc:  # interrupted (Ctrl-C, or a SIGTERM turned into one): stopped, not failed
             status = "stopped" if isinstance(exc, KeyboardInterrupt) else "failed"
             self.log.update_run(status=status, last_batch=int(trainer.state.timestamp.batch))
@@ -98,6 +102,7 @@ class _Run:
         self.log.update_run(status=status, last_batch=batches, finished=time.time(),
                             export=str(export) if export else None)
         trainer.close()
+        stop.raise_if_requested()
         return RunResult(self.run_dir, batches, final, export)
 
     def trainer_args(self) -> dict[str, Any]:

@@ -29,7 +29,7 @@ def _demo(args: argparse.Namespace) -> int:
     def interrupt(signum: int, _frame: object) -> None:
         raise KeyboardInterrupt(f"signal {signum}")
 
-    signal.signal(signal.SIGTERM, interrupt)  # kill: stop like Ctrl-C, so the run is marked stopped
+    previous = signal.signal(signal.SIGTERM, interrupt)  # kill: stop like Ctrl-C (training stops between batches)
     print(f"[demo] {threads} torch thread(s) (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)",
           flush=True)
     try:
@@ -39,6 +39,8 @@ def _demo(args: argparse.Namespace) -> int:
         print("\n[demo] stopped. Run it again (`make demo`) to continue: finished runs are kept and the run "
               "that was training resumes from its newest checkpoint.", flush=True)
         return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     print()
     print(summary(result), flush=True)
     return 0
