@@ -45,9 +45,9 @@ def axis_key(value: Any) -> tuple[int, float, str]:  # noqa: ANN401 - any axis v
 
 
 def _variant_values(run: Run) -> dict[str, Any]:
-    if run.info.get("variant"):
+    if run.info.variant:
         return run.variant_values
-    manifest = Path(str(run.info.get("schedule", ""))) / "manifest.json"
+    manifest = Path(run.info.schedule or "") / "manifest.json"
     if manifest.is_file():
         return dict((json.loads(manifest.read_text()).get("variant") or {}).get("values") or {})
     return {}
@@ -79,10 +79,10 @@ def compare(run_dirs: list[str], out_dir: str | Path, figures: bool = False) -> 
         raise MixtureError("none of the runs has evaluation results (results.json or eval/ lines in metrics.jsonl)",
                            hint="compare runs once they have been evaluated")
     notes = [n for r in runs for n in r.notes]
-    notes += [f"{r.name}: status {r.info.get('status')!r}" for r in runs if r.info.get("status") != "done"]
+    notes += [f"{r.name}: status {r.info.status!r}" for r in runs if r.info.status != "done"]
     order = sorted(range(len(runs)), key=lambda i: ([axis_key(values[i].get(a)) for a in axes], runs[i].name))
     table = [{"run": runs[i].name, **{a: axis_label(values[i].get(a, "")) for a in axes},
-              "status": runs[i].info.get("status"), "batches": runs[i].info.get("last_batch"),
+              "status": runs[i].info.status, "batches": runs[i].info.last_batch,
               **{k: scores[i].get(k) for k in keys}} for i in order]
     data = {"kind": "compare", "axes": axes, "scores": keys, "table": table, "notes": notes,
             "runs": [{"name": runs[i].name, "path": str(runs[i].path), "values": values[i], "scores": scores[i],

@@ -2,7 +2,7 @@
 
 Cheap to import (argparse only): composer, torch and transformers are imported inside the handlers.
 Multi-rank: ``composer -n N -m mixture train RUN.yaml`` (Composer's launcher sets the ranks; FSDP2 is used
-when there is more than one).
+when there is more than one, chosen by :func:`trainer.build.fsdp_config`).
 """
 
 from __future__ import annotations
@@ -12,9 +12,6 @@ import json
 
 
 def _train(args: argparse.Namespace) -> int:
-    import os
-
-    os.environ.setdefault("FSDP_VERSION", "2")  # Composer's FSDP2 path (FSDP1 needs CUDA)
     from trainer.run import train
 
     overrides = {k: v for k, v in (("stop_at", args.stop_at), ("run_dir", args.run_dir)) if v is not None}

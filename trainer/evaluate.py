@@ -20,6 +20,7 @@ from composer.loggers import Logger
 from composer.utils import dist
 
 from mixture.errors import MixtureError
+from mixture.run_dir import Results
 from trainer.batch import Collator
 from trainer.metrics import RunLog, all_reduce_sum
 from trainer.vqa_score import vqa_accuracy
@@ -158,8 +159,7 @@ class Evaluation(Callback):
         batch = int(state.timestamp.batch)
         if not self.last or self.last.get("batch") != batch:
             self.evaluate(state, logger)
-        self.run_log.write_json("results.json", {"batch": batch, "eval": {k: v for k, v in self.last.items()
-                                                                          if k != "batch"}})
+        self.run_log.results(Results(batch, {k: v for k, v in self.last.items() if k != "batch"}))
 
     def evaluate(self, state: State, logger: Logger) -> dict[str, float]:
         """Run every evaluation now; returns and logs the metrics."""

@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 
 from trainer.demo import scenes
 from trainer.demo.measure import _derangement, answer_prior, mean_se, question_kind, training_answers
-from trainer.sweep import _start_note
+from trainer.sweep.execute import _start_note
+from trainer.sweep.records import SweepRun
 
 
 @given(st.integers(0, 50), st.sampled_from(["train", "heldout"]), st.integers(0, 10_000))
@@ -64,20 +65,20 @@ def test_mean_se() -> None:
     assert all(math.isnan(x) for x in mean_se([]))
 
 
-def _run(tmp_path: Path, after: str | None = None) -> dict:
+def _run(tmp_path: Path, after: str | None = None) -> SweepRun:
     run_dir = tmp_path / "run"
     (run_dir / "checkpoints").mkdir(parents=True)
     config = run_dir / "run.yaml"
     config.write_text(yaml.safe_dump({"checkpoint": {"save_at": [10]}}))
-    return {"id": "r", "config": str(config), "run_dir": str(run_dir), "start_batch": 100 if after else 0,
-            "after": after}
+    return SweepRun("r", str(config), str(run_dir), 100 if after else 0, 200, after,
+                    None, ("r",), "0" * 32)
 
 
 def test_start_note_says_which_checkpoint_a_run_resumes_from(tmp_path: Path) -> None:
     run = _run(tmp_path)
     assert _start_note(run, 0) == "from scratch"
     assert _start_note(run, 37) == "from scratch (it reached batch 37 before, with no checkpoint saved)"
-    folder = Path(run["run_dir"]) / "checkpoints"
+    folder = Path(run.run_dir) / "checkpoints"
     (folder / "ba40-rank0.pt").write_bytes(b"")
     os.symlink("ba40-rank0.pt", folder / "latest-rank0.pt")
     assert _start_note(run, 57) == "resuming from its checkpoint at batch 40; batches 41-57 are trained again"

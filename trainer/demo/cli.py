@@ -14,7 +14,6 @@ def _demo(args: argparse.Namespace) -> int:
     import os
     import signal
 
-    os.environ.setdefault("FSDP_VERSION", "2")  # as `mixture train` sets it (one rank here: no sharding)
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # idle OpenMP threads sleep instead of spinning
     from trainer.demo.study import cpu_threads
 

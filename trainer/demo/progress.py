@@ -18,7 +18,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from mixture.run_dir import METRICS, find_info
 from trainer.demo import clock
+from trainer.sweep.records import SweepRun
 
 INTERVAL_S = 15.0
 
@@ -51,9 +53,9 @@ class Progress:
     """
 
     def __init__(self, sweep_dir: Path, say: Callable[[str], None], interval: float = INTERVAL_S) -> None:
-        from trainer.sweep_status import read_sweep
+        from trainer.sweep.records import read_sweep
 
-        self.runs = read_sweep(sweep_dir)["runs"]
+        self.runs = list(read_sweep(sweep_dir).runs)
         self.say, self.interval = say, interval
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="demo-progress", daemon=True)
@@ -81,21 +83,21 @@ class Progress:
             return None
         run, record = active
         batch, now = int(record["batch"]), time.monotonic()
-        seen, self._seen = self._seen, (run["id"], batch, now)
-        if seen is None or seen[0] != run["id"] or batch <= seen[1]:
-            return f"{run['id']}: batch {batch:,}/{run['stop_batch']:,}, loss {record.get('loss/train', float('nan')):.3f}"
+        seen, self._seen = self._seen, (run.id, batch, now)
+        loss = record.get("loss/train", float("nan"))
+        if seen is None or seen[0] != run.id or batch <= seen[1]:
+            return f"{run.id}: batch {batch:,}/{run.stop_batch:,}, loss {loss:.3f}"
         pace = (now - seen[2]) / (batch - seen[1])
-        left = run["stop_batch"] - batch
-        later = sum(r["stop_batch"] - r["start_batch"] for r in self.runs[self.runs.index(run) + 1:]
-                    if not _finished(r))
-        return (f"{run['id']}: batch {batch:,}/{run['stop_batch']:,}, {pace:.2f} s/batch, run ETA "
+        left = run.stop_batch - batch
+        later = sum(r.stop_batch - r.start_batch for r in self.runs[self.runs.index(run) + 1:] if not _finished(r))
+        return (f"{run.id}: batch {batch:,}/{run.stop_batch:,}, {pace:.2f} s/batch, run ETA "
                 f"{clock(left * pace)}, sweep ETA {clock((left + later) * pace)}, "
-                f"loss {record.get('loss/train', float('nan')):.3f}")
+                f"loss {loss:.3f}")
 
-    def _active(self) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    def _active(self) -> tuple[SweepRun, dict[str, Any]] | None:
         newest, found = -1.0, None
         for run in self.runs:
-            path = Path(run["run_dir"]) / "metrics.jsonl"
+            path = Path(run.run_dir) / METRICS
             if path.is_file() and path.stat().st_mtime > newest:
                 record = last_line(path)
                 if record is not None and "batch" in record:
@@ -103,8 +105,6 @@ class Progress:
         return found
 
 
-def _finished(run: dict[str, Any]) -> bool:
-    try:
-        return json.loads((Path(run["run_dir"]) / "run.json").read_text()).get("status") == "done"
-    except (OSError, ValueError):
-        return False
+def _finished(run: SweepRun) -> bool:
+    info = find_info(run.run_dir)
+    return info is not None and info.status == "done"

@@ -33,10 +33,12 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from mixture.errors import MixtureError
+from mixture.run_dir import CHECKPOINTS
 from trainer.demo import clock, template
 
 if TYPE_CHECKING:
     from trainer.demo.summary import DemoResult, VariantResult
+    from trainer.sweep.records import SweepRun
 
 DEFAULT_OUT = Path("out") / "demo"
 FIRST_SEED = 17  # the base config's model seed; --seeds N trains seeds 17, 18, ...
@@ -160,30 +162,30 @@ def finetune_checkpoints(sweep_dir: Path) -> dict[str, tuple[int, Path]]:
     Returns:
         Variant name -> (the batch fine-tuning starts at, the checkpoint file saved there).
     """
-    from trainer.sweep_status import read_sweep
+    from trainer.sweep.records import read_sweep
 
     sweep = read_sweep(sweep_dir)
-    runs = {run["id"]: run for run in sweep["runs"]}
+    runs = {run.id: run for run in sweep.runs}
     found = {}
-    for name, entry in sweep["variants"].items():
+    for name, entry in sweep.variants.items():
         batch = finetune_start(sweep_dir / "schedules" / name)
-        owner = _run_training(runs, entry["run"], batch)
-        config_path = Path(owner["config"])
+        owner = _run_training(runs, entry.run, batch)
+        config_path = Path(owner.config)
         config = yaml.safe_load(config_path.read_text())
         checkpoint = config.setdefault("checkpoint", {})
         if batch not in checkpoint.get("save_at", []):  # written once: a run being trained reads its config
             checkpoint["save_at"] = sorted(set(checkpoint.get("save_at", [])) | {batch})
             config_path.write_text(yaml.safe_dump(config, sort_keys=False))
-        folder = checkpoint.get("folder") or str(Path(owner["run_dir"]) / "checkpoints")
+        folder = checkpoint.get("folder") or str(Path(owner.run_dir) / CHECKPOINTS)
         found[name] = batch, Path(folder) / f"ba{batch}-rank0.pt"
     return found
 
 
-def _run_training(runs: dict[str, dict[str, Any]], run_id: str, batch: int) -> dict[str, Any]:
+def _run_training(runs: dict[str, SweepRun], run_id: str, batch: int) -> SweepRun:
     """The run (the variant's own or an ancestor) that trains through ``batch``."""
     run = runs[run_id]
-    while run["start_batch"] >= batch and run["after"]:
-        run = runs[run["after"]]
+    while run.start_batch >= batch and run.after:
+        run = runs[run.after]
     return run
 
 
@@ -209,20 +211,20 @@ def _measure_all(out: Path, data: Any, sweeps: list[tuple[int, Path]], num_quest
 def _measure_sweep(cache: Path, data: Any, sweep_dir: Path, num_questions: int,  # noqa: ANN401 - DemoData
                    step: Say) -> list[dict[str, Any]]:
     """One seed's measurements, one dict per variant in the sweep's order."""
-    from trainer.sweep_status import read_sweep
+    from trainer.sweep.records import read_sweep
 
     sweep = read_sweep(sweep_dir)
     before = finetune_checkpoints(sweep_dir)
-    runs = {run["id"]: run for run in sweep["runs"]}
+    runs = {run.id: run for run in sweep.runs}
     found = []
-    for name, entry in sweep["variants"].items():
-        run = runs[entry["run"]]
-        final = Path(run["run_dir"]) / "checkpoints" / f"ba{entry['batch']}-rank0.pt"
+    for name, entry in sweep.variants.items():
+        run = runs[entry.run]
+        final = Path(run.run_dir) / CHECKPOINTS / f"ba{entry.batch}-rank0.pt"
         start, checkpoint = before[name]
-        record = {"name": name, "intro_percent": _percent(entry["values"]["intro"]), "batches": entry["batch"],
+        record = {"name": name, "intro_percent": _percent(entry.values["intro"]), "batches": entry.batch,
                   "finetune_start_batch": start}
-        record["before"] = _cached(cache / f"{name}.before.json", run["config"], checkpoint, data, 0, step)
-        record["after"] = _cached(cache / f"{name}.after.json", run["config"], final, data, num_questions, step)
+        record["before"] = _cached(cache / f"{name}.before.json", run.config, checkpoint, data, 0, step)
+        record["after"] = _cached(cache / f"{name}.after.json", run.config, final, data, num_questions, step)
         found.append(record)
     return found
 
@@ -266,7 +268,7 @@ def _prior(data: Any, num_questions: int) -> list[float]:  # noqa: ANN401 - Demo
 def _report(out: Path, sweep_dir: Path) -> Path:
     """`mixture compare` over the first seed's finished variants (out/report)."""
     from analysis.compare import compare
-    from trainer.sweep_status import result_dirs, sweep_status
+    from trainer.sweep import result_dirs, sweep_status
 
     status = sweep_status(sweep_dir)
     dirs = result_dirs(status)
