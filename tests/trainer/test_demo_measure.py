@@ -88,3 +88,21 @@ def test_start_note_says_which_checkpoint_a_run_resumes_from(tmp_path: Path) -> 
 def test_start_note_of_a_branch_without_its_own_checkpoint(tmp_path: Path) -> None:
     run = _run(tmp_path, after="trunk")
     assert _start_note(run, 0) == "from trunk at batch 100"
+
+
+def test_progress_line_names_the_run_batch_speed_and_loss(tmp_path: Path) -> None:
+    from trainer.demo.progress import Progress
+    from trainer.sweep.records import SweepFile, VariantEntry, write_sweep
+
+    run = _run(tmp_path)
+    variant = VariantEntry({"intro": "0%"}, "r", run.run_dir, 200, True, None)
+    write_sweep(tmp_path, SweepFile("s", "m.yaml", "b.yaml", (run,), {"r": variant}, {}))
+    metrics = Path(run.run_dir) / "metrics.jsonl"
+    metrics.write_text(json.dumps({"batch": 3, "loss/train": 4.25}) + "\n")
+    progress = Progress(tmp_path, print)
+    assert progress.line() == "r: batch 3/200, loss 4.250"
+    with metrics.open("a") as handle:  # an evaluation line last: the training line before it counts
+        handle.write(json.dumps({"batch": 7, "loss/train": 3.5}) + "\n" + json.dumps({"batch": 7, "eval/x": 1}) + "\n")
+    line = progress.line()
+    assert line is not None and line.startswith("r: batch 7/200, ") and " s/batch, run ETA " in line
+    assert line.endswith("loss 3.500")

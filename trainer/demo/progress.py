@@ -26,7 +26,7 @@ INTERVAL_S = 15.0
 
 
 def last_line(path: Path, chunk: int = 8192) -> dict[str, Any] | None:
-    """The last complete JSON line of a file (None when there is none yet)."""
+    """The last complete JSON line of a file that has a training loss (None when there is none yet)."""
     try:
         with path.open("rb") as handle:
             handle.seek(0, 2)
@@ -37,9 +37,11 @@ def last_line(path: Path, chunk: int = 8192) -> dict[str, Any] | None:
         return None
     for line in reversed(lines):
         try:
-            return json.loads(line)
+            record = json.loads(line)
         except ValueError:
             continue
+        if isinstance(record, dict) and "loss/train" in record:  # not an evaluation line
+            return record
     return None
 
 
@@ -84,7 +86,7 @@ class Progress:
         run, record = active
         batch, now = int(record["batch"]), time.monotonic()
         seen, self._seen = self._seen, (run.id, batch, now)
-        loss = record.get("loss/train", float("nan"))
+        loss = record["loss/train"]
         if seen is None or seen[0] != run.id or batch <= seen[1]:
             return f"{run.id}: batch {batch:,}/{run.stop_batch:,}, loss {loss:.3f}"
         pace = (now - seen[2]) / (batch - seen[1])
@@ -100,7 +102,7 @@ class Progress:
             path = Path(run.run_dir) / METRICS
             if path.is_file() and path.stat().st_mtime > newest:
                 record = last_line(path)
-                if record is not None and "batch" in record:
+                if record is not None:
                     newest, found = path.stat().st_mtime, (run, record)
         return found
 
