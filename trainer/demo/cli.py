@@ -13,6 +13,9 @@ import argparse
 def _demo(args: argparse.Namespace) -> int:
     import os
     import signal
+    import time
+
+    started = time.monotonic()
 
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # idle OpenMP threads sleep instead of spinning
     from trainer.demo.study import cpu_threads
@@ -33,7 +36,7 @@ def _demo(args: argparse.Namespace) -> int:
           flush=True)
     try:
         result = run_demo(args.out, scale=args.scale, questions=args.questions, seeds=args.seeds,
-                          say=lambda line: print(line, flush=True))
+                          say=lambda line: print(line, flush=True), started=started)
     except KeyboardInterrupt:
         print("\n[demo] stopped. Run it again (`make demo`) to continue: finished runs are kept and the run "
               "that was training resumes from its newest checkpoint.", flush=True)

@@ -185,10 +185,7 @@ def findings(result: DemoResult) -> list[str]:
     grounded = [v for v in result.variants if v.grounding >= 0.01]
     last = result.variants[-1]
     l_mean, l_se = stats[last.intro_percent]
-    diff, diff_se = b_mean - l_mean, (b_se ** 2 + l_se ** 2) ** 0.5
-    shape = ("no: entering at 100% is the best" if best is last else
-             f"images at {best.intro_percent:g}% beat 100% by {diff:.3f} ± {diff_se:.3f} "
-             f"({diff / diff_se if diff_se else float('inf'):.1f} SE)")
+    shape = _shape(best, last, b_mean - l_mean, (b_se ** 2 + l_se ** 2) ** 0.5)
     return [
         f"What this shows: the best variant (images at {best.intro_percent:g}%) answers {b_mean:.3f} ± {b_se:.3f}, "
         f"{b_mean - prior:+.3f} over the answer prior {prior:.3f}; {len(grounded)} of {len(result.variants)} "
@@ -200,3 +197,13 @@ def findings(result: DemoResult) -> list[str]:
         "error bars. The 0% point has seen only the image phase's text, so its text loss says how much text "
         "pre-training matters here, not how images interact with it at scale.",
     ]
+
+
+def _shape(best: VariantResult, last: VariantResult, diff: float, diff_se: float) -> str:
+    """Whether images before 100% beat 100% (the paper's shape), with the difference's standard error."""
+    if best is last or diff <= 0:
+        return f"no: images at {last.intro_percent:g}% score as well as or better than any earlier point"
+    gap = f"images at {best.intro_percent:g}% beat {last.intro_percent:g}% by {diff:.3f} ± {diff_se:.3f}"
+    if diff_se > 0 and diff >= 2 * diff_se:
+        return f"yes, {gap} ({diff / diff_se:.1f} SE)"
+    return f"not resolved: {gap}, under 2 SE"
