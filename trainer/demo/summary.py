@@ -178,20 +178,24 @@ def summary(result: DemoResult) -> str:
 
 def findings(result: DemoResult) -> list[str]:
     """What the numbers show and what they cannot, from the numbers themselves."""
-    prior, _ = mean_se(result.prior)
+    prior, prior_se = mean_se(result.prior)
     stats = {v.intro_percent: mean_se(v.vqa) for v in result.variants}
     best = max(result.variants, key=lambda v: stats[v.intro_percent][0])
     b_mean, b_se = stats[best.intro_percent]
-    grounded = [v for v in result.variants if v.grounding >= 0.01]
+    before = [v.before["caption_loss_shuffled_images"] - v.before["caption_loss"] for v in result.variants]
+    after = [v.grounding for v in result.variants]
     last = result.variants[-1]
-    l_mean, l_se = stats[last.intro_percent]
-    shape = _shape(best, last, b_mean - l_mean, (b_se ** 2 + l_se ** 2) ** 0.5)
+    shape = _shape(best, last, b_mean - stats[last.intro_percent][0],
+                   (b_se ** 2 + stats[last.intro_percent][1] ** 2) ** 0.5)
+    if b_mean - prior < 2 * (b_se ** 2 + prior_se ** 2) ** 0.5:
+        shape = (f"not shown: no variant beats the answer prior by 2 SE, so the ranking compares models that "
+                 f"did not learn to read the scenes ({shape})")
     return [
         f"What this shows: the best variant (images at {best.intro_percent:g}%) answers {b_mean:.3f} ± {b_se:.3f}, "
-        f"{b_mean - prior:+.3f} over the answer prior {prior:.3f}; {len(grounded)} of {len(result.variants)} "
-        "variants read the image when captioning (shuffled images cost >= 0.01 nats/token; largest "
-        f"{max(v.grounding for v in result.variants):.3f}). The paper's shape (images before the end of text "
-        f"pre-training beat 100%): {shape}.",
+        f"{b_mean - prior:+.3f} over the answer prior {prior:.3f}. Shuffled images cost >= 0.01 nats/token of "
+        f"caption loss in {sum(g >= 0.01 for g in before)} of {len(before)} models before fine-tuning (largest "
+        f"{max(before):.3f}) and {sum(g >= 0.01 for g in after)} of {len(after)} after (largest {max(after):.3f}). "
+        f"The paper's shape (images before the end of text pre-training beat 100%): {shape}.",
         f"What it cannot show: {result.scope or 'tiny models'}, {len(result.seeds)} model seed(s); with "
         f"{result.num_questions} questions differences under ~2 SE are noise, and seed spread is not in the "
         "error bars. The 0% point has seen only the image phase's text, so its text loss says how much text "
