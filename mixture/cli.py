@@ -27,6 +27,7 @@ _REGISTRARS: tuple[str, ...] = (
     "streaming_data.cli",
     "trainer.cli",
     "trainer.demo.cli",
+    "trainer.evaluation.cli",
     "analysis.cli",
 )
 
@@ -41,6 +42,25 @@ def build_parser() -> argparse.ArgumentParser:
     for name in _REGISTRARS:
         importlib.import_module(name).register(subparsers)
     return parser
+
+
+def validate_run_config(path: str, data: dict) -> str | None:
+    """`mixture validate` of a run config (recognised by its top-level keys): check it, return a summary.
+
+    Returns None when ``data`` reads as a mixture file. The check (``trainer.config.check_run_config``)
+    imports neither torch nor composer.
+
+    Raises:
+        MixtureError: Every problem of the run config, located.
+    """
+    from mixture.spec import MixtureSpec
+    from trainer.config import RunConfig, check_run_config
+
+    keys = set(data)
+    if len(keys & set(RunConfig.model_fields)) <= len(keys & set(MixtureSpec.model_fields)):
+        return None
+    config, _ = check_run_config(path)
+    return f"{path}: ok (run config: schedule {config.schedule}{', variant ' + config.variant if config.variant else ''})"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

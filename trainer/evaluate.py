@@ -3,7 +3,7 @@
 Both run on every rank in lockstep: each rank takes every W-th item and pads its share to the same
 length (padding is evaluated and weighted 0), so that FSDP's collectives line up; sums are all-reduced.
 Generation is greedy for a fixed number of steps on every rank (tokens after EOS are ignored), for the
-same reason. VQA answers are scored like VQAv2 (:mod:`trainer.vqa_score`).
+same reason. VQA answers are scored with the official VQA normalisation (:mod:`trainer.vqa_score`).
 """
 
 from __future__ import annotations

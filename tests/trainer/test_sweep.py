@@ -195,3 +195,19 @@ def test_sweep_commands_import_neither_torch_nor_composer() -> None:
     code = ("import sys, mixture.cli, trainer.sweep.cli, trainer.sweep.prepare, trainer.sweep.status, trainer.sweep.records; "
             "bad = {'torch', 'composer', 'streaming'} & set(sys.modules); assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
+
+
+def test_mixture_eval_of_a_sweep_feeds_compare(sweep: dict, tmp_path: Path) -> None:
+    sys.path.insert(0, str(ROOT / "tests" / "evaluation"))
+    import bench_fixtures as bf
+
+    gqa = bf.write_gqa(tmp_path / "gqa", n=2)
+    code, printed = _cli(["eval", str(sweep["out"]), "--bench", f"gqa={gqa}", "-o", str(tmp_path / "ev"),
+                          "--max-new-tokens", "4", "--device", "cpu"])
+    assert code == 0 and printed.count("== ") == 6
+    dirs = [*sweep["runs"].values(), *(sweep["out"] / "variants" / t for t in TWINS)]
+    assert all(json.loads((d / "benchmarks.json").read_text())["benchmarks"]["gqa"]["n"] == 2 for d in dirs)
+    code, _ = _cli(["compare", *map(str, dirs), "-o", str(tmp_path / "compare")])
+    report = json.loads((tmp_path / "compare" / "report.json").read_text())
+    assert code == 0 and report["scores"][:2] == ["bench/average", "bench/average/se"]
+    assert all(" ± " in row["bench/gqa"] for row in report["table"])
