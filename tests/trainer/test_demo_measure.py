@@ -82,6 +82,7 @@ def test_start_note_says_which_checkpoint_a_run_resumes_from(tmp_path: Path) -> 
     (folder / "ba40-rank0.pt").write_bytes(b"")
     os.symlink("ba40-rank0.pt", folder / "latest-rank0.pt")
     assert _start_note(run, 57) == "resuming from its checkpoint at batch 40; batches 41-57 are trained again"
+    assert _start_note(run, 41) == "resuming from its checkpoint at batch 40; batch 41 is trained again"
     assert _start_note(run, 40) == "resuming from its checkpoint at batch 40"
 
 

@@ -82,7 +82,8 @@ def _start_note(run: SweepRun, reached: int) -> str:
     origin = f"from {run.after} at batch {run.start_batch:,}" if run.after else "from scratch"
     if latest.exists() and "://" not in str(folder):
         saved = int(latest.resolve().name.split("-")[0].removeprefix("ba"))
-        lost = f"; batches {saved + 1:,}-{reached:,} are trained again" if reached > saved else ""
+        lost = ("" if reached <= saved else f"; batch {reached:,} is trained again" if reached == saved + 1
+                else f"; batches {saved + 1:,}-{reached:,} are trained again")
         return f"resuming from its checkpoint at batch {saved:,}{lost}"
     return f"{origin} (it reached batch {reached:,} before, with no checkpoint saved)" if reached else origin
 
