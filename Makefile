@@ -19,9 +19,10 @@ setup: $(VENV)/.synced
 test: setup
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
-# The paper's introduction-point study in miniature (docs/demo.md): embedded data, six introduction points
-# trained from one shared trunk on CPU, the comparison report in out/demo/report. ~5 min on 2 cores;
-# re-running reuses what is finished. DEMO_ARGS passes options, e.g. DEMO_ARGS="--scale 0.2".
+# The paper's introduction-point study in miniature (docs/demo.md): embedded data, four introduction points
+# (0/40/80/100%) trained from one shared trunk on CPU, each measured before and after fine-tuning;
+# out/demo/summary.json, figure.png and report/. Re-running reuses what is finished and continues an
+# interrupted run from its newest checkpoint. DEMO_ARGS passes options, e.g. DEMO_ARGS="--seeds 2".
 demo: setup
 	$(VENV)/bin/mixture demo -o out/demo $(DEMO_ARGS)
 

@@ -37,7 +37,7 @@ def prepare(root: Path, scale: float) -> tuple[Path, Path]:
     import yaml
 
     from mixture.api import compile_variant, variants
-    from streaming_data.demo_data import make_demo_data
+    from trainer.demo.data import make_demo_data
 
     data = make_demo_data(root / "data", scale=scale)
     variant = next(v for v in variants(data.mixture) if v.name.startswith("intro=40"))

@@ -26,7 +26,7 @@ _REGISTRARS: tuple[str, ...] = (
     "trainer.sweep.cli",  # listed where `sweep` has always appeared in `mixture --help`
     "streaming_data.cli",
     "trainer.cli",
-    "trainer.demo_cli",
+    "trainer.demo.cli",
     "trainer.evaluation.cli",
     "analysis.cli",
 )

@@ -16,7 +16,7 @@ from mixture.errors import MixtureError
 from mixture.schedule import Schedule
 from mixture.sources import SAMPLE_INDEX
 from streaming_data.locations import is_remote, local_path
-from trainer.batch import Vocab
+from trainer.batch import Collator, Vocab
 from trainer.config import EvalConfig, RunConfig, require, resolve_path
 from trainer.context import RunContext
 from trainer.evaluate import Evaluation
@@ -72,9 +72,13 @@ def build_pieces(ctx: RunContext, log: RunLog) -> Pieces:
     hf = build_hf_model(config.model, vocab, int(manifest["seq_len"]))
     _check_visual_tokens(manifest, visual_tokens(hf))
     configure_speed(hf, activation_checkpointing=config.activation_checkpointing, compile=config.compile)
-    model = VLM(hf, len(schedule.sources))
+    model = VLM(hf, len(schedule.sources), config.model.feature_norm == "channel")
     collator_args = {"seq_len": int(manifest["seq_len"]), "vocab": vocab, "visual_tokens": visual_tokens(hf),
                      "image_size": hf.config.vision_config.image_size}
+    if model.core.feature_norm:
+        from trainer.features import fit_feature_norm
+
+        fit_feature_norm(model, schedule, Collator([], None, **collator_args).pixels, config.model.feature_norm_images)
     loader = build_loader(ctx, collator_args)
     lr = learning_rates(config, schedule)
     evaluation = build_evaluation(config.eval, ctx.base, collator_args, tokenizer, log)

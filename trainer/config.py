@@ -66,6 +66,11 @@ class ModelConfig(_Model):
     lm: LMConfig = Field(default_factory=LMConfig, description="The language model.")
     vision: VisionConfig = Field(default_factory=VisionConfig, description="The vision encoder.")
     projector_act: str = Field(default="gelu", description="Activation between the projector's two layers.")
+    feature_norm: Literal["none", "channel"] = Field(
+        default="none", description="`channel`: standardise the vision features per channel (mean and std "
+        "fixed once from the first training images) before the projector. Makes a frozen random encoder's "
+        "features informative to a small LM (docs/training.md); folded into the projector on export.")
+    feature_norm_images: int = Field(default=512, ge=2, description="Training images `feature_norm` reads.")
 
 
 class OptimizerConfig(_Model):

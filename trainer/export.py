@@ -51,13 +51,15 @@ def export_run(model: Any, out_dir: Path, tokenizer_dir: str | None) -> Path:
     from composer.utils import dist
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
+    from trainer.model import export_state
+
     hf = model.hf
     if dist.get_world_size() > 1:
         state = get_model_state_dict(hf, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
     else:
         state = {k: v.detach().cpu() for k, v in hf.state_dict().items()}
     if dist.get_global_rank() == 0:
-        save_hf(hf.config, state, out_dir, tokenizer_dir)
+        save_hf(hf.config, export_state(model, state), out_dir, tokenizer_dir)
     dist.barrier()
     return out_dir
 

@@ -79,9 +79,11 @@ def _fit(ctx: RunContext) -> RunResult:
     from trainer.build import build_pieces
     from trainer.metrics import RunLog
 
+    from trainer.interrupt import StopRequest
+
     log = RunLog(ctx.run_dir)
-    pieces = build_pieces(ctx, log)
-    trainer = Trainer(**pieces.trainer_args)
+    pieces, stop = build_pieces(ctx, log), StopRequest()
+    trainer = Trainer(**{**pieces.trainer_args, "callbacks": [*pieces.trainer_args["callbacks"], stop]})
     start = int(trainer.state.timestamp.batch)
     require(start <= ctx.stop_batch, f"{ctx.run_dir}: its newest checkpoint is at batch {start}, past this "
             f"invocation's stop at batch {ctx.stop_batch}", "a run cannot go back: stop later, or use another run_dir")
@@ -91,19 +93,21 @@ def _fit(ctx: RunContext) -> RunResult:
                       global_batch_size=ctx.global_batch_size, world_size=ctx.world_size,
                       last_batch=start, stop_batch=ctx.stop_batch, started=time.time()))
     try:
-        if start < ctx.stop_batch:
-            trainer.fit()
-        else:  # killed after its final checkpoint: only the steps after training are left
-            _finish(ctx, trainer, pieces.evaluation)
-        batches = int(trainer.state.timestamp.batch)
-        finished = batches == ctx.num_batches
-        export = _export(ctx, trainer, pieces.tokenizer_dir, again=start < ctx.stop_batch) if finished else None
-    except BaseException as exc:  # an interrupt (Ctrl-C) stops the run; anything else fails it
+        with stop.handling(ctx.world_size == 1):
+            if start < ctx.stop_batch:
+                trainer.fit()
+            else:  # killed after its final checkpoint: only the steps after training are left
+                _finish(ctx, trainer, pieces.evaluation)
+            batches = int(trainer.state.timestamp.batch)
+            finished = batches == ctx.num_batches
+            export = _export(ctx, trainer, pieces.tokenizer_dir, again=start < ctx.stop_batch) if finished else None
+    except BaseException as exc:  # an interrupt (Ctrl-C or kill, trainer.interrupt) stops the run; else it fails
         log.end("stopped" if isinstance(exc, KeyboardInterrupt) else "failed", int(trainer.state.timestamp.batch))
         raise
     final = {k: v for k, v in pieces.evaluation.last.items() if k != "batch"}
     log.end("done" if finished else "stopped", batches, finished=time.time(), export=export)
     trainer.close()
+    stop.raise_if_requested()
     return RunResult(ctx.run_dir, batches, final, export)
 
 

@@ -117,7 +117,7 @@ def test_status_of_a_broken_sweep(sweep: dict) -> None:
 def test_rerun_skips_finished_runs_and_resumes_the_broken_one(sweep: dict) -> None:
     printed, runs = sweep["resumed"], sweep["runs"]
     assert f"skip {RUNS[0]}: done (batch 8)" in printed
-    assert f"train {RUNS[1]}: batches 2 -> 10, resuming from its newest checkpoint (batch 7 reached)" in printed
+    assert f"train {RUNS[1]}: batches 2 -> 10, resuming from its checkpoint at batch 6; batch 7 is trained again" in printed
     assert f"train {RUNS[2]}: batches 4 -> 12, from {RUNS[1]} at batch 4" in printed
     assert _batches(runs[RUNS[0]]) == list(range(1, 9))
     assert _batches(runs[RUNS[1]]) == list(range(3, 11))  # resumed at 6: the crashed batch 7 logged once

@@ -18,8 +18,10 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
+import yaml
+
 from mixture.errors import MixtureError
-from mixture.run_dir import TRAIN_LOG
+from mixture.run_dir import CHECKPOINTS, TRAIN_LOG
 from trainer.sweep.records import SweepRun, read_sweep, write_sweep
 from trainer.sweep.status import run_state, write_aliases
 
@@ -59,8 +61,7 @@ def run_sweep(sweep_dir: str | Path, nproc: int = 1, say: Say = print) -> list[s
         if state.status == "stale":
             raise MixtureError(f"{run.run_dir} was trained with another schedule than the sweep's {run.id} "
                                "(the mixture file changed since)", hint="delete that run directory to retrain it")
-        how = f"resuming from its newest checkpoint (batch {state.last_batch:,} reached)" if state.last_batch else (
-            f"from {run.after} at batch {run.start_batch:,}" if run.after else "from scratch")
+        how = _start_note(run, state.last_batch)
         say(f"train {run.id}: batches {run.start_batch:,} -> {run.stop_batch:,}, {how}")
         _set_failure(root, run.id, None)
         _train_one(root, run, nproc)
@@ -71,6 +72,20 @@ def run_sweep(sweep_dir: str | Path, nproc: int = 1, say: Say = print) -> list[s
         trained.append(run.id)
     write_aliases(root)
     return trained
+
+
+def _start_note(run: SweepRun, reached: int) -> str:
+    """Where a run (re)starts, truthfully: its newest own checkpoint, else its parent's, else scratch."""
+    config = yaml.safe_load(Path(run.config).read_text()) or {}
+    folder = Path((config.get("checkpoint") or {}).get("folder") or Path(run.run_dir) / CHECKPOINTS)
+    latest = folder / "latest-rank0.pt"
+    origin = f"from {run.after} at batch {run.start_batch:,}" if run.after else "from scratch"
+    if latest.exists() and "://" not in str(folder):
+        saved = int(latest.resolve().name.split("-")[0].removeprefix("ba"))
+        lost = ("" if reached <= saved else f"; batch {reached:,} is trained again" if reached == saved + 1
+                else f"; batches {saved + 1:,}-{reached:,} are trained again")
+        return f"resuming from its checkpoint at batch {saved:,}{lost}"
+    return f"{origin} (it reached batch {reached:,} before, with no checkpoint saved)" if reached else origin
 
 
 def _train_one(root: Path, run: SweepRun, nproc: int) -> None:

@@ -32,21 +32,22 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from mixture.errors import MixtureError
-from streaming_data import demo_corpus, demo_scenes
+from trainer.demo import corpus as demo_corpus
+from trainer.demo import scenes as demo_scenes
 
 Progress = Callable[[str], None]
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-TEMPLATE = REPO_ROOT / "examples" / "demo" / "intro_point.yaml"
-DEFAULT_OUT_DIR = REPO_ROOT / "examples" / "demo" / "data"  # where the checked-in template's locations point
+TEMPLATE = "intro_point.yaml"  # in the package's templates/ (package data: read with importlib.resources)
+DEFAULT_OUT_DIR = Path("examples") / "demo" / "data"  # where examples/demo/intro_point.yaml's locations point
 STAMP = "demo_data.json"
 MARKER = ".demo_data"  # written first: this directory is the demo's to overwrite
 
 # Counts at scale 1.0 (multiplied by `scale`, at least 1 each). Sized for the template's plan: each
-# cooldown reads ~320 images (3000 leaves every branch fresh ones), fine-tuning is 3 epochs of 25 batches of 16.
+# cooldown reads 1,600 images of the 3,000; fine-tuning is one epoch of 3,000 conversations (188 batches of
+# 16), the amount a probe needed to learn the answers from the image (docs/demo.md).
 NUM_TRAIN_SCENES = 3000
 NUM_HELDOUT_SCENES = 400
-NUM_INSTRUCT_RECORDS = 400
+NUM_INSTRUCT_RECORDS = 3000
 TURNS_PER_RECORD = 4
 QUESTIONS_PER_HELDOUT_SCENE = 3
 HELDOUT_TEXT_FRACTION = 0.05
@@ -203,7 +204,7 @@ def _claim(out: Path) -> None:
         raise MixtureError(f"{out} is not empty and was not made by make_demo_data",
                            hint="pass a new or empty directory (its raw/, tokenizer/ and mds/ get replaced)")
     out.mkdir(parents=True, exist_ok=True)
-    marker.write_text("made by streaming_data.demo_data.make_demo_data\n")
+    marker.write_text("made by trainer.demo.data.make_demo_data\n")
 
 
 def _write_jsonl(path: Path, rows: list[dict]) -> None:
@@ -329,9 +330,13 @@ _LOCATION = re.compile(r"^(    location: )data/", re.M)
 _VISUAL_TOKENS = re.compile(r"^(    visual_tokens_per_image: )\d+$", re.M)
 
 
-def render_mixture(out: Path, *, scale: float, visual_tokens: int, template: Path = TEMPLATE) -> Path:
-    """Write ``out/intro_point.yaml``: the template with its text plan scaled and locations under ``out``."""
-    text = template.read_text()
+def render_mixture(out: Path, *, scale: float, visual_tokens: int, template: Path | None = None) -> Path:
+    """Write ``out/intro_point.yaml``: the template (default: the packaged one) with its text plan scaled and
+    locations under ``out``."""
+    from trainer.demo import template as packaged
+
+    text = template.read_text() if template else packaged(TEMPLATE)
+    template = template or Path(TEMPLATE)
     expected = ((_TEXT_PLAN, 1), (_LOCATION, 3), (_VISUAL_TOKENS, 2))
     for pattern, count in expected:
         if len(pattern.findall(text)) != count:
