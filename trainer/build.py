@@ -166,8 +166,7 @@ def _save_when(config: RunConfig, stop: int) -> Any:
 
 
 def _trainer_args(run: _Run, model: VLM, loader: Any, lr: list[float], evaluation: Any) -> dict[str, Any]:
-    from composer.loggers import MLFlowLogger, TensorboardLogger, WandBLogger
-
+    from trainer.loggers import build_loggers
     from trainer.lr import ScheduleLR
     from trainer.metrics import SourceMetrics
 
@@ -175,8 +174,7 @@ def _trainer_args(run: _Run, model: VLM, loader: Any, lr: list[float], evaluatio
     opt = config.optimizer
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=max(lr), betas=opt.betas, eps=opt.eps, weight_decay=opt.weight_decay)
-    loggers = [cls(**args) for cls, args in ((WandBLogger, config.loggers.wandb), (MLFlowLogger, config.loggers.mlflow),
-                                             (TensorboardLogger, config.loggers.tensorboard)) if args is not None]
+    loggers = build_loggers(config.loggers, run.run_dir, run.base)
     load = config.branch.checkpoint if config.branch else config.checkpoint.load
     fsdp = config.fsdp.enabled if config.fsdp.enabled is not None else run.world > 1
     from composer.core import DataSpec

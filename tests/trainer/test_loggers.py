@@ -1,0 +1,95 @@
+"""Each metric destination with a real short training run: W&B (offline), MLflow (file and sqlite stores),
+TensorBoard; and misconfigured loggers as one clear error, before any training."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+import train_helpers as h  # noqa: E402
+
+pytest.importorskip("torch")
+pytest.importorskip("composer")
+
+from mixture.errors import MixtureError  # noqa: E402
+from trainer.config import LoggersConfig  # noqa: E402
+from trainer.loggers import build_loggers  # noqa: E402
+from trainer.run import train  # noqa: E402
+
+NUM_BATCHES = 6
+
+
+@pytest.fixture(scope="module")
+def schedule(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("loggers")
+    raw = h.make_raw(root / "raw", num_docs=40, num_images=16, num_chats=8)
+    h.ingest(raw, root / "data")
+    spec = h.mixture(root / "data", text_batches=2, batch=4)
+    spec["phases"][1]["duration"], spec["phases"][2]["duration"] = "2ba", "2ba"
+    spec["run"]["lr"]["plan"] = f"{NUM_BATCHES}ba"
+    return h.compile_to(spec, root / "mix.yaml", root / "schedule")
+
+
+def _train(tmp_path: Path, schedule: Path, loggers: dict) -> Path:
+    config = h.run_config(tmp_path / "run.yaml", schedule, tmp_path / "run", loggers={"console": False, **loggers})
+    assert train(config).batches == NUM_BATCHES
+    return tmp_path / "run"
+
+
+def test_wandb_offline_and_tensorboard_record_the_run(tmp_path: Path, schedule: Path) -> None:
+    run_dir = _train(tmp_path, schedule, {"wandb": {"mode": "offline", "project": "t"},
+                                          "tensorboard": {}})
+    offline = list((run_dir / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert len(offline) == 1 and b"loss/train" in offline[0].read_bytes()
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = list((run_dir / "tensorboard").rglob("events.out.tfevents.*"))
+    assert events
+    scalars = EventAccumulator(str(events[0].parent)).Reload()
+    assert [e.step for e in scalars.Scalars("loss/train")] == list(range(1, NUM_BATCHES + 1))
+
+
+@pytest.mark.parametrize("store", ["file", "sqlite"])
+def test_mlflow_store_holds_every_step(tmp_path: Path, schedule: Path, store: str) -> None:
+    uri = (tmp_path / "mlruns").as_uri() if store == "file" else f"sqlite:///{tmp_path / 'mlflow.db'}"
+    _train(tmp_path, schedule, {"mlflow": {"tracking_uri": uri, "experiment_name": "mix",
+                                           "log_system_metrics": False}})
+    from mlflow import MlflowClient
+
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("mix").experiment_id])
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+    name = "loss.train" if store == "file" else "loss/train"  # a file store holds `/` as directories
+    assert f"{name}.text".replace(".", "/" if store == "sqlite" else ".") in runs[0].data.metrics
+    history = client.get_metric_history(runs[0].info.run_id, name)
+    assert sorted(m.step for m in history) == list(range(1, NUM_BATCHES + 1))
+
+
+def test_mlflow_directory_is_relative_to_the_run_config(tmp_path: Path) -> None:
+    config = LoggersConfig(mlflow={"tracking_uri": "tracking", "log_system_metrics": False})
+    [logger] = build_loggers(config, tmp_path / "run", tmp_path)
+    assert logger.tracking_uri == (tmp_path / "tracking").as_uri()
+
+
+@pytest.mark.parametrize(("section", "args", "expected"), [
+    ("wandb", {"projct": "x"}, "loggers.wandb: unknown argument projct (Composer's WandBLogger takes project"),
+    ("wandb", {"mode": "offlne"}, "loggers.wandb: mode 'offlne' is not a W&B mode"),
+    ("mlflow", {"tracking_uri": "sqlit:///x.db"}, "loggers.mlflow: tracking_uri 'sqlit:///x.db': unknown store"),
+    ("mlflow", {"tracking_uri": "sqlite:////no/such/dir/x.db", "log_system_metrics": False},
+     "loggers.mlflow: MLFlowLogger could not start: "),
+    ("tensorboard", {"logdir": "x"}, "loggers.tensorboard: unknown argument logdir"),
+])
+def test_misconfigured_logger_is_one_line(tmp_path: Path, section: str, args: dict, expected: str) -> None:
+    with pytest.raises(MixtureError) as error:
+        build_loggers(LoggersConfig(**{section: args}), tmp_path / "run", tmp_path)
+    assert str(error.value).startswith(expected) and "\n" not in str(error.value)
+
+
+def test_composer_and_wandb_agree() -> None:
+    """Composer's WandBLogger reads the run URL with ``Run.get_url`` (removed from later wandb)."""
+    from wandb.sdk.wandb_run import Run
+
+    assert callable(getattr(Run, "get_url", None))
