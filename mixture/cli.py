@@ -16,11 +16,13 @@ import sys
 from collections.abc import Callable, Sequence
 
 from mixture.errors import MixtureError
+from mixture.progress import QUIET_ENV
 
 # Modules whose `register(subparsers)` adds subcommands; each is imported at start-up, so each must keep
 # heavy imports inside its handlers.
 _REGISTRARS: tuple[str, ...] = (
     "mixture.commands",
+    "mixture.starter",
     "mixture.sweep_cli",
     "streaming_data.cli",
     "trainer.cli",
@@ -35,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="mixture",
         description="Data mixtures and curricula for vision-language model pre-training.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars or progress lines")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in _REGISTRARS:
         try:
@@ -44,7 +48,32 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             continue
         module.register(subparsers)
+    _finish_subcommands(parser)
     return parser
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("mixture-toolkit")
+    except PackageNotFoundError:  # run from a source tree that is not installed
+        return "unknown (not installed)"
+
+
+def _finish_subcommands(parser: argparse.ArgumentParser) -> None:
+    """Every (nested) subcommand: ``-q/--quiet`` after its name too, and its help as description if unset."""
+    for action in parser._actions:
+        if not isinstance(action, argparse._SubParsersAction):
+            continue
+        helps = {choice.dest: choice.help for choice in action._choices_actions}
+        for name, sub in action.choices.items():
+            if not sub.description and helps.get(name):
+                sub.description = helps[name][0].upper() + helps[name][1:] + "."
+            if "--quiet" not in sub._option_string_actions:
+                sub.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                                 help="no progress bars or progress lines")
+            _finish_subcommands(sub)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -52,6 +81,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.quiet:
+        os.environ[QUIET_ENV] = "1"  # read by mixture.progress, here and in processes this one starts
     handler: Callable[[argparse.Namespace], int | None] = args.func
     try:
         return int(handler(args) or 0)

@@ -25,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``demo``."""
     p = subparsers.add_parser(
         "demo", help="the paper's introduction-point study in miniature: data, sweep, training, report",
-        description="Make the embedded demo data, train a tiny VLM per image introduction point (0-100%% of "
+        description="Make the embedded demo data, train a tiny VLM per image introduction point (0-100% of "
         "the text plan) from one shared text-only trunk, and write the comparison report. Re-running reuses "
         "the data and every finished run.")
     p.add_argument("-o", "--out", default="out/demo", help="demo directory (default: out/demo)")
