@@ -169,12 +169,14 @@ def _trainer_args(run: _Run, model: VLM, loader: Any, lr: list[float], evaluatio
     from trainer.loggers import build_loggers
     from trainer.lr import ScheduleLR
     from trainer.metrics import SourceMetrics
+    from trainer.progress import TrainProgress
 
     config = run.config
     opt = config.optimizer
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=max(lr), betas=opt.betas, eps=opt.eps, weight_decay=opt.weight_decay)
     loggers = build_loggers(config.loggers, run.run_dir, run.base)
+    metrics = SourceMetrics([s.name for s in run.schedule.sources], run.log, lr)
     load = config.branch.checkpoint if config.branch else config.checkpoint.load
     fsdp = config.fsdp.enabled if config.fsdp.enabled is not None else run.world > 1
     from composer.core import DataSpec
@@ -187,7 +189,7 @@ def _trainer_args(run: _Run, model: VLM, loader: Any, lr: list[float], evaluatio
         "optimizers": optimizer, "schedulers": [ScheduleLR(torch.tensor(lr).numpy())],
         "step_schedulers_every_batch": True, "device": "gpu" if torch.cuda.is_available() else "cpu",
         "precision": config.precision, "seed": config.seed, "run_name": run.run_dir.name,
-        "callbacks": [SourceMetrics([s.name for s in run.schedule.sources], run.log, lr), evaluation],
+        "callbacks": [metrics, evaluation, TrainProgress(metrics, run.stop_batch, run.run_dir.name)],
         "loggers": loggers, "progress_bar": False, "log_to_console": config.loggers.console,
         "console_log_interval": config.loggers.console_interval,
         "save_folder": _checkpoint_folder(run), "save_interval": _save_when(config, run.stop_batch),

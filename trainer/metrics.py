@@ -5,7 +5,9 @@ The run directory (the contract ``mixture report --run`` and ``mixture compare``
 - ``run.json``: name, schedule path and fingerprint, sweep variant, global batch size, world size, status
   (``running``, ``done``, ``failed``), last batch;
 - ``metrics.jsonl``: one object per step (``batch``, ``samples``, ``lr``, ``loss/train``,
-  ``loss/train/SRC``, cumulative ``samples/train/SRC`` and ``tokens/train/SRC``) and one per evaluation
+  ``loss/train/SRC``, cumulative ``samples/train/SRC`` and ``tokens/train/SRC``, and the step's wall
+  clock: ``time/wall`` (Unix seconds at its end), ``time/step_s`` (from asking the loader for the batch to
+  the end of the step) and ``throughput/tokens_per_s``, ``throughput/samples_per_s``) and one per evaluation
   (``batch`` and ``eval/...`` keys). A resumed run first drops the lines past its checkpoint, so the file
   always describes one consistent history;
 - ``results.json``: the final evaluation.
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +82,8 @@ class SourceMetrics(Callback):
         self.lr = lr
         self.samples = [0] * len(names)
         self.tokens = [0] * len(names)
+        self.step_start = time.time()
+        self.last: dict[str, Any] = {}  # the newest record (the progress line reads its loss)
 
     def state_dict(self) -> dict[str, Any]:
         return {"samples": list(self.samples), "tokens": list(self.tokens)}
@@ -90,7 +95,11 @@ class SourceMetrics(Callback):
         self.run_log.truncate_after(int(state.timestamp.batch))
         state.model.reset_source_stats()
 
+    def before_dataloader(self, state: State, logger: Logger) -> None:
+        self.step_start = time.time()
+
     def batch_end(self, state: State, logger: Logger) -> None:
+        before = sum(self.tokens), sum(self.samples)
         model = state.model
         stats = model.source_stats.clone()
         model.reset_source_stats()
@@ -107,6 +116,12 @@ class SourceMetrics(Callback):
                 record[f"loss/train/{name}"] = loss_sum[i] / label_tokens[i]
             record[f"samples/train/{name}"] = self.samples[i]
             record[f"tokens/train/{name}"] = self.tokens[i]
+        now = time.time()
+        step = max(now - self.step_start, 1e-9)
+        record.update({"time/wall": now, "time/step_s": step,
+                       "throughput/tokens_per_s": (sum(self.tokens) - before[0]) / step,
+                       "throughput/samples_per_s": (sum(self.samples) - before[1]) / step})
+        self.last = record
         self.run_log.append(record)
         logger.log_metrics({k: v for k, v in record.items() if k not in ("batch", "samples")})
 

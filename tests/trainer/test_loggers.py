@@ -1,8 +1,10 @@
 """Each metric destination with a real short training run: W&B (offline), MLflow (file and sqlite stores),
-TensorBoard; and misconfigured loggers as one clear error, before any training."""
+TensorBoard, and metrics.jsonl's wall time and throughput with the progress lines of a run that is not on
+a terminal; misconfigured loggers as one clear error, before any training."""
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -50,6 +52,24 @@ def test_wandb_offline_and_tensorboard_record_the_run(tmp_path: Path, schedule: 
     assert events
     scalars = EventAccumulator(str(events[0].parent)).Reload()
     assert [e.step for e in scalars.Scalars("loss/train")] == list(range(1, NUM_BATCHES + 1))
+
+
+def test_progress_lines_and_throughput(tmp_path: Path, schedule: Path, capfd: pytest.CaptureFixture[str],
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MIXTURE_PROGRESS_INTERVAL", "0")
+    monkeypatch.delenv("MIXTURE_QUIET", raising=False)
+    run_dir = _train(tmp_path, schedule, {})
+    lines = [x for x in capfd.readouterr().err.splitlines() if " train run: " in x]
+    assert len(lines) == NUM_BATCHES + 2 and lines[-1].endswith(" - done")  # 0/6 at the start
+    assert all(re.match(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d train run: \d/6 batches \(", x) for x in lines)
+    assert re.search(r"6/6 batches \(100.0%\), [\d.]+k? batches/s, [\d.]+k? tok/s, loss \d+\.\d{4}", lines[-2])
+    records = h.metrics(run_dir)
+    walls = [m["time/wall"] for m in records]
+    assert walls == sorted(walls) and all(m["time/step_s"] > 0 for m in records)
+    for m, before in zip(records, [None, *records[:-1]]):
+        tokens = sum(v for k, v in m.items() if k.startswith("tokens/train/"))
+        tokens -= sum(v for k, v in before.items() if k.startswith("tokens/train/")) if before else 0
+        assert m["throughput/tokens_per_s"] == pytest.approx(tokens / m["time/step_s"])
 
 
 @pytest.mark.parametrize("store", ["file", "sqlite"])
