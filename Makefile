@@ -25,8 +25,9 @@ test: setup
 demo: setup
 	$(VENV)/bin/mixture demo -o out/demo $(DEMO_ARGS)
 
+# The quick benchmarks (benchmarks/run_all.py, ~5 min on 2 cores); BENCH_ARGS="--full" for the documented sizes.
 bench: setup
-	$(PY) benchmarks/run_all.py
+	$(PY) benchmarks/run_all.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build dist

@@ -175,6 +175,9 @@ def _axis_figure(page: Page, data: dict[str, Any], axis: str) -> None:
             points = seed_points(runs, key, lambda r: position[axis_label(r["values"].get(axis))])
             if points:
                 plot_points(ax, points, palette[group], group)
+        if key.endswith("/accuracy"):  # a share of questions: on its own scale, 0 included
+            top = max((r["scores"].get(key, 0.0) for r in data["runs"]), default=0.0)
+            ax.set_ylim(0, 1.02 if top > 0.4 else max(0.1, 1.3 * top))
         ax.set_xticks(list(position.values()), [label.split(" of ")[0] for label in position], fontsize=8,
                       rotation=30 if len(position) > 6 else 0)
         ax.set_title(key, fontsize=10)

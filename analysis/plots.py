@@ -59,8 +59,24 @@ def histogram(ax: Any, hist: dict[str, list], color: str, label: str | None = No
     if not counts:
         ax.text(0.5, 0.5, "no samples", ha="center", va="center", transform=ax.transAxes, color="#5b6470")
         return
+    filled = [i for i, c in enumerate(counts) if c]
+    if len(filled) == 1 and not step:  # one value (or one narrow bin): a bar at it, not a full-width block
+        i = filled[0]
+        value = edges[i] if float(edges[i]).is_integer() or edges[i + 1] - edges[i] < 1e-6 else \
+            (edges[i] + edges[i + 1]) / 2
+        ax.bar([value], [counts[i]], width=max(abs(value), 1.0) * 0.04, color=color, alpha=0.75, label=label)
+        ax.set_xlim(value - max(abs(value), 1.0) * 0.5, value + max(abs(value), 1.0) * 0.5)
+        ax.text(0.97, 0.95, f"every sample: {value:g}", ha="right", va="top", transform=ax.transAxes,
+                fontsize=9, color="#3c4550", bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.85})
+        ax.ticklabel_format(axis="x", useOffset=False, style="plain")
+        return
     if step:
         ax.stairs(counts, edges, color=color, label=label, linewidth=1.6)
+    elif all(float(e).is_integer() for e in edges) and all(b - a == 1 for a, b in zip(edges, edges[1:])):
+        ax.bar(edges[:-1], counts, width=0.8, color=color, alpha=0.75, label=label)  # one bar per whole number
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(8, integer=True))
     else:
         ax.stairs(counts, edges, color=color, fill=True, alpha=0.75, label=label)
 
@@ -105,15 +121,41 @@ def phase_bands(ax: Any, spans: Sequence[tuple[float, float, str]], labels: bool
 
 
 def si_axis(ax: Any, label: str, axis: str = "x") -> None:  # noqa: ANN401
-    """An axis of amounts written short (``1.5T``, ``28B``), at most seven ticks."""
-    from matplotlib.ticker import FuncFormatter, MaxNLocator
-
-    from mixture.progress import human
+    """An axis of amounts written short (``1.5T``, ``28B``), at most seven ticks, never two alike."""
+    from matplotlib.ticker import MaxNLocator
 
     target = ax.xaxis if axis == "x" else ax.yaxis
     target.set_major_locator(MaxNLocator(7))
-    target.set_major_formatter(FuncFormatter(lambda v, _: human(v)))
+    target.set_major_formatter(_ShortFormatter())
     (ax.set_xlabel if axis == "x" else ax.set_ylabel)(label)
+
+
+def short_labels(values: Sequence[float]) -> list[str]:
+    """Tick labels: whole numbers with separators below a million; from there an SI suffix with the fewest
+    digits (3 at least) that tell every tick apart (``3.44T``, ``3.445T``)."""
+    from mixture.progress import human
+
+    if all(abs(v) < 1e6 and float(v).is_integer() for v in values):
+        return [f"{v:,.0f}" for v in values]
+    labels: list[str] = []
+    for digits in range(3, 10):
+        labels = [human(v, digits) for v in values]
+        if len(set(labels)) == len(labels):
+            break
+    return labels
+
+
+def _ShortFormatter() -> Any:  # noqa: ANN401, N802 - a matplotlib Formatter, built lazily
+    from matplotlib.ticker import Formatter
+
+    class ShortFormatter(Formatter):
+        def __call__(self, x: float, pos: int | None = None) -> str:
+            return short_labels([x])[0]
+
+        def format_ticks(self, values: Sequence[float]) -> list[str]:
+            return short_labels(list(values))
+
+    return ShortFormatter()
 
 
 def small_share_scale(ax: Any, values: Sequence[float]) -> bool:  # noqa: ANN401
@@ -127,11 +169,20 @@ def small_share_scale(ax: Any, values: Sequence[float]) -> bool:  # noqa: ANN401
 
 
 def count_axis(ax: Any, label: str) -> None:  # noqa: ANN401
-    """An x axis of counts (batches, tokens) written out with separators instead of an offset like 1e6."""
-    from matplotlib.ticker import FuncFormatter
+    """An x axis of counts (batches, tokens): see :func:`si_axis` (never an offset like 1e6)."""
+    si_axis(ax, label)
 
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
-    ax.set_xlabel(label)
+
+def bar_values(ax: Any, values: Sequence[float]) -> None:  # noqa: ANN401
+    """Each bar's value written on it, and a log axis when some bar is under 5% of the tallest (else unseen)."""
+    from analysis.html import fmt
+
+    top = max(values, default=0.0)
+    if top > 0 and any(0 < v < 0.05 * top for v in values):
+        ax.set_yscale("log")
+    for i, v in enumerate(values):
+        if v > 0:
+            ax.text(i, v, fmt(float(v)), ha="center", va="bottom", fontsize=8, color="#3c4550")
 
 
 def batch_axis(ax: Any, batches: Sequence[float]) -> None:  # noqa: ANN401

@@ -7,9 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from analysis.html import Page, write_report
+from analysis.html import Page, fmt, write_report
 from analysis.plan import MAX_POINTS, analyse_schedule
-from analysis.plots import band, colors, count_axis, grid, phase_bands, si_axis, small_share_scale, steps
+from analysis.plots import band, bar_values, colors, count_axis, grid, phase_bands, si_axis, small_share_scale, steps
 
 _ROW_COLUMNS = ["phase", "source", "unit", "target_share", "share", "planned", "realised", "deviation", "max_lag",
                 "samples", "tokens", "epochs", "epochs_at_end", "repeated"]
@@ -77,8 +77,8 @@ def _page(data: dict[str, Any]) -> Page:
     s = data["schedule"]
     variant = s["variant"].get("name")
     page = Page(f"Schedule report: {s['name']}{' / ' + variant if variant else ''}",
-                f"{s['path']} - fingerprint {s['fingerprint']} - {s['num_positions']:,} positions in "
-                f"{s['num_batches']:,} batches of {s['global_batch_size']} - {s['total_tokens']:,} budget tokens")
+                f"{s['path']} - fingerprint {s['fingerprint']} - {fmt(s['num_positions'])} positions in "
+                f"{fmt(s['num_batches'])} batches of {s['global_batch_size']} - {fmt(s['total_tokens'])} budget tokens")
     page.notes(data["notes"])
     page.heading("Phases")
     page.table([{"phase": p["name"], "unit": p["unit"], "batches": p["batches"],
@@ -191,8 +191,10 @@ def _epochs_figure(page: Page, data: dict[str, Any]) -> None:
     names = [r["source"] for r in rows]
     palette = colors(data.get("source_names") or [r["source"] for r in data["sources"]])
     axes[0].bar(names, [r["token_share"] for r in rows], color=[palette[n] for n in names])
+    bar_values(axes[0], [r["token_share"] for r in rows])
     axes[0].set_title("share of all budget tokens", fontsize=10)
     axes[1].bar(names, [r["epochs"] for r in rows], color=[palette[n] for n in names])
+    bar_values(axes[1], [r["epochs"] for r in rows])
     for i, r in enumerate(rows):
         if r["max_epochs"] is not None:
             axes[1].plot([i - 0.4, i + 0.4], [r["max_epochs"]] * 2, color="#c62828", linewidth=1.5)
