@@ -85,7 +85,7 @@ def main(work: Path) -> None:
               "report_paper/figures/report_share_overview.png": "analysis_report_overview.png",
               "report_paper/figures/report_phase_cooldown.png": "analysis_report_cooldown.png",
               "report_run/figures/report_run_losses.png": "analysis_report_run.png",
-              "compare/figures/compare_images.png": "analysis_compare_intro.png"}
+              "compare/figures/compare_images.png": "analysis_compare.png"}
     for source, target in copies.items():
         if (work / source).exists():
             shutil.copyfile(work / source, DOCS_IMG / target)

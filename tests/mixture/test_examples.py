@@ -1,4 +1,4 @@
-"""The examples/ folder: every experiment of PAPER.md as a mixture file that validates, and says what the
+"""The examples/ folder: every experiment of docs/study.md as a mixture file that validates, and says what the
 paper says when compiled at full scale.
 
 Full-scale compiles are few (the 1B recipe once per session, plus two sweep variants): each writes a
@@ -40,7 +40,7 @@ SWEEP_NAMES: dict[str, list[str]] = {
         ",".join(f"{s}={'0.1' if s == on else '0'}" for s in ("datacomp", "datacomp_dr", "cc12m", "shutterstock"))
         for on in ("datacomp", "datacomp_dr", "cc12m", "shutterstock")],
 }
-PLAIN = ["paper_1b.yaml", "from_scratch.yaml", "scale_79m.yaml", "tiny.yaml"]
+PLAIN = ["paper_1b.yaml", "from_scratch.yaml", "scale_79m.yaml", "own_data.yaml"]
 
 
 def _variant(file: str, name: str = "") -> Variant:
@@ -79,7 +79,7 @@ def test_the_folder_holds_exactly_the_listed_files() -> None:
 @pytest.mark.parametrize("file", sorted([*SWEEP_NAMES, *PLAIN]))
 def test_example_validates_and_says_what_it_reproduces(file: str) -> None:
     text = (EXAMPLES / file).read_text()
-    assert text.startswith("# ") and "PAPER.md" in text.split("\nname:")[0]
+    assert text.startswith("# ") and "docs/study.md" in text.split("\nname:")[0]
     found = variants(EXAMPLES / file)
     assert [v.name for v in found] == SWEEP_NAMES.get(file, [""])
 
@@ -172,9 +172,9 @@ def _write_source(directory: Path, kind: str, columns: dict[str, np.ndarray]) ->
                    directory / "samples.parquet")
 
 
-def test_tiny_compiles_on_data_of_the_size_it_asks_for(tmp_path: Path) -> None:
+def test_own_data_compiles_on_data_of_the_size_it_asks_for(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
-    shutil.copy(EXAMPLES / "tiny.yaml", tmp_path / "tiny.yaml")
+    shutil.copy(EXAMPLES / "own_data.yaml", tmp_path / "own_data.yaml")
     _write_source(tmp_path / "data" / "text", "text", {"tokens": np.full(5000, 512)})
     captions = rng.integers(5, 40, 2000)
     _write_source(tmp_path / "data" / "images", "image_caption",
@@ -182,7 +182,7 @@ def test_tiny_compiles_on_data_of_the_size_it_asks_for(tmp_path: Path) -> None:
     chat = rng.integers(50, 400, 500)
     _write_source(tmp_path / "data" / "instruct", "instruction",
                   {"tokens": chat + 729, "text_tokens": chat, "num_images": np.ones(500, int)})
-    (variant,) = variants(tmp_path / "tiny.yaml")
+    (variant,) = variants(tmp_path / "own_data.yaml")
     schedule = compile_variant(variant, tmp_path / "out")
     assert [p["name"] for p in schedule.phases] == ["text", "cooldown", "finetune"]
     row = _rows(schedule, {"cooldown"})["cooldown", "images"]
