@@ -162,6 +162,51 @@ class Board:
                 task.done()
 
 
+def count_lines(task: Task, done: tuple[str, ...] = ("done ", "skip "),
+                current: tuple[str, ...] = ("train ",)) -> Callable[[str], None]:
+    """A ``say(line)`` for code that reports by lines (the sweep runner): a line starting with one of
+    ``done`` advances ``task`` by one; one starting with ``current`` becomes its free-text field."""
+
+    def say(line: str) -> None:
+        if line.startswith(done):
+            task.advance(1, info="")
+        elif line.startswith(current):
+            task.update(task.completed, info=line.split(":", 1)[0])
+
+    return say
+
+
+@contextmanager
+def busy(label: str, **board: Any) -> Iterator[Board]:
+    """Show that a step with no countable units is running: a spinner with the elapsed time on a terminal,
+    otherwise a line at the start, one every ``interval`` seconds (``label: running, 40s``) and one at the
+    end with the time it took. The block may add lines with ``board.line``."""
+    import threading
+
+    with Board(**board) as shown:
+        start, stop = shown.clock(), threading.Event()
+        rich_id = shown._rich.add_task(label, total=None, info="", rate="") if shown._rich is not None else None
+        if shown.plain:
+            shown.line(f"{label}: started")
+
+        def beat() -> None:
+            while not stop.wait(max(shown.interval, 0.05)):
+                if shown.plain:
+                    shown.line(f"{label}: running, {duration(shown.clock() - start)}")
+
+        thread = threading.Thread(target=beat, daemon=True)
+        thread.start()
+        try:
+            yield shown
+        finally:
+            stop.set()
+            thread.join()
+            if rich_id is not None:
+                shown._rich.update(rich_id, total=1, completed=1)
+        if shown.plain:
+            shown.line(f"{label}: done in {duration(shown.clock() - start)}")
+
+
 @contextmanager
 def track(label: str, total: int | None = None, unit: str = "", **board: Any) -> Iterator[Task]:
     """A one-task board: ``with track("compile", unit="positions") as task: work(task.advance)``."""

@@ -155,7 +155,17 @@ def _run(args: argparse.Namespace) -> int:
     if args.print_commands:
         print("\n".join(launch_commands(sweep_dir, args.nproc)))
         return 0
-    trained = run_sweep(sweep_dir, args.nproc, say=lambda line: print(f"[sweep] {line}", flush=True))
+    from mixture.progress import Board, count_lines
+    from trainer.sweep import read_sweep
+
+    with Board() as board:  # runs done / total, the current run, ETA (stderr); the lines stay on stdout
+        count = count_lines(board.task("sweep", len(read_sweep(sweep_dir)["runs"]), "runs"))
+
+        def say(line: str) -> None:
+            print(f"[sweep] {line}", flush=True)
+            count(line)
+
+        trained = run_sweep(sweep_dir, args.nproc, say=say)
     print(f"[sweep] all runs done ({len(trained)} trained now); `mixture sweep status {sweep_dir}` shows the results")
     return 0
 

@@ -128,3 +128,37 @@ def test_human_numbers() -> None:
     assert [human(x) for x in (3_440_000_368_640.0, 28e9, 665_000, 512, 0.25)] == \
         ["3.44T", "28B", "665k", "512", "0.25"]
     assert [duration(s) for s in (3, 245, 7620)] == ["3s", "4m05s", "2h07m"]
+
+
+def test_busy_step_logs_start_heartbeat_and_end() -> None:
+    import threading
+
+    from mixture.progress import busy
+
+    out, now, ticked = io.StringIO(), [0.0], threading.Event()
+    with busy("report of x", stream=out, quiet=False, interval=0.05, clock=lambda: now[0]) as board:
+        now[0] = 42.0
+        while "running" not in out.getvalue():  # the heartbeat thread writes within an interval
+            ticked.wait(0.01)
+        board.line("reading the order")
+    lines = out.getvalue().splitlines()
+    assert all(LINE.match(line) for line in lines)
+    assert lines[0].endswith("report of x: started") and lines[-1].endswith("report of x: done in 42s")
+    assert any(line.endswith("report of x: running, 42s") for line in lines)
+    assert any(line.endswith("reading the order") for line in lines)
+
+
+def test_sweep_lines_count_runs() -> None:
+    from mixture.progress import count_lines
+
+    out, now = io.StringIO(), [0.0]
+    with Board(stream=out, quiet=False, interval=0, clock=lambda: now[0]) as board:
+        say = count_lines(board.task("sweep", 3, "runs"))
+        for line in ("skip a: done (batch 4)", "train b: batches 4 -> 8, branch", "done b: batch 8",
+                     "train c: batches 8 -> 12, branch"):
+            now[0] += 30
+            say(line)
+    lines = out.getvalue().splitlines()
+    assert lines[1].endswith("sweep: 1/3 runs (33.3%), train b")
+    assert lines[2].endswith("sweep: 2/3 runs (66.7%), 0.0167 runs/s, ETA 1m00s")  # one run in 60 s
+    assert lines[-1].endswith("sweep: 2/3 runs (66.7%), 0.0111 runs/s, ETA 1m30s, train c - done")
