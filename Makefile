@@ -11,7 +11,7 @@ export HYPOTHESIS_PROFILE ?= $(if $(CI),ci,dev)
 
 $(VENV)/.synced: pyproject.toml uv.lock
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
-	$(UV) sync --frozen
+	$(UV) sync --frozen --extra eval
 	@touch $@
 
 setup: $(VENV)/.synced

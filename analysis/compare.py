@@ -20,6 +20,7 @@ from analysis.runs import Run, load_run
 from mixture.errors import MixtureError
 
 VISION, TEXT_MEAN = "eval/vqa/accuracy", "eval/text/mean"
+BENCHMARKS = "benchmarks.json"  # written into each run directory by `mixture eval SWEEP_DIR`
 _NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
 
 
@@ -45,16 +46,31 @@ def axis_key(value: Any) -> tuple[int, float, str]:  # noqa: ANN401 - any axis v
 
 
 def _variant_values(run: Run) -> dict[str, Any]:
-    if run.info.get("variant"):
+    if run.info.variant:
         return run.variant_values
-    manifest = Path(str(run.info.get("schedule", ""))) / "manifest.json"
+    manifest = Path(run.info.schedule or "") / "manifest.json"
     if manifest.is_file():
         return dict((json.loads(manifest.read_text()).get("variant") or {}).get("values") or {})
     return {}
 
 
+def _bench_scores(run: Run) -> dict[str, float]:
+    """``mixture eval``'s scores (``RUN_DIR/benchmarks.json``): ``bench/NAME`` and its ``bench/NAME/se``."""
+    path = Path(run.path) / BENCHMARKS
+    if not path.is_file():
+        return {}
+    data = json.loads(path.read_text())
+    entries = {**data.get("benchmarks", {}), **({"average": data["average"]} if "average" in data else {})}
+    out: dict[str, float] = {}
+    for name, metrics in entries.items():
+        out[f"bench/{name}"] = float(metrics["accuracy"])
+        out[f"bench/{name}/se"] = float(metrics.get("accuracy_se", 0.0))
+    return out
+
+
 def _scores(run: Run) -> dict[str, float]:
     scores = {k: float(v) for k, v in run.final_eval().items() if not k.endswith("/num_questions")}
+    scores.update(_bench_scores(run))
     text = [v for k, v in scores.items() if k.startswith("eval/text/")]
     if len(text) > 1:
         scores[TEXT_MEAN] = sum(text) / len(text)
@@ -81,11 +97,11 @@ def compare(run_dirs: list[str], out_dir: str | Path, figures: bool = False) -> 
         raise MixtureError("none of the runs has evaluation results (results.json or eval/ lines in metrics.jsonl)",
                            hint="compare runs once they have been evaluated")
     notes = [n for r in runs for n in r.notes]
-    notes += [f"{r.name}: status {r.info.get('status')!r}" for r in runs if r.info.get("status") != "done"]
+    notes += [f"{r.name}: status {r.info.status!r}" for r in runs if r.info.status != "done"]
     order = sorted(range(len(runs)), key=lambda i: ([axis_key(values[i].get(a)) for a in axes], runs[i].name))
     table = [{"run": runs[i].name, **{a: axis_label(values[i].get(a, "")) for a in axes},
-              "status": runs[i].info.get("status"), "batches": runs[i].info.get("last_batch"),
-              **{k: scores[i].get(k) for k in keys}} for i in order]
+              "status": runs[i].info.status, "batches": runs[i].info.last_batch,
+              **{k: _cell(scores[i], k) for k in keys if not k.endswith("/se")}} for i in order]
     data = {"kind": "compare", "axes": axes, "scores": keys, "table": table, "notes": notes,
             "runs": [{"name": runs[i].name, "path": str(runs[i].path), "values": values[i], "scores": scores[i],
                       "se": {k: se for k in keys if (se := standard_error(counts[i], k)) is not None},
@@ -93,9 +109,16 @@ def compare(run_dirs: list[str], out_dir: str | Path, figures: bool = False) -> 
     return data, write_report(out_dir, _page(data), data, figures)
 
 
+def _cell(scores: dict[str, float], key: str) -> float | str | None:
+    """A table cell: the score, with its standard error where there is one (``0.512 ± 0.010``)."""
+    value, se = scores.get(key), scores.get(f"{key}/se")
+    return value if value is None or se is None else f"{value:.3f} ± {se:.3f}"
+
+
 def _score_keys(scores: list[dict[str, float]]) -> list[str]:
     keys = sorted({k for s in scores for k in s})
-    first = [k for k in (VISION, TEXT_MEAN) if k in keys]
+    bench = [k for k in keys if k.startswith("bench/")]
+    first = bench + [k for k in (VISION, TEXT_MEAN) if k in keys]
     return first + [k for k in keys if k.startswith("eval/") and k not in first and not k.startswith("eval/loss/")] \
         + [k for k in keys if k.startswith("eval/loss/")]
 
@@ -111,7 +134,9 @@ def _page(data: dict[str, Any]) -> Page:
     page.notes(data["notes"])
     page.heading("Results")
     page.text("Final evaluation scores per run (results.json), runs ordered by their sweep axis values. "
-              f"{VISION}: the vision score; {TEXT_MEAN}: the mean of the text scores where there are several.")
+              f"{VISION}: the vision score; {TEXT_MEAN}: the mean of the text scores where there are several; "
+              "bench/NAME: the accuracy `mixture eval` measured (benchmarks.json) ± its question-level standard "
+              "error.")
     page.table(data["table"], left=("run", "status", *data["axes"]))
     varied = [a for a in data["axes"] if len({axis_label(r["values"].get(a)) for r in data["runs"]}) > 1]
     for axis in varied:
@@ -125,7 +150,7 @@ def _page(data: dict[str, Any]) -> Page:
 
 def _main_scores(data: dict[str, Any]) -> list[str]:
     """Up to six scores to plot: the benchmark scores first, then the held-out losses."""
-    main = [k for k in data["scores"] if not k.startswith("eval/loss/")]
+    main = [k for k in data["scores"] if not k.startswith("eval/loss/") and not k.endswith("/se")]
     return (main + [k for k in data["scores"] if k.startswith("eval/loss/")])[:6]
 
 

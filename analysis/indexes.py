@@ -49,7 +49,9 @@ class IndexFile:
     @property
     def remote(self) -> bool:
         """True for a URL (read through fsspec), False for a local path."""
-        return "://" in self.parquet and not self.parquet.startswith("file://")
+        from streaming_data.locations import is_remote
+
+        return is_remote(self.parquet)
 
     def scan(self) -> Any:  # noqa: ANN401 - a polars LazyFrame (polars is imported lazily)
         """A lazy polars scan of the rows (remote files through an fsspec handle)."""
@@ -111,7 +113,7 @@ def open_index(location: str, storage_options: dict[str, Any] | None = None) -> 
     if storage_options is None:  # what Streaming and the ingest use (S3_ENDPOINT_URL for S3-compatible stores)
         from streaming_data.locations import storage_options as default_options
 
-        storage_options = default_options()
+        storage_options = default_options(location)
     options = dict(storage_options)
     name, parquet, directory = _paths(location)
     try:

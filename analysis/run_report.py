@@ -32,15 +32,15 @@ def run_data(run: Run, an: Analysis, checked: list[int], max_points: int) -> dic
     m = an.schedule.manifest
     info = run.info
     notes = list(run.notes)
-    if info.get("schedule_fingerprint") not in (None, m["fingerprint"]):
-        notes.append(f"{run.name} was trained on schedule {info.get('schedule_fingerprint')}, not on this one "
+    if info.schedule_fingerprint not in (None, m["fingerprint"]):
+        notes.append(f"{run.name} was trained on schedule {info.schedule_fingerprint}, not on this one "
                      f"({m['fingerprint']}): its consumption is compared all the same")
-    if info.get("global_batch_size") not in (None, m["global_batch_size"]):
-        notes.append(f"{run.name}: global batch size {info.get('global_batch_size')} differs from the schedule's "
+    if info.global_batch_size not in (None, m["global_batch_size"]):
+        notes.append(f"{run.name}: global batch size {info.global_batch_size} differs from the schedule's "
                      f"{m['global_batch_size']}")
-    data = {"name": run.name, "path": str(run.path), "status": info.get("status"), "last_batch": info.get("last_batch"),
-            "world_size": info.get("world_size"),
-            "fingerprint_ok": info.get("schedule_fingerprint") == m["fingerprint"],
+    data = {"name": run.name, "path": str(run.path), "status": info.status, "last_batch": info.last_batch,
+            "world_size": info.world_size,
+            "fingerprint_ok": info.schedule_fingerprint == m["fingerprint"],
             **_agreement(run, an, [b for b in checked if b <= m["num_batches"]]),
             "losses": _curves(run.train, "loss/train", max_points), "eval": _curves(run.evals, "eval", max_points),
             "lr": _lr(run, an, max_points), "notes": notes,

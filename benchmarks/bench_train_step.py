@@ -73,15 +73,16 @@ def fit(config: Path, first: int, steps: int, preset: str, workers: int, batches
     from composer.core import DataSpec
 
     from trainer.build import build_pieces, num_tokens
-    from trainer.config import load_run_config
-    from trainer.run import RunConfig, _Run
+    from trainer.config import RunConfig, load_run_config
+    from trainer.context import open_run
+    from trainer.metrics import RunLog
 
     cfg, base = load_run_config(config)
     data = cfg.data.model_copy(update={"num_workers": workers})
     model = cfg.model.model_copy(update={"lm": cfg.model.lm.model_copy(update={"preset": preset})})
-    run = _Run(RunConfig.model_validate({**cfg.model_dump(), "data": data.model_dump(), "model": model.model_dump(),
-                                         "stop_at": f"{first + steps}ba"}), base)
-    args = build_pieces(run)["trainer_args"]
+    run = open_run(RunConfig.model_validate({**cfg.model_dump(), "data": data.model_dump(),
+                                             "model": model.model_dump(), "stop_at": f"{first + steps}ba"}), base)
+    args = build_pieces(run, RunLog(run.run_dir)).trainer_args
     timer = StepTimer()
     args["callbacks"] = [timer.callback]
     args.update(save_folder=None, autoresume=False, load_path=None, max_duration=f"{steps}ba")
@@ -89,8 +90,8 @@ def fit(config: Path, first: int, steps: int, preset: str, workers: int, batches
         args["train_dataloader"] = DataSpec(batches, get_num_tokens_in_batch=num_tokens)
     else:
         args["train_dataloader"].dataloader.dataset.load_state_dict(
-            {"samples_consumed": first * run.batch, "schedule_fingerprint": run.schedule.fingerprint,
-             "global_batch_size": run.batch})
+            {"samples_consumed": first * run.global_batch_size, "schedule_fingerprint": run.schedule.fingerprint,
+             "global_batch_size": run.global_batch_size})
     trainer = Trainer(**args)
     trainer.fit()
     trainer.close()
@@ -101,13 +102,15 @@ def collated(config: Path, first: int, steps: int) -> list:
     """The batches the scheduled loader serves for batches [first, first + steps), collated, in memory."""
     from trainer.build import build_pieces
     from trainer.config import load_run_config
-    from trainer.run import _Run
+    from trainer.context import open_run
+    from trainer.metrics import RunLog
 
     cfg, base = load_run_config(config)
-    run = _Run(cfg, base)
-    loader = build_pieces(run)["trainer_args"]["train_dataloader"].dataloader
-    loader.dataset.load_state_dict({"samples_consumed": first * run.batch,
-                                    "schedule_fingerprint": run.schedule.fingerprint, "global_batch_size": run.batch})
+    run = open_run(cfg, base)
+    loader = build_pieces(run, RunLog(run.run_dir)).trainer_args["train_dataloader"].dataloader
+    loader.dataset.load_state_dict({"samples_consumed": first * run.global_batch_size,
+                                    "schedule_fingerprint": run.schedule.fingerprint,
+                                    "global_batch_size": run.global_batch_size})
     out = []
     for batch in loader:
         out.append(batch)

@@ -19,14 +19,17 @@ from mixture.errors import MixtureError
 from mixture.progress import QUIET_ENV
 
 # Modules whose `register(subparsers)` adds subcommands; each is imported at start-up, so each must keep
-# heavy imports inside its handlers.
+# heavy imports inside its handlers. All are part of this distribution: none is optional, so a failing
+# import is an error, never a silently missing subcommand (optional extras, e.g. lm-eval for `eval-text`,
+# are imported inside their handlers and say what to install).
 _REGISTRARS: tuple[str, ...] = (
     "mixture.commands",
     "mixture.starter",
-    "mixture.sweep_cli",
+    "trainer.sweep.cli",  # listed where `sweep` has always appeared in `mixture --help`
     "streaming_data.cli",
     "trainer.cli",
     "trainer.demo_cli",
+    "trainer.evaluation.cli",
     "analysis.cli",
 )
 
@@ -41,13 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars or progress lines")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in _REGISTRARS:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:  # a package without a CLI yet
-            if exc.name != name:
-                raise
-            continue
-        module.register(subparsers)
+        importlib.import_module(name).register(subparsers)
     _finish_subcommands(parser)
     return parser
 

@@ -34,7 +34,7 @@ from mixture.lr import lr_per_step
 from mixture.permute import derive_key, permute
 from mixture.resolve import Resolved, ResolvedPhase, epochs_to_positions
 from mixture.sourcedata import SourceData
-from mixture.units import Unit, parse_duration
+from mixture.units import Unit
 
 ALGORITHM = "edf-apportionment/1"
 FORMAT = "mixture-schedule/1"
@@ -305,7 +305,7 @@ def compile_schedule(resolved: Resolved, data: dict[str, SourceData], out_dir: s
     for name in names:
         if data[name].pricing.array is not None:
             np.save(tmp / "tokens" / f"{name}.npy", data[name].pricing.array.astype(np.int32))
-    lr = lr_per_step(spec, records, batch_tokens)
+    lr = lr_per_step(spec, records, batch_tokens, resolved.durations)
     if lr is not None:
         np.save(tmp / "lr.npy", lr)
     manifest = _manifest(resolved, data, records, state, out, batch_tokens, checkpoints, dtype)
@@ -322,7 +322,7 @@ def _check_overrun(resolved: Resolved, state: _State, batch_tokens: NDArray[np.i
     run = resolved.spec.run
     if run.duration is None:
         return
-    d = parse_duration(run.duration)
+    d = resolved.durations["run.duration"]
     if d.unit is Unit.TOKENS:
         over = len(batch_tokens) >= 2 and batch_tokens[-2] >= d.value
         used, unit = state.tokens, "tokens"

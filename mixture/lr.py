@@ -11,12 +11,13 @@ so the trainer, reports and plots read the very same numbers.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import numpy as np
 from numpy.typing import NDArray
 
 from mixture.spec import MixtureSpec
-from mixture.units import Duration, Unit, parse_duration
+from mixture.units import Duration, Unit
 
 _BLOCK = 1 << 20
 
@@ -44,27 +45,28 @@ def _amount(d: Duration, ref: float) -> tuple[str, float]:
     return "fraction", float(d.value) / 100.0 * ref
 
 
-def _resolve_percent(spec: MixtureSpec, text: str) -> Duration:
-    d = parse_duration(text)
+def _resolve_percent(durations: Mapping[str, Duration], path: str) -> Duration:
+    d = durations[path]
     if d.unit is not Unit.PERCENT:
         return d
-    base_text = spec.references[d.ref] if d.ref else spec.run.duration
-    assert base_text is not None  # resolve() checked it
-    base = parse_duration(base_text)
-    return Duration(base.value * d.value / 100, base.unit, None, text)
+    base = durations[f"references.{d.ref}" if d.ref else "run.duration"]  # resolve() checked it exists
+    return Duration(base.value * d.value / 100, base.unit, None, d.text)
 
 
-def lr_per_step(spec: MixtureSpec, phases: list[dict[str, object]],
-                batch_tokens: NDArray[np.int64]) -> NDArray[np.float64] | None:
-    """LR for every global batch of the compiled schedule, or None when the run has no LR plan."""
+def lr_per_step(spec: MixtureSpec, phases: list[dict[str, object]], batch_tokens: NDArray[np.int64],
+                durations: Mapping[str, Duration]) -> NDArray[np.float64] | None:
+    """LR for every global batch of the compiled schedule, or None when the run has no LR plan.
+
+    ``durations`` are the spec's durations as resolve parsed them (:attr:`mixture.resolve.Resolved.durations`).
+    """
     plan = spec.run.lr
     if plan is None:
         return None
     batch = spec.run.global_batch_size
     num_steps = len(batch_tokens) - 1
-    plan_d = _resolve_percent(spec, plan.plan) if plan.plan else None
+    plan_d = _resolve_percent(durations, "run.lr.plan") if plan.plan else None
     plan_clock, plan_len = ("steps", float(num_steps)) if plan_d is None else _amount(plan_d, 0)
-    warm_clock, warm_len = _amount(_resolve_percent(spec, plan.warmup), 1.0)
+    warm_clock, warm_len = _amount(_resolve_percent(durations, "run.lr.warmup"), 1.0)
     if warm_clock == "fraction":
         warm_clock, warm_len = plan_clock, warm_len * plan_len
     shape = "linear" if plan.schedule == "linear" else plan.schedule
@@ -82,7 +84,7 @@ def lr_per_step(spec: MixtureSpec, phases: list[dict[str, object]],
         after = plan.peak + (plan.final - plan.peak) * _decay(shape, progress)
         lr[a:b] = np.where(warm < 1.0, plan.peak * np.minimum(warm + 1.0 / max(warm_len, 1.0), 1.0), after)
     planned_first = lr[0] if num_steps else plan.peak
-    for rec, phase in zip(phases, spec.phases):
+    for i, (rec, phase) in enumerate(zip(phases, spec.phases)):
         a, b = int(rec["start"]) // batch, int(rec["stop"]) // batch  # type: ignore[call-overload]
         if b <= a:
             continue
@@ -94,7 +96,7 @@ def lr_per_step(spec: MixtureSpec, phases: list[dict[str, object]],
             lr[a:b] = start_lr + (c.to - start_lr) * _decay(c.shape, (np.arange(n) + 1.0) / n)
         elif directive.rewarm is not None:
             r = directive.rewarm
-            wd = parse_duration(r.warmup)
+            wd = durations[f"phases[{i}].lr.rewarm.warmup"]
             wclock, wlen = _amount(wd, float(n))
             wsteps = {"steps": wlen, "samples": wlen / batch, "fraction": wlen}.get(wclock)
             if wsteps is None:  # tokens: convert with this phase's tokens per step

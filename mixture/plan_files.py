@@ -20,6 +20,7 @@ from mixture.plan import PlanNode, SweepPlan
 from mixture.schedule import Schedule, load_schedule
 
 PLAN_FORMAT = "mixture-sweep-plan/1"
+PLAN_JSON = "plan.json"
 
 # Called once per variant with its name and whether its compiled directory was reused.
 OnVariant = Callable[[str, bool], None]
@@ -107,8 +108,8 @@ def plan_dict(plan: SweepPlan, found: list[Variant], schedules: dict[str, Schedu
 
 def write_plan(content: dict[str, object], sweep_dir: str | Path) -> Path:
     """Write ``plan.json`` into ``sweep_dir`` (whole, via a rename); returns its path."""
-    out = Path(sweep_dir) / "plan.json"
-    tmp = out.with_name("plan.json.partial")
+    out = Path(sweep_dir) / PLAN_JSON
+    tmp = out.with_name(f"{PLAN_JSON}.partial")
     tmp.write_text(json.dumps(content, indent=1) + "\n")
     tmp.replace(out)
     return out
@@ -120,7 +121,7 @@ def read_plan(sweep_dir: str | Path) -> tuple[SweepPlan, dict[str, Path]]:
     Raises:
         MixtureError: If there is no plan, or it was written in another format.
     """
-    path = Path(sweep_dir) / "plan.json"
+    path = Path(sweep_dir) / PLAN_JSON
     if not path.is_file():
         raise MixtureError(f"{path} does not exist", hint="write it with `mixture sweep plan FILE -o SWEEP_DIR`")
     data = json.loads(path.read_text())

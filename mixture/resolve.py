@@ -8,6 +8,8 @@ nothing to ramp from) and reports all problems at once, each located in the file
 from __future__ import annotations
 
 import difflib
+from collections.abc import Mapping
+import dataclasses
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -48,11 +50,31 @@ class ResolvedPhase:
 
 @dataclass(frozen=True)
 class Resolved:
-    """A checked spec with durations converted to clocks."""
+    """A checked spec with durations converted to clocks.
+
+    Attributes:
+        durations: Every duration of the spec, parsed once, as written, by dotted path (``run.duration``,
+            ``run.lr.warmup``, ``references.NAME``, ``phases[i].lr.rewarm.warmup``, ...): what the compiler
+            and the LR plan read instead of parsing the strings again.
+    """
 
     spec: MixtureSpec
     phases: tuple[ResolvedPhase, ...]
     used_sources: tuple[str, ...]
+    durations: Mapping[str, Duration] = dataclasses.field(default_factory=dict)
+
+
+def parse_durations(spec: MixtureSpec) -> dict[str, Duration]:
+    """Every duration of a schema-valid spec (the schema checked that each parses), by dotted path."""
+    texts: dict[str, str | None] = {"run.duration": spec.run.duration}
+    if spec.run.lr is not None:
+        texts |= {"run.lr.warmup": spec.run.lr.warmup, "run.lr.plan": spec.run.lr.plan}
+    texts |= {f"references.{name}": text for name, text in spec.references.items()}
+    for i, phase in enumerate(spec.phases):
+        texts |= {f"phases[{i}].duration": phase.duration, f"phases[{i}].end": phase.end,
+                  f"phases[{i}].ramp.length": phase.ramp.length if phase.ramp else None,
+                  f"phases[{i}].lr.rewarm.warmup": phase.lr.rewarm.warmup if phase.lr.rewarm else None}
+    return {path: parse_duration(text) for path, text in texts.items() if text is not None}
 
 
 class _Ctx:
@@ -60,6 +82,7 @@ class _Ctx:
         self.spec = spec
         self.located = located
         self.problems: list[Problem] = []
+        self.durations = parse_durations(spec)
 
     def add(self, path: str, message: str, hint: str = "") -> None:
         if self.located is not None:
@@ -67,9 +90,10 @@ class _Ctx:
         else:
             self.problems.append(Problem(message, path=path, hint=hint))
 
-    def absolute(self, text: str, path: str) -> Duration | None:
-        """A duration with percentages replaced by an amount in the reference's unit."""
-        duration = parse_duration(text)
+    def absolute(self, path: str) -> Duration | None:
+        """The duration at ``path`` with percentages replaced by an amount in the reference's unit."""
+        duration = self.durations[path]
+        text = duration.text
         if duration.unit is not Unit.PERCENT:
             return duration
         if duration.ref is None:
@@ -77,15 +101,15 @@ class _Ctx:
                 self.add(path, f"{text!r} is a percentage of the run, but run.duration is not set",
                          "set run.duration, or write a percentage of a reference: '80% of NAME'")
                 return None
-            base_text, base_path = self.spec.run.duration, "run.duration"
+            base_path = "run.duration"
         elif duration.ref not in self.spec.references:
             close = difflib.get_close_matches(duration.ref, list(self.spec.references), n=1)
             hint = f"did you mean {close[0]!r}?" if close else "define it under references:"
             self.add(path, f"unknown reference {duration.ref!r}", hint)
             return None
         else:
-            base_text, base_path = self.spec.references[duration.ref], f"references.{duration.ref}"
-        base = parse_duration(base_text)
+            base_path = f"references.{duration.ref}"
+        base = self.durations[base_path]
         if base.unit is Unit.PERCENT:
             self.add(base_path, "a reference duration cannot itself be a percentage")
             return None
@@ -99,9 +123,7 @@ def _positions(d: Duration, batch: int) -> Decimal:
 
 def _stop(ctx: _Ctx, phase: Phase, path: str) -> Stop | None:
     field = "duration" if phase.duration is not None else "end"
-    text = phase.duration if phase.duration is not None else phase.end
-    assert text is not None  # the schema guarantees one of the two
-    d = ctx.absolute(text, f"{path}.{field}")
+    d = ctx.absolute(f"{path}.{field}")  # the schema guarantees one of the two
     if d is None:
         return None
     rel = field == "duration"
@@ -150,7 +172,7 @@ def _ramp(ctx: _Ctx, phase: Phase, index: int, path: str) -> float:
     if index == 0:
         ctx.add(f"{path}.ramp", "the first phase has no previous mix to ramp from", "remove the ramp")
         return 0.0
-    d = ctx.absolute(phase.ramp.length, f"{path}.ramp.length")
+    d = ctx.absolute(f"{path}.ramp.length")
     if d is None:
         return 0.0
     if phase.unit == "tokens" and d.unit is not Unit.TOKENS:
@@ -165,8 +187,8 @@ def _ramp(ctx: _Ctx, phase: Phase, index: int, path: str) -> float:
 def _check_rewarm(ctx: _Ctx, phase: Phase, path: str) -> None:
     if phase.lr.rewarm is None:
         return
-    d = parse_duration(phase.lr.rewarm.warmup)
     where = f"{path}.lr.rewarm.warmup"
+    d = ctx.durations[where]
     if d.unit is Unit.PERCENT and (d.ref is not None or d.value > 100):
         ctx.add(where, f"{d.text!r}: a warm-up percentage is of this phase (0-100%, no 'of NAME')",
                 "write e.g. '3%' or '100ba'")
@@ -200,7 +222,7 @@ def _check_lengths(ctx: _Ctx, stops: list[Stop | None]) -> None:
                 exact[other] = False
     run = ctx.spec.run.duration
     if run is not None:
-        total = ctx.absolute(run, "run.duration")
+        total = ctx.absolute("run.duration")
         if total is not None and total.unit in (Unit.TOKENS, Unit.SAMPLES, Unit.BATCHES):
             clock = "tokens" if total.unit is Unit.TOKENS else "positions"
             limit = _positions(total, ctx.spec.run.global_batch_size)
@@ -220,8 +242,8 @@ def resolve(spec: MixtureSpec, located: Located | None = None) -> Resolved:
     for i, name in enumerate(names):
         if names.index(name) != i:
             ctx.add(f"phases[{i}].name", f"duplicate phase name {name!r}", "phase names must be unique")
-    for ref, text in spec.references.items():
-        if parse_duration(text).unit is Unit.PERCENT:
+    for ref in spec.references:
+        if ctx.durations[f"references.{ref}"].unit is Unit.PERCENT:
             ctx.add(f"references.{ref}", "a reference duration cannot itself be a percentage")
     phases: list[ResolvedPhase] = []
     stops: list[Stop | None] = []
@@ -237,14 +259,13 @@ def resolve(spec: MixtureSpec, located: Located | None = None) -> Resolved:
             phases.append(ResolvedPhase(i, phase.name, phase.unit, weights, stop, ramp, shape))
     _check_lengths(ctx, stops)
     if spec.run.lr is not None:
-        for field in ("warmup", "plan"):
-            text = getattr(spec.run.lr, field)
-            if text is not None:
-                ctx.absolute(text, f"run.lr.{field}")
+        for name in ("warmup", "plan"):
+            if getattr(spec.run.lr, name) is not None:
+                ctx.absolute(f"run.lr.{name}")
     if ctx.problems:
         raise MixtureError(ctx.problems)
     used = sorted({s for p in phases for s, w in p.weights.items() if w > 0})
-    return Resolved(spec=spec, phases=tuple(phases), used_sources=tuple(used))
+    return Resolved(spec=spec, phases=tuple(phases), used_sources=tuple(used), durations=ctx.durations)
 
 
 def epochs_to_positions(stop: Stop, num_samples: int, batch: int) -> int:

@@ -28,16 +28,15 @@ def expand_inputs(patterns: Sequence[str]) -> list[str]:
     """
     import fsspec
 
-    from streaming_data.locations import storage_options
+    from streaming_data.locations import is_url, storage_options
 
     files: list[str] = []
     for pattern in patterns:
-        options = storage_options() if "://" in pattern else {}
-        fs, _, paths = fsspec.core.get_fs_token_paths(pattern, storage_options=options)
+        fs, _, paths = fsspec.core.get_fs_token_paths(pattern, storage_options=storage_options(pattern))
         paths = sorted(p for p in paths if fs.isfile(p))  # a plain path comes back even when missing
         if not paths:
             raise MixtureError(f"input {pattern!r} matches no file", hint="check the path or glob")
-        files.extend(fs.unstrip_protocol(p) if "://" in pattern else p for p in paths)
+        files.extend(fs.unstrip_protocol(p) if is_url(pattern) else p for p in paths)
     return list(dict.fromkeys(files))
 
 
@@ -145,7 +144,7 @@ def _open_binary(path: str) -> Any:
 
     from streaming_data.locations import storage_options
 
-    return fsspec.open(path, "rb", compression="infer", **(storage_options() if "://" in path else {})).open()
+    return fsspec.open(path, "rb", compression="infer", **storage_options(path)).open()
 
 
 def open_text(path: str) -> io.TextIOWrapper:

@@ -196,7 +196,7 @@ def build_index(location: str, *, visual_tokens: int = DEFAULT_VISUAL_TOKENS, eo
     from streaming_data.locations import publish, storage_options
 
     target = f"{location.rstrip('/')}/{SAMPLE_INDEX}"
-    fs, path = fsspec.core.url_to_fs(target, **storage_options())
+    fs, path = fsspec.core.url_to_fs(target, **storage_options(target))
     if fs.exists(path) and not overwrite:
         raise MixtureError(f"{target} already exists", hint="pass --overwrite to rebuild it")
     from streaming_data.tokenizer import load_tokenizer

@@ -42,6 +42,7 @@ from streaming_data._streaming_compat import (
     make_stream,
     streaming_state_keys,
 )
+from streaming_data.locations import is_remote, storage_options
 
 RESERVED_KEYS = ("source", "source_id", "position")
 """Keys added to every served sample; an MDS column with one of these names is refused."""
@@ -75,19 +76,6 @@ def open_compiled_schedule(path: str) -> ScheduleLike:
     return load_schedule(path)
 
 
-def is_remote(location: str) -> bool:
-    """Whether a source location is a URL Streaming must download from (``s3://``, ``gs://``, ...)."""
-    return "://" in location and not location.startswith("file://")
-
-
-def default_storage_options(location: str) -> dict[str, object]:
-    """fsspec options matching what Streaming uses: ``S3_ENDPOINT_URL`` for S3-compatible stores."""
-    endpoint = os.environ.get("S3_ENDPOINT_URL")
-    if location.startswith("s3://") and endpoint:
-        return {"client_kwargs": {"endpoint_url": endpoint}}
-    return {}
-
-
 def check_sources(
     schedule: ScheduleLike, cache_dir: str | None, storage_options: dict[str, object] | None = None
 ) -> list[Problem]:
@@ -119,7 +107,7 @@ def _manifest_storage_options(schedule: ScheduleLike, record: SourceRecordLike) 
     """The source's ``storage_options`` from the mixture file (if the schedule keeps it), else the default."""
     spec = getattr(schedule, "manifest", {}).get("spec", {})
     given = spec.get("sources", {}).get(record.name, {}).get("storage_options")
-    return dict(given) if given else default_storage_options(record.location or "")
+    return dict(given) if given else storage_options(record.location or "")
 
 
 def _check_source(record: SourceRecordLike, opts: dict[str, object], cache_dir: str | None) -> Problem | None:

@@ -104,14 +104,14 @@ class Ingest:
             return os.path.exists(os.path.join(self.base, INDEX_JSON))
         import fsspec
 
-        fs, path = fsspec.core.url_to_fs(self.remote, **storage_options())
+        fs, path = fsspec.core.url_to_fs(self.remote, **storage_options(self.remote))
         return bool(fs.exists(path + "/" + INDEX_JSON))
 
     def _clear(self) -> None:
         if self.remote is not None:
             import fsspec
 
-            fs, path = fsspec.core.url_to_fs(self.remote, **storage_options())
+            fs, path = fsspec.core.url_to_fs(self.remote, **storage_options(self.remote))
             for entry in fs.ls(path, detail=False) if fs.exists(path) else []:  # only what an ingest writes
                 if _is_ours(entry.rstrip("/").rsplit("/", 1)[-1]):
                     fs.rm(entry, recursive=True)
@@ -267,7 +267,7 @@ def _part_shard_counts(base: str, name: str, remote: str | None) -> list[int]:
     else:
         import fsspec
 
-        with fsspec.open(f"{remote}/{name}/{INDEX_JSON}", "rb", **storage_options()) as handle:
+        with fsspec.open(f"{remote}/{name}/{INDEX_JSON}", "rb", **storage_options(remote)) as handle:
             obj = json.load(handle)
     return [int(shard["samples"]) for shard in obj["shards"]]
 

@@ -1,21 +1,44 @@
-"""Build the Composer Trainer's arguments for a run: tokenizer, model, data, optimiser, LR, callbacks."""
+"""Build the Composer Trainer's arguments for a run: tokenizer, model, data, optimiser, LR, callbacks.
+
+Each builder takes what it needs (the frozen :class:`~trainer.context.RunContext`, or parts of it) and
+returns what it builds; :func:`build_pieces` calls them in order.
+"""
 
 from __future__ import annotations
 
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from mixture.errors import MixtureError
-from trainer.config import RunConfig, require, resolve_path
+from mixture.schedule import Schedule
+from mixture.sources import SAMPLE_INDEX
+from streaming_data.locations import is_remote, local_path
 from trainer.batch import Vocab
+from trainer.config import EvalConfig, RunConfig, require, resolve_path
+from trainer.context import RunContext
+from trainer.evaluate import Evaluation
+from trainer.metrics import RunLog
 from trainer.model import VLM, build_hf_model, visual_tokens
 
-if TYPE_CHECKING:
-    from trainer.run import _Run
+
+@dataclass(frozen=True)
+class Pieces:
+    """What :func:`build_pieces` builds.
+
+    Attributes:
+        tokenizer_dir: The tokenizer's directory (the export copies it).
+        evaluation: The evaluation callback (its ``last`` values are the run's final scores).
+        trainer_args: Keyword arguments of :class:`composer.Trainer`.
+    """
+
+    tokenizer_dir: str
+    evaluation: Evaluation
+    trainer_args: dict[str, Any]
 
 
 def tokenizer_dir(config: RunConfig, base: Path, manifest: dict[str, Any]) -> str:
@@ -28,9 +51,9 @@ def tokenizer_dir(config: RunConfig, base: Path, manifest: dict[str, Any]) -> st
 
     for source in manifest["sources"]:
         location = source.get("location")
-        if not location or "://" in location:
+        if not location or is_remote(location):
             continue
-        meta = pq.read_schema(Path(location, "samples.parquet")).metadata or {}
+        meta = pq.read_schema(Path(local_path(location), SAMPLE_INDEX)).metadata or {}
         found = described_tokenizer(meta.get(b"mixture:tokenizer", b"").decode())
         if found:
             return found
@@ -38,14 +61,14 @@ def tokenizer_dir(config: RunConfig, base: Path, manifest: dict[str, Any]) -> st
                        hint="set model.tokenizer in the run config")
 
 
-def build_pieces(run: _Run) -> dict[str, Any]:
+def build_pieces(ctx: RunContext, log: RunLog) -> Pieces:
     """Everything :class:`composer.Trainer` needs, plus the evaluation callback (for its results)."""
     from streaming_data.tokenizer import load_tokenizer
 
-    config, schedule = run.config, run.schedule
+    config, schedule = ctx.config, ctx.schedule
     manifest = schedule.manifest
-    run.tokenizer_dir = tokenizer_dir(config, run.base, manifest)
-    tokenizer = load_tokenizer(run.tokenizer_dir)
+    tokenizer_path = tokenizer_dir(config, ctx.base, manifest)
+    tokenizer = load_tokenizer(tokenizer_path)
     vocab = Vocab(tokenizer.vocab_size, tokenizer.eos_id)
     torch.manual_seed(config.seed)
     hf = build_hf_model(config.model, vocab, int(manifest["seq_len"]))
@@ -53,10 +76,10 @@ def build_pieces(run: _Run) -> dict[str, Any]:
     model = VLM(hf, len(schedule.sources))
     collator_args = {"seq_len": int(manifest["seq_len"]), "vocab": vocab, "visual_tokens": visual_tokens(hf),
                      "image_size": hf.config.vision_config.image_size}
-    loader = _loader(run, collator_args)
-    lr = _lr(config, schedule)
-    evaluation = _evaluation(run, collator_args, tokenizer)
-    return {"evaluation": evaluation, "trainer_args": _trainer_args(run, model, loader, lr, evaluation)}
+    loader = build_loader(ctx, collator_args)
+    lr = learning_rates(config, schedule)
+    evaluation = build_evaluation(config.eval, ctx.base, collator_args, tokenizer, log)
+    return Pieces(tokenizer_path, evaluation, trainer_args(ctx, model, loader, lr, evaluation, log))
 
 
 def _check_visual_tokens(manifest: dict[str, Any], per_image: int) -> None:
@@ -70,40 +93,38 @@ def _check_visual_tokens(manifest: dict[str, Any], per_image: int) -> None:
                 "make the mixture file's visual_tokens_per_image and the encoder's image and patch size agree")
 
 
-def _loader(run: _Run, collator_args: dict[str, Any]) -> Any:
+def build_loader(ctx: RunContext, collator_args: dict[str, Any]) -> Any:  # noqa: ANN401 - a DataLoader
+    """The scheduled dataset's DataLoader (checking a branch point first)."""
     from streaming_data.serve import ScheduledDataset, build_dataloader
     from trainer.batch import Collator
 
-    config = run.config
-    branch = config.branch is not None and not _has_own_checkpoint(run)
+    config = ctx.config
+    branch = config.branch is not None and not _has_own_checkpoint(ctx)
     if branch:
-        from trainer.run import branch_check
+        from trainer.branch import branch_check
 
-        branch_check(resolve_path(run.base, config.branch.schedule) or "",
-                     resolve_path(run.base, config.branch.checkpoint) or "", run.schedule)
-    dataset = ScheduledDataset(run.schedule_path, cache_dir=resolve_path(run.base, config.data.cache_dir),
+        branch_check(ctx.path(config.branch.schedule) or "", ctx.path(config.branch.checkpoint) or "", ctx.schedule)
+    dataset = ScheduledDataset(ctx.schedule_path, cache_dir=ctx.path(config.data.cache_dir),
                                cache_limit=config.data.cache_limit,
                                ignore_schedule_fingerprint=branch or config.checkpoint.ignore_schedule_fingerprint)
     if config.data.num_workers and not torch.cuda.is_available() and "OMP_NUM_THREADS" not in os.environ:
         # Measured on 2 cores: workers next to PyTorch's OpenMP threads made CPU steps ~10x slower.
         print(f"note: {config.data.num_workers} dataloader workers on CPU compete with PyTorch's threads; if steps "
               "are slow, set OMP_NUM_THREADS=1 or data.num_workers: 0", file=sys.stderr)
-    kinds = [s.kind for s in run.schedule.sources]
-    collate = Collator(kinds, run.schedule_path, **collator_args)
+    kinds = [s.kind for s in ctx.schedule.sources]
+    collate = Collator(kinds, ctx.schedule_path, **collator_args)
     return build_dataloader(dataset, num_workers=config.data.num_workers, collate_fn=collate,
                             persistent_workers=config.data.num_workers > 0)
 
 
-def _checkpoint_folder(run: _Run) -> str:
-    return resolve_path(run.base, run.config.checkpoint.folder) or str(run.run_dir / "checkpoints")
+def _has_own_checkpoint(ctx: RunContext) -> bool:
+    folder = ctx.checkpoint_folder
+    return (ctx.config.checkpoint.autoresume and not is_remote(folder)
+            and Path(local_path(folder), "latest-rank0.pt").exists())
 
 
-def _has_own_checkpoint(run: _Run) -> bool:
-    folder = _checkpoint_folder(run)
-    return run.config.checkpoint.autoresume and "://" not in folder and Path(folder, "latest-rank0.pt").exists()
-
-
-def _lr(config: RunConfig, schedule: Any) -> list[float]:
+def learning_rates(config: RunConfig, schedule: Schedule) -> list[float]:
+    """The learning rate of every global batch: the schedule's plan, else the config's constant."""
     lr = schedule.lr()
     if lr is None:
         require(config.optimizer.lr is not None, "the schedule has no learning-rate plan (run.lr in the mixture "
@@ -114,20 +135,20 @@ def _lr(config: RunConfig, schedule: Any) -> list[float]:
     return [float(x) for x in lr]
 
 
-def _evaluation(run: _Run, collator_args: dict[str, Any], tokenizer: Any) -> Any:
+def build_evaluation(cfg: EvalConfig, base: Path, collator_args: dict[str, Any], tokenizer: Any,  # noqa: ANN401
+                     log: RunLog) -> Evaluation:
+    """The evaluation callback: held-out losses and VQA accuracy, every ``eval.interval`` and at the end."""
     from trainer.batch import Collator
-    from trainer.evaluate import Evaluation, HeldOutSet, VQASet
+    from trainer.evaluate import HeldOutSet, VQASet
 
-    cfg = run.config.eval
-    heldout = [HeldOutSet(name, resolve_path(run.base, h.location) or "", h.samples, collator_args)
+    heldout = [HeldOutSet(name, resolve_path(base, h.location) or "", h.samples, collator_args)
                for name, h in cfg.heldout.items()]
     vqa = None
     if cfg.vqa is not None:
         collator = Collator(["image_caption"], None, **collator_args)
-        vqa = VQASet(resolve_path(run.base, cfg.vqa.file) or "", cfg.vqa.questions, cfg.vqa.max_new_tokens,
+        vqa = VQASet(resolve_path(base, cfg.vqa.file) or "", cfg.vqa.questions, cfg.vqa.max_new_tokens,
                      tokenizer, collator)
-    interval = _batches(cfg.interval)
-    return Evaluation(heldout, vqa, cfg.batch_size, interval, run.log)
+    return Evaluation(heldout, vqa, cfg.batch_size, _batches(cfg.interval), log)
 
 
 def _batches(text: str | None) -> int | None:
@@ -165,43 +186,53 @@ def _save_when(config: RunConfig, stop: int) -> Any:
     return save
 
 
-def _trainer_args(run: _Run, model: VLM, loader: Any, lr: list[float], evaluation: Any) -> dict[str, Any]:
+def trainer_args(ctx: RunContext, model: VLM, loader: Any, lr: list[float], evaluation: Evaluation,  # noqa: ANN401
+                 log: RunLog) -> dict[str, Any]:
+    """Keyword arguments of :class:`composer.Trainer` for the run."""
     from trainer.loggers import build_loggers
     from trainer.lr import ScheduleLR
     from trainer.metrics import SourceMetrics
     from trainer.progress import TrainProgress
 
-    config = run.config
+    config = ctx.config
     opt = config.optimizer
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=max(lr), betas=opt.betas, eps=opt.eps, weight_decay=opt.weight_decay)
-    loggers = build_loggers(config.loggers, run.run_dir, run.base)
-    metrics = SourceMetrics([s.name for s in run.schedule.sources], run.log, lr)
+    loggers = build_loggers(config.loggers, ctx.run_dir, ctx.base)
+    metrics = SourceMetrics([s.name for s in ctx.schedule.sources], log, lr)
     load = config.branch.checkpoint if config.branch else config.checkpoint.load
-    fsdp = config.fsdp.enabled if config.fsdp.enabled is not None else run.world > 1
+    fsdp = config.fsdp.enabled if config.fsdp.enabled is not None else ctx.world_size > 1
     from composer.core import DataSpec
 
     args: dict[str, Any] = {
         # Gradient accumulation and rank averaging weighted by label tokens: the step's loss is the mean
         # over every label token of the global batch, whatever the world size and microbatch size.
         "model": model, "train_dataloader": DataSpec(loader, get_num_tokens_in_batch=num_tokens),
-        "accumulate_train_batch_on_tokens": True, "max_duration": f"{run.stop_batch}ba",
+        "accumulate_train_batch_on_tokens": True, "max_duration": f"{ctx.stop_batch}ba",
         "optimizers": optimizer, "schedulers": [ScheduleLR(torch.tensor(lr).numpy())],
         "step_schedulers_every_batch": True, "device": "gpu" if torch.cuda.is_available() else "cpu",
-        "precision": config.precision, "seed": config.seed, "run_name": run.run_dir.name,
-        "callbacks": [metrics, evaluation, TrainProgress(metrics, run.stop_batch, run.run_dir.name)],
+        "precision": config.precision, "seed": config.seed, "run_name": ctx.run_dir.name,
+        "callbacks": [metrics, evaluation, TrainProgress(metrics, ctx.stop_batch, ctx.run_dir.name)],
         "loggers": loggers, "progress_bar": False, "log_to_console": config.loggers.console,
         "console_log_interval": config.loggers.console_interval,
-        "save_folder": _checkpoint_folder(run), "save_interval": _save_when(config, run.stop_batch),
+        "save_folder": ctx.checkpoint_folder, "save_interval": _save_when(config, ctx.stop_batch),
         "save_filename": "ba{batch}-rank{rank}.pt", "save_num_checkpoints_to_keep": config.checkpoint.keep,
         "save_overwrite": True, "autoresume": config.checkpoint.autoresume,
-        "load_path": resolve_path(run.base, load), "device_train_microbatch_size": config.microbatch_size or loader.batch_size,
+        "load_path": ctx.path(load), "device_train_microbatch_size": config.microbatch_size or loader.batch_size,
     }
     if opt.grad_clip_norm is not None:
         from composer.algorithms import GradientClipping
 
         args["algorithms"] = [GradientClipping(clipping_type="norm", clipping_threshold=opt.grad_clip_norm)]
     if fsdp:
-        args["parallelism_config"] = {"fsdp": {"reshard_after_forward": config.fsdp.reshard_after_forward,
-                                               "state_dict_type": config.fsdp.state_dict}}
+        args["parallelism_config"] = {"fsdp": fsdp_config(config)}
     return args
+
+
+def fsdp_config(config: RunConfig) -> Any:  # noqa: ANN401 - composer's FSDP2Config
+    """Composer's FSDP2 configuration for the run: the one place that chooses FSDP2 (not FSDP1, which needs
+    CUDA), by type rather than through Composer's ``FSDP_VERSION`` environment variable."""
+    from composer.utils import FSDP2Config
+
+    return FSDP2Config(reshard_after_forward=config.fsdp.reshard_after_forward,
+                       state_dict_type=config.fsdp.state_dict)

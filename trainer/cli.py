@@ -2,7 +2,7 @@
 
 Cheap to import (argparse only): composer, torch and transformers are imported inside the handlers.
 Multi-rank: ``composer -n N -m mixture train RUN.yaml`` (Composer's launcher sets the ranks; FSDP2 is used
-when there is more than one).
+when there is more than one, chosen by :func:`trainer.build.fsdp_config`).
 """
 
 from __future__ import annotations
@@ -12,9 +12,6 @@ import json
 
 
 def _train(args: argparse.Namespace) -> int:
-    import os
-
-    os.environ.setdefault("FSDP_VERSION", "2")  # Composer's FSDP2 path (FSDP1 needs CUDA)
     from trainer.run import train
 
     overrides = {k: v for k, v in (("stop_at", args.stop_at), ("run_dir", args.run_dir)) if v is not None}
@@ -33,8 +30,15 @@ def _train(args: argparse.Namespace) -> int:
 def _eval_text(args: argparse.Namespace) -> int:
     from trainer.text_eval import evaluate_text
 
-    results = evaluate_text(args.model, args.tasks.split(","), limit=args.limit, batch_size=args.batch_size)
-    print(json.dumps(results, indent=1))
+    results = evaluate_text(args.model, args.tasks.split(","), include=args.include, limit=args.limit,
+                            batch_size=args.batch_size, device=args.device)
+    text = json.dumps(results, indent=1)
+    if args.out:
+        from pathlib import Path
+
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text + "\n")
+    print(text)
     return 0
 
 
@@ -49,9 +53,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_train)
     p = subparsers.add_parser("eval-text", help="text benchmarks of an exported model (EleutherAI lm-eval)",
                               description="Evaluate RUN_DIR/export/language_model with EleutherAI's lm-eval "
-                              "harness (pip install lm-eval; tasks must be available offline).")
-    p.add_argument("model", help="an exported model directory (RUN_DIR/export or its language_model/)")
+                              "harness (the optional `eval` extra; datasets are read offline: see "
+                              "docs/evaluation.md for a local ARC-Easy-format task).")
+    p.add_argument("model", help="a run directory or an export (RUN_DIR/export or its language_model/)")
     p.add_argument("--tasks", default="arc_easy", help="comma-separated lm-eval task names")
+    p.add_argument("--include", help="a directory (or one file) of harness task YAML to add")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, ... (default cpu)")
+    p.add_argument("-o", "--out", help="also write the results to this JSON file")
     p.add_argument("--limit", type=int, help="examples per task")
     p.add_argument("--batch-size", type=int, default=8)
     p.set_defaults(func=_eval_text)

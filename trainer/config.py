@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from mixture.errors import MixtureError
 from mixture.load import read_model
 from mixture.spec import DurationStr
+from streaming_data.locations import is_url
 
 
 class _Model(BaseModel):
@@ -200,7 +201,7 @@ def load_run_config(path: str | Path) -> tuple[RunConfig, Path]:
 
 def resolve_path(base: Path, value: str | None) -> str | None:
     """A path from the config, relative to the config file unless absolute or a URL."""
-    if value is None or "://" in value or Path(value).is_absolute():
+    if value is None or is_url(value) or Path(value).is_absolute():
         return value
     return str((base / value).resolve())
 

@@ -169,7 +169,7 @@ def write_base_config(out: Path, data: Any, questions: int | None = None) -> Pat
 def _report(out: Path, sweep_dir: Path, trained: list[str]) -> DemoResult:
     """Compare the finished variants into ``out/report`` and collect the rows of the summary."""
     from analysis.compare import compare
-    from trainer.sweep_status import result_dirs, sweep_status
+    from trainer.sweep import result_dirs, sweep_status
 
     status = sweep_status(sweep_dir)
     dirs = result_dirs(status)
@@ -187,9 +187,10 @@ def _report(out: Path, sweep_dir: Path, trained: list[str]) -> DemoResult:
 
 
 def _results(run_dir: str) -> dict[str, float]:
-    import json
+    from mixture.run_dir import read_results
 
-    return json.loads((Path(run_dir) / "results.json").read_text())["eval"]
+    results = read_results(run_dir)
+    return results.eval if results else {}
 
 
 def summary(result: DemoResult) -> str:

@@ -9,9 +9,6 @@ import argparse
 
 
 def _demo(args: argparse.Namespace) -> int:
-    import os
-
-    os.environ.setdefault("FSDP_VERSION", "2")  # as `mixture train` sets it (one rank here: no sharding)
     from trainer.demo import run_demo, summary
 
     result = run_demo(args.out, scale=args.scale, questions=args.questions,

@@ -3,7 +3,7 @@
 Both run on every rank in lockstep: each rank takes every W-th item and pads its share to the same
 length (padding is evaluated and weighted 0), so that FSDP's collectives line up; sums are all-reduced.
 Generation is greedy for a fixed number of steps on every rank (tokens after EOS are ignored), for the
-same reason. VQA answers are scored like VQAv2 (:mod:`trainer.vqa_score`).
+same reason. VQA answers are scored with the official VQA normalisation (:mod:`trainer.vqa_score`).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from composer.loggers import Logger
 from composer.utils import dist
 
 from mixture.errors import MixtureError
+from mixture.run_dir import Results
 from trainer.batch import Collator
 from trainer.metrics import RunLog, all_reduce_sum
 from trainer.vqa_score import vqa_accuracy
@@ -158,8 +159,7 @@ class Evaluation(Callback):
         batch = int(state.timestamp.batch)
         if not self.last or self.last.get("batch") != batch:
             self.evaluate(state, logger)
-        self.run_log.write_json("results.json", {"batch": batch, "eval": {k: v for k, v in self.last.items()
-                                                                          if k != "batch"}})
+        self.run_log.results(Results(batch, {k: v for k, v in self.last.items() if k != "batch"}))
 
     def evaluate(self, state: State, logger: Logger) -> dict[str, float]:
         """Run every evaluation now; returns and logs the metrics."""

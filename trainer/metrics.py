@@ -1,17 +1,10 @@
-"""Per-source metrics every step, and the run directory's files that reports read.
+"""Per-source metrics every step, and rank 0's writer of the run directory that reports read.
 
-The run directory (the contract ``mixture report --run`` and ``mixture compare`` read):
+A train line of ``metrics.jsonl`` also carries the step's wall clock: ``time/wall`` (Unix seconds at its
+end), ``time/step_s`` (from asking the loader for the batch to the end of the step) and
+``throughput/tokens_per_s``, ``throughput/samples_per_s`` over that time.
 
-- ``run.json``: name, schedule path and fingerprint, sweep variant, global batch size, world size, status
-  (``running``, ``done``, ``failed``), last batch;
-- ``metrics.jsonl``: one object per step (``batch``, ``samples``, ``lr``, ``loss/train``,
-  ``loss/train/SRC``, cumulative ``samples/train/SRC`` and ``tokens/train/SRC``, and the step's wall
-  clock: ``time/wall`` (Unix seconds at its end), ``time/step_s`` (from asking the loader for the batch to
-  the end of the step) and ``throughput/tokens_per_s``, ``throughput/samples_per_s``) and one per evaluation
-  (``batch`` and ``eval/...`` keys). A resumed run first drops the lines past its checkpoint, so the file
-  always describes one consistent history;
-- ``results.json``: the final evaluation.
-
+The run directory's names and records are :mod:`mixture.run_dir`'s (run.json, metrics.jsonl, results.json).
 Counts are what the ranks actually trained on (summed over ranks), not what the schedule planned; the
 report compares the two. Cumulative counters live in the callback's state, which Composer saves in every
 checkpoint, so a resumed or branched run continues them exactly.
@@ -19,7 +12,6 @@ checkpoint, so a resumed or branched run continues them exactly.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
@@ -29,6 +21,8 @@ import torch
 from composer.core import Callback, State
 from composer.loggers import Logger
 from composer.utils import dist
+
+from mixture import run_dir as rd
 
 
 class RunLog:
@@ -40,31 +34,36 @@ class RunLog:
         if self.active:
             self.run_dir.mkdir(parents=True, exist_ok=True)
 
-    def write_json(self, name: str, data: dict[str, Any]) -> None:
+    def start(self, info: rd.RunInfo) -> None:
+        """Write ``run.json`` at the start of an invocation, keeping what an earlier one recorded after it."""
         if self.active:
-            tmp = self.run_dir / f".{name}.tmp"
-            tmp.write_text(json.dumps(data, indent=1) + "\n")
-            os.replace(tmp, self.run_dir / name)
+            old = rd.find_info(self.run_dir) or rd.RunInfo()
+            rd.write_info(self.run_dir, info.updated(finished=old.finished, export=old.export))
 
-    def update_run(self, **fields: Any) -> None:
-        """Merge ``fields`` into ``run.json``."""
+    def end(self, status: rd.RunStatus, last_batch: int, *, finished: float | None = None,
+            export: Path | None = None) -> None:
+        """Record how the invocation ended in ``run.json``."""
         if self.active:
-            path = self.run_dir / "run.json"
-            data = json.loads(path.read_text()) if path.exists() else {}
-            self.write_json("run.json", {**data, **fields})
+            info = rd.find_info(self.run_dir) or rd.RunInfo(name=self.run_dir.name)
+            changes: dict[str, Any] = {"status": status, "last_batch": last_batch}
+            if finished is not None:
+                changes |= {"finished": finished, "export": str(export) if export else None}
+            rd.write_info(self.run_dir, info.updated(**changes))
+
+    def results(self, results: rd.Results) -> None:
+        """Write ``results.json``."""
+        if self.active:
+            rd.write_results(self.run_dir, results)
 
     def truncate_after(self, batch: int) -> None:
         """Drop metric lines past ``batch`` (left by a run that broke after its last checkpoint)."""
-        path = self.run_dir / "metrics.jsonl"
-        if not self.active or not path.exists():
-            return
-        kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["batch"] <= batch]
-        path.write_text("".join(line + "\n" for line in kept))
-
-    def append(self, record: dict[str, Any]) -> None:
         if self.active:
-            with open(self.run_dir / "metrics.jsonl", "a") as handle:
-                handle.write(json.dumps(record) + "\n")
+            rd.truncate_metrics(self.run_dir, batch)
+
+    def append(self, record: rd.Line) -> None:
+        """Append one line to ``metrics.jsonl``."""
+        if self.active:
+            rd.append_metrics(self.run_dir, record)
 
 
 class SourceMetrics(Callback):

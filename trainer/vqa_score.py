@@ -1,30 +1,23 @@
-"""VQAv2-style answer scoring (pure Python: usable without torch).
+"""Scoring of the in-training VQA set (``eval.vqa``: a JSONL of ``{image, question, answers}``), pure Python.
 
-Answers are normalised (case, punctuation, articles, number words to digits). With 10 human answers a
-prediction scores the leave-one-out mean of ``min(1, matches / 3)``, as the VQAv2 evaluation does; with
-fewer answers (generated data often has one) it scores ``min(1, matches / min(3, n))``.
+With ten or more human answers a prediction is scored exactly as the official VQA script scores it
+(:func:`trainer.evaluation.answers.vqa_accuracy`). Generated data often has one answer, where the official
+leave-one-annotator-out rule would score every prediction 0, so with fewer answers both sides are normalised
+the official way and the score is ``min(1, matches / min(3, n))``.
 """
 
 from __future__ import annotations
 
-import re
+from trainer.evaluation.answers import normalize_answer
+from trainer.evaluation.answers import vqa_accuracy as official_accuracy
 
-_NUMBERS = {w: str(i) for i, w in enumerate("zero one two three four five six seven eight nine ten".split())}
-_ARTICLES = {"a", "an", "the"}
-_PUNCT = re.compile(r"[;/\[\]\"{}()=+\\_\-><@`,?!*#%^&$:.']")
-
-
-def normalize_answer(text: str) -> str:
-    """VQAv2-style answer normalisation."""
-    words = _PUNCT.sub(" ", text.lower()).split()
-    return " ".join(_NUMBERS.get(w, w) for w in words if w not in _ARTICLES)
+__all__ = ["normalize_answer", "vqa_accuracy"]
 
 
 def vqa_accuracy(prediction: str, answers: list[str]) -> float:
-    """VQAv2 accuracy of one prediction against the human answers."""
+    """Accuracy of one prediction against the human answers (see the module docstring)."""
+    if len(answers) >= 10:
+        return official_accuracy(prediction, answers)
     pred = normalize_answer(prediction)
-    gold = [normalize_answer(a) for a in answers]
-    if len(gold) >= 10:
-        scores = [min(1.0, sum(g == pred for j, g in enumerate(gold) if j != i) / 3) for i in range(len(gold))]
-        return sum(scores) / len(scores)
-    return min(1.0, sum(g == pred for g in gold) / min(3, max(len(gold), 1)))
+    matches = sum(normalize_answer(a) == pred for a in answers)
+    return min(1.0, matches / min(3, max(len(answers), 1)))

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -86,19 +85,13 @@ def test_resume_with_other_settings_is_refused(tmp_path: Path, monkeypatch: pyte
     assert read_sample_index(out).columns["tokens"].max() == 50
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture()
-def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+def s3(monkeypatch: pytest.MonkeyPatch, free_port: Callable[[], int]) -> Iterator[str]:
     """moto's S3 server on 127.0.0.1 with a bucket ``ingest``; yields the endpoint URL."""
     import boto3
     from moto.server import ThreadedMotoServer
 
-    port = _free_port()
+    port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     endpoint = f"http://127.0.0.1:{port}"

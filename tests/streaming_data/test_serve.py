@@ -23,7 +23,7 @@ from serve_helpers import (  # noqa: E402
 
 from mixture.errors import MixtureError  # noqa: E402
 
-serve = pytest.importorskip("streaming_data.serve")
+import streaming_data.serve as serve  # noqa: E402
 from mixture.schedule import load_schedule  # noqa: E402
 
 B = 8
@@ -226,3 +226,22 @@ def test_resume_does_not_depend_on_streaming_shared_memory(world: dict) -> None:
     assert not os.path.exists(f"/dev/shm/{_get_path(ds._shm_prefix_int, RESUME)}")
     assert pickle.loads(pickle.dumps(ds))._resume_point(0) == (0, 5 * B)
     check_exact(served_batches(ds, world["kinds"], 2), world["path"], first_batch=5)
+
+
+def test_a_dropped_dataset_releases_its_shared_memory(world: dict) -> None:
+    """The suite's shared-memory fixture (tests/conftest.py): a dataset nobody holds any more gives back its
+    file descriptors when collected, so a long test run does not run out of them."""
+    import gc
+
+    def open_fds() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    dataset(world["path"])  # the first one may open lasting handles (index files, locks)
+    gc.collect()
+    before = open_fds()
+    for _ in range(5):
+        ds = dataset(world["path"])
+        assert len(ds) == NUM_BATCHES * B
+        del ds
+    gc.collect()
+    assert open_fds() == before

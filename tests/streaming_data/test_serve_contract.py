@@ -15,14 +15,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import pytest
-
 sys.path.insert(0, str(Path(__file__).parent))
 from serve_helpers import write_source  # noqa: E402
 
-streaming = pytest.importorskip("streaming")
-dataset_module = pytest.importorskip("streaming.base.dataset")
-compat = pytest.importorskip("streaming_data._streaming_compat")
+import streaming  # noqa: E402
+import streaming.base.dataset as dataset_module  # noqa: E402
+import streaming_data._streaming_compat as compat  # noqa: E402
 StreamingDataset = streaming.StreamingDataset
 REPO = Path(__file__).resolve().parents[2]
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -23,15 +23,9 @@ WORKER = Path(__file__).parent / "serve_dist_worker.py"
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def launch_two_ranks(*args: str, timeout: float = 150) -> None:
-    """Run serve_dist_worker.py as ranks 0 and 1 of a gloo group; fail with both logs if either fails."""
-    port = str(_free_port())
+def launch_two_ranks(port: int, *args: str, timeout: float = 150) -> None:
+    """Run serve_dist_worker.py as ranks 0 and 1 of a gloo group on ``port``; fail with both logs if either fails."""
+    port = str(port)
     procs = []
     for rank in (0, 1):
         env = {**os.environ, "RANK": str(rank), "WORLD_SIZE": "2", "LOCAL_RANK": str(rank),
@@ -59,7 +53,7 @@ def global_batches(per_rank: list[list]) -> list:
 
 
 @pytest.mark.slow
-def test_two_ranks_exact_and_elastic(world: dict, tmp_path: Path) -> None:
+def test_two_ranks_exact_and_elastic(world: dict, tmp_path: Path, free_port: Callable[[], int]) -> None:
     kinds, path = world["kinds"], world["path"]
     one_rank = dataset(path)  # 1 rank, stopped after 4 batches: the 1 -> 2 state
     assert len(served_batches(one_rank, kinds, 2, stop=4)) == 4
@@ -67,7 +61,7 @@ def test_two_ranks_exact_and_elastic(world: dict, tmp_path: Path) -> None:
     state_one.write_text(json.dumps(one_rank.state_dict(4 * B, from_beginning=True)))
 
     (tmp_path / "table.json").write_text(json.dumps(kinds))
-    launch_two_ranks(path, str(tmp_path), str(state_one), "6")
+    launch_two_ranks(free_port(), path, str(tmp_path), str(state_one), "6")
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     for num_workers in (0, 2):
         check_exact(global_batches([r[f"full_w{num_workers}"] for r in ranks]), path)

@@ -6,11 +6,11 @@ import gc
 import glob
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -23,17 +23,15 @@ from test_serve import B, PHASES, SPEC, check_exact, dataset  # noqa: E402
 from mixture.errors import MixtureError  # noqa: E402
 from mixture.schedule import load_schedule  # noqa: E402
 
-pytest.importorskip("moto.server")
-boto3 = pytest.importorskip("boto3")
+import boto3  # noqa: E402
+import moto.server  # noqa: E402, F401 - the S3 server the fixture starts
 BUCKET = "mixture-serve"
 
 
 @pytest.fixture(scope="module")
-def s3_endpoint() -> str:
+def s3_endpoint(free_port: Callable[[], int]) -> str:
     """moto's S3 server in a subprocess (a server thread in this process would be forked into workers)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     endpoint = f"http://127.0.0.1:{port}"

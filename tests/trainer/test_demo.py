@@ -13,9 +13,6 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("torch")
-pytest.importorskip("composer")
-
 from mixture.cli import main as cli  # noqa: E402
 
 INTRO_POINTS = ["0%", "20%", "40%", "60%", "80%", "100%"]

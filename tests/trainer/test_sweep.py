@@ -26,9 +26,6 @@ import yaml
 sys.path.insert(0, str(Path(__file__).parent))
 import train_helpers as h  # noqa: E402
 
-pytest.importorskip("torch")
-pytest.importorskip("composer")
-
 from mixture.cli import main as cli  # noqa: E402
 from mixture.errors import MixtureError  # noqa: E402
 from trainer.run import train  # noqa: E402
@@ -181,23 +178,39 @@ def test_a_failing_run_stops_the_sweep_naming_it_and_its_log(sweep: dict, monkey
     assert cli(["sweep", "status", str(other)]) == 0
     assert "failed: RuntimeError: out of memory" in capsys.readouterr().out
     assert cli(["sweep", "status", str(other), "--json"]) == 0
-    runs = {r["id"]: r["state"] for r in json.loads(capsys.readouterr().out)["runs"]}
+    runs = {r["run"]["id"]: r["state"] for r in json.loads(capsys.readouterr().out)["runs"]}
     assert runs[RUNS[0]]["status"] == "failed" and "out of memory" in runs[RUNS[0]]["error"]
 
     calls = []
 
-    def launcher(cmd: list[str], env: dict, **kwargs: object) -> subprocess.CompletedProcess:
-        calls.append((cmd, env["FSDP_VERSION"]))
+    def launcher(cmd: list[str], **kwargs: object) -> subprocess.CompletedProcess:
+        calls.append(cmd)
         return subprocess.CompletedProcess(cmd, 3)
 
     monkeypatch.setattr(subprocess, "run", launcher)
     with pytest.raises(MixtureError, match="exited with 3"):
         run_sweep(other, nproc=2, say=lambda _: None)
-    cmd, fsdp = calls[0]
-    assert cmd[1:5] == ["-m", "composer.cli.launcher", "-n", "2"] and cmd[-1].endswith("run.yaml") and fsdp == "2"
+    cmd = calls[0]
+    assert cmd[1:5] == ["-m", "composer.cli.launcher", "-n", "2"] and cmd[-1].endswith("run.yaml")
 
 
 def test_sweep_commands_import_neither_torch_nor_composer() -> None:
-    code = ("import sys, mixture.sweep_cli, trainer.sweep, trainer.sweep_status; "
+    code = ("import sys, mixture.cli, trainer.sweep.cli, trainer.sweep.prepare, trainer.sweep.status, trainer.sweep.records; "
             "bad = {'torch', 'composer', 'streaming'} & set(sys.modules); assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
+
+
+def test_mixture_eval_of_a_sweep_feeds_compare(sweep: dict, tmp_path: Path) -> None:
+    sys.path.insert(0, str(ROOT / "tests" / "evaluation"))
+    import bench_fixtures as bf
+
+    gqa = bf.write_gqa(tmp_path / "gqa", n=2)
+    code, printed = _cli(["eval", str(sweep["out"]), "--bench", f"gqa={gqa}", "-o", str(tmp_path / "ev"),
+                          "--max-new-tokens", "4", "--device", "cpu"])
+    assert code == 0 and printed.count("== ") == 6
+    dirs = [*sweep["runs"].values(), *(sweep["out"] / "variants" / t for t in TWINS)]
+    assert all(json.loads((d / "benchmarks.json").read_text())["benchmarks"]["gqa"]["n"] == 2 for d in dirs)
+    code, _ = _cli(["compare", *map(str, dirs), "-o", str(tmp_path / "compare")])
+    report = json.loads((tmp_path / "compare" / "report.json").read_text())
+    assert code == 0 and report["scores"][:2] == ["bench/average", "bench/average/se"]
+    assert all(" ± " in row["bench/gqa"] for row in report["table"])

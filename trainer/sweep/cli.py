@@ -1,7 +1,8 @@
-"""CLI of sweeps: `mixture sweep plan|run|status` (docs/sweeps.md).
+"""CLI of sweeps: `mixture sweep plan|run|status` (docs/sweeps.md), registered by :mod:`mixture.cli`.
 
-Imports stay light at module level (argparse only); the planner itself is pure Python + NumPy. `run` and
-`status` import :mod:`trainer.sweep` inside their handlers; only `run` training in-process imports composer.
+Imports stay light at module level (argparse only); the planner itself is the compiler's (pure Python +
+NumPy, :mod:`mixture.plan`). `run` and `status` import this package's modules inside their handlers; only
+`run` training in-process imports composer.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ if TYPE_CHECKING:
     from rich.tree import Tree
 
     from mixture.plan import PlanNode, SweepPlan
-    from trainer.sweep_status import SweepStatus
+    from trainer.sweep.status import RunRow, SweepStatus
 
 
 def _human(tokens: float) -> str:
@@ -80,8 +81,8 @@ def print_plan(plan: SweepPlan, name: str) -> None:
                   f"({100 * t['saved_token_fraction']:.1f}%)[/]")
 
 
-def _state(run: dict) -> str:
-    state = run["state"]
+def _state(row: RunRow) -> str:
+    state = row.state
     colour = {"done": "green", "failed": "red", "stale": "red", "running": "yellow", "stopped": "yellow"}
     text = f"[{colour.get(state.status, 'white')}]{state.status}[/]"
     if state.status != "done" and state.last_batch:
@@ -100,19 +101,19 @@ def print_status(status: SweepStatus) -> None:
     table = Table(title=f"sweep {status.name}: runs, in dependency order", title_justify="left")
     for col in ("run", "starts from", "batches", "status", "final eval"):
         table.add_column(col, justify="right" if col == "batches" else "left")
-    for run in status.runs:
-        origin = f"{run['after']} @ {run['start_batch']:,}" if run["after"] else "scratch"
-        scores = ", ".join(f"{k.removeprefix('eval/')} {v:.4g}" for k, v in run["eval"].items()
+    for row in status.runs:
+        run = row.run
+        origin = f"{run.after} @ {run.start_batch:,}" if run.after else "scratch"
+        scores = ", ".join(f"{k.removeprefix('eval/')} {v:.4g}" for k, v in row.eval.items()
                            if not k.endswith("num_questions"))
-        table.add_row(escape(run["id"]), escape(origin), f"{run['start_batch']:,} -> {run['stop_batch']:,}",
-                      _state(run), scores)
+        table.add_row(escape(run.id), escape(origin), f"{run.start_batch:,} -> {run.stop_batch:,}", _state(row), scores)
     console.print(table)
     table = Table(title="variants: final model and results", title_justify="left")
     for col in ("variant", "done", "at batch", "trained by run", "results in"):
         table.add_column(col, justify="right" if col == "at batch" else "left")
     for name, v in status.variants.items():
-        where = v["results_dir"] if v["at_run_end"] else "(a mid-run checkpoint: not evaluated)"
-        table.add_row(escape(name), "yes" if v["done"] else "no", f"{v['batch']:,}", escape(v["run"]), escape(where))
+        where = v.results_dir if v.entry.at_run_end else "(a mid-run checkpoint: not evaluated)"
+        table.add_row(escape(name), "yes" if v.done else "no", f"{v.entry.batch:,}", escape(v.entry.run), escape(where))
     console.print(table)
     t = status.totals
     console.print(f"planned {t['plan_batches']:,} batches, {_human(t['plan_tokens'])} tok instead of "
@@ -139,7 +140,8 @@ def _plan(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from trainer.sweep import launch_commands, prepare_sweep, run_sweep
+    from trainer.sweep.execute import launch_commands, run_sweep
+    from trainer.sweep.prepare import prepare_sweep
 
     def told(name: str, reused: bool) -> None:
         print(f"{'reused' if reused else 'compiled'} {name}", file=sys.stderr)
@@ -151,15 +153,18 @@ def _run(args: argparse.Namespace) -> int:
     sweep_dir, notes = prepare_sweep(args.file, args.run_config, args.out, told)
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
-    print(f"wrote {sweep_dir / 'plan.json'}, {sweep_dir / 'sweep.json'} and a run config per run", file=sys.stderr)
+    from mixture.plan_files import PLAN_JSON
+    from trainer.sweep.records import SWEEP_JSON
+
+    print(f"wrote {sweep_dir / PLAN_JSON}, {sweep_dir / SWEEP_JSON} and a run config per run", file=sys.stderr)
     if args.print_commands:
         print("\n".join(launch_commands(sweep_dir, args.nproc)))
         return 0
     from mixture.progress import Board, count_lines
-    from trainer.sweep import read_sweep
+    from trainer.sweep.records import read_sweep
 
     with Board() as board:  # runs done / total, the current run, ETA (stderr); the lines stay on stdout
-        count = count_lines(board.task("sweep", len(read_sweep(sweep_dir)["runs"]), "runs"))
+        count = count_lines(board.task("sweep", len(read_sweep(sweep_dir).runs), "runs"))
 
         def say(line: str) -> None:
             print(f"[sweep] {line}", flush=True)
@@ -171,8 +176,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from trainer.sweep import default_sweep_dir
-    from trainer.sweep_status import result_dirs, sweep_status
+    from trainer.sweep.prepare import default_sweep_dir
+    from trainer.sweep.status import result_dirs, sweep_status
 
     target = Path(args.target)
     sweep_dir = target if target.is_dir() else Path(args.out) if args.out else default_sweep_dir(target)
