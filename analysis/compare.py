@@ -200,9 +200,8 @@ def _axis_figure(page: Page, data: dict[str, Any], axis: str) -> None:
             points = seed_points(runs, key, lambda r: position[axis_label(r["values"].get(axis))])
             if points:
                 plot_points(ax, points, palette[group], group)
-        if key.endswith("/accuracy"):  # a share of questions: on its own scale, 0 included
-            top = max((r["scores"].get(key, 0.0) for r in data["runs"]), default=0.0)
-            ax.set_ylim(0, 1.02 if top > 0.4 else max(0.1, 1.3 * top))
+        if key.endswith("/accuracy"):
+            accuracy_scale(ax, [r["scores"].get(key, 0.0) for r in data["runs"]])
         ax.set_xticks(list(position.values()), [label.split(" of ")[0] for label in position], fontsize=8,
                       rotation=30 if len(position) > 6 else 0)
         ax.set_title(key, fontsize=10)
@@ -218,6 +217,13 @@ def _axis_figure(page: Page, data: dict[str, Any], axis: str) -> None:
               + (f" {', '.join(follow)} change{'s' if len(follow) == 1 else ''} with it (each {axis} value has one)."
                  if follow else ""))
     page.figure(fig, f"compare_{re.sub(r'[^A-Za-z0-9_]+', '_', axis)}", f"Scores against {axis}.")
+
+
+def accuracy_scale(ax: Any, values: list[float]) -> None:  # noqa: ANN401
+    """An accuracy (a share of questions) on a scale from 0: 0-1 once any value is large."""
+    top = max(values, default=0.0)
+    upper = 1.02 if top > 0.4 else max(0.1, 1.3 * top)
+    ax.set_ylim(-0.03 * upper, upper)  # a little below 0, so that points at 0 stay visible
 
 
 def is_seed_axis(axis: str) -> bool:
@@ -298,6 +304,7 @@ def _curve_figure(page: Page, data: dict[str, Any]) -> None:
                 label=r["name"], linewidth=1.2)
     count_axis(ax, "batch")
     ax.set_ylabel(VISION)
+    accuracy_scale(ax, [v for r in runs for v in r["eval_curve"][VISION]])
     ax.legend(frameon=False, fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
     page.heading("Vision score during training")
     page.text(f"{VISION} at every evaluation the runs logged.")

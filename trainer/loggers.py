@@ -46,7 +46,9 @@ def build_loggers(config: LoggersConfig, run_dir: Path, base: Path) -> list[Any]
 
     loggers: list[Any] = []
     if config.wandb is not None:
-        loggers.append(_construct("wandb", _wandb_logger(), _wandb_args(dict(config.wandb), run_dir, base)))
+        cls = _wandb_logger()
+        _check_known("wandb", cls, set(config.wandb) - {"mode", "dir"})
+        loggers.append(_construct("wandb", cls, _wandb_args(dict(config.wandb), run_dir, base)))
     if config.mlflow is not None:
         loggers.append(_construct("mlflow", _mlflow_logger(), _mlflow_args(dict(config.mlflow), base)))
     if config.tensorboard is not None:
@@ -96,6 +98,13 @@ def _wandb_args(args: dict[str, Any], run_dir: Path, base: Path) -> dict[str, An
     if mode not in WANDB_MODES:
         raise MixtureError(f"mode {mode!r} is not a W&B mode", path="loggers.wandb",
                            hint=f"write one of {', '.join(WANDB_MODES)}")
+    if mode == "online":
+        import wandb
+
+        if not wandb.api.api_key:  # reads WANDB_API_KEY and ~/.netrc, as wandb.init would
+            raise MixtureError("W&B online mode needs an API key and none is set", path="loggers.wandb",
+                               hint="run `wandb login` or set WANDB_API_KEY, or write mode: offline and "
+                               "upload later with `wandb sync`")
     folder = Path(resolve_path(base, str(args.pop("dir", run_dir))) or run_dir)
     folder.mkdir(parents=True, exist_ok=True)
     if isinstance(args.get("tags"), str):
@@ -117,18 +126,32 @@ def _mlflow_args(args: dict[str, Any], base: Path) -> dict[str, Any]:
     return args
 
 
-def _construct(section: str, cls: type, args: dict[str, Any]) -> Any:
-    """``cls(**args)``, with unknown arguments and failures to open the store reported as one line."""
+def _mlflow_uri_restorer() -> Any:  # noqa: ANN401 - a callable
+    import mlflow
+
+    before = mlflow.get_tracking_uri()
+    return lambda: mlflow.set_tracking_uri(before)
+
+
+def _check_known(section: str, cls: type, names: set[str]) -> None:
+    """Refuse arguments that ``cls`` does not take, naming those it does."""
     accepted = [name for name in inspect.signature(cls.__init__).parameters if name != "self"]
-    unknown = sorted(set(args) - set(accepted))
+    unknown = sorted(names - set(accepted))
     if unknown:
         extra = ", mode, dir" if section == "wandb" else ""
         raise MixtureError(f"unknown argument{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}",
                            path=f"loggers.{section}",
                            hint=f"Composer's {cls.__name__} takes {', '.join(accepted)}{extra}")
+
+
+def _construct(section: str, cls: type, args: dict[str, Any]) -> Any:
+    """``cls(**args)``, with unknown arguments and failures to open the store reported as one line."""
+    _check_known(section, cls, set(args))
+    restore = _mlflow_uri_restorer() if section == "mlflow" else (lambda: None)
     try:
         return cls(**args)
     except Exception as error:  # noqa: BLE001 - a logger's own failure to start, shown as one line
+        restore()  # MLflow keeps the failed store as its process-wide tracking URI; later calls would retry it
         first = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise MixtureError(f"{cls.__name__} could not start: {first[:300]}", path=f"loggers.{section}",
                            hint="check the arguments (a tracking_uri the store can open, a writable log_dir)"

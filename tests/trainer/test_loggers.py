@@ -97,12 +97,16 @@ def test_mlflow_directory_is_relative_to_the_run_config(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("section", "args", "expected"), [
     ("wandb", {"projct": "x"}, "loggers.wandb: unknown argument projct (Composer's WandBLogger takes project"),
     ("wandb", {"mode": "offlne"}, "loggers.wandb: mode 'offlne' is not a W&B mode"),
+    ("wandb", {"project": "x"}, "loggers.wandb: W&B online mode needs an API key and none is set (run `wandb login`"),
     ("mlflow", {"tracking_uri": "sqlit:///x.db"}, "loggers.mlflow: tracking_uri 'sqlit:///x.db': unknown store"),
     ("mlflow", {"tracking_uri": "sqlite:////no/such/dir/x.db", "log_system_metrics": False},
      "loggers.mlflow: MLFlowLogger could not start: "),
     ("tensorboard", {"logdir": "x"}, "loggers.tensorboard: unknown argument logdir"),
 ])
-def test_misconfigured_logger_is_one_line(tmp_path: Path, section: str, args: dict, expected: str) -> None:
+def test_misconfigured_logger_is_one_line(tmp_path: Path, section: str, args: dict, expected: str,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "no_netrc"))
     with pytest.raises(MixtureError) as error:
         build_loggers(LoggersConfig(**{section: args}), tmp_path / "run", tmp_path)
     assert str(error.value).startswith(expected) and "\n" not in str(error.value)
