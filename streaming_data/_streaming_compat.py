@@ -10,20 +10,35 @@ works and no worker ever holds a copy of the whole order. Where an epoch starts 
 ``StreamingDataset._resume(world, epoch)``, which we also replace: the stock version reads a JSON block in
 shared memory that its creator unlinks at exit, after which iteration silently restarts at sample 0.
 
+One more internal is wrapped: ``get_shm_prefix``, where a node's local leader finds the first free
+shared-memory prefix, waits at a barrier for its other ranks, then creates the prefix's ``_locals`` block.
+Two jobs starting on one machine at once can both find the same prefix, and the later one dies with
+``FileExistsError: /000272_locals`` (seen with two test runs at once). :func:`_registered_prefix` holds a
+machine-wide file lock from the search to the creation, so registrations of datasets built here happen one
+at a time.
+
 Everything here is named after those internals so that a Streaming upgrade breaks in one place, and
 ``tests/streaming_data/test_serve_contract.py`` fails loudly if the override points move or change shape.
 """
 
 from __future__ import annotations
 
+import fcntl
 import importlib.metadata
+import os
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from math import ceil
+from typing import Any
+
 import numpy as np
+import streaming.base.dataset as _streaming_dataset
 from numpy.typing import NDArray
 from streaming import Stream, StreamingDataset
+from streaming.base.shared.prefix import get_shm_prefix as _stock_get_shm_prefix
 from streaming.base.world import World
+from torch import distributed as dist
 
 from mixture.errors import MixtureError
 
@@ -63,10 +78,18 @@ def detect_ranks() -> tuple[int, int]:
     return world.rank, world.num_ranks
 
 
-def make_stream(location: str, local: str | None, remote: bool, download_retry: int) -> Stream:
-    """One Streaming stream over an MDS directory: read in place if local, else cached under ``local``."""
+def detect_node_ranks() -> tuple[int, int]:
+    """This process's rank on its node and the number of ranks per node, as Streaming sees them."""
+    world = World.detect()
+    return world.rank_of_node, world.ranks_per_node
+
+
+def make_stream(location: str, local: str | None, remote: bool, download_retry: int,
+                validate_hash: str | None = None) -> Stream:
+    """One Streaming stream over an MDS directory: read in place if local, else cached under ``local``
+    (each downloaded shard checked against its ``validate_hash`` digest in ``index.json``, if given)."""
     if remote:
-        return Stream(remote=location, local=local, download_retry=download_retry)
+        return Stream(remote=location, local=local, download_retry=download_retry, validate_hash=validate_hash)
     return Stream(local=location, download_retry=download_retry)
 
 
@@ -116,6 +139,34 @@ class OrderDrivenDataset(StreamingDataset):
         return self.next_epoch - 1
 
 
+PREFIX_LOCK = os.path.join(tempfile.gettempdir(), "streaming", "mixture-shm-prefix.lock")
+"""The machine-wide lock a local leader holds while it registers a shared-memory prefix."""
+
+
+def _registered_prefix(streams_local: list[str], streams_remote: list[str | None], world: World,
+                       retry: int = 100) -> tuple[int, Any]:
+    """Streaming's ``get_shm_prefix``, with the search and the creation under :data:`PREFIX_LOCK`.
+
+    The local leader takes the lock, then every rank meets at a barrier, so that the other ranks of the
+    node search only while their leader holds it (they must find the prefix the leader creates).
+    """
+    lock = None
+    if world.is_local_leader:
+        os.makedirs(os.path.dirname(PREFIX_LOCK), exist_ok=True)
+        lock = open(PREFIX_LOCK, "a")  # noqa: SIM115 - closed (and so unlocked) below
+        fcntl.flock(lock, fcntl.LOCK_EX)
+    try:
+        if dist.is_available() and dist.is_initialized():
+            dist.barrier()
+        return _stock_get_shm_prefix(streams_local, streams_remote, world, retry)
+    finally:
+        if lock is not None:
+            lock.close()
+
+
+_streaming_dataset.get_shm_prefix = _registered_prefix  # the name StreamingDataset.__init__ calls
+
+
 def streaming_state_keys() -> tuple[str, ...]:
     """Keys of Streaming's own dataset state dict (to recognise and refuse it on resume)."""
     return ("epoch", "sample_in_epoch", "num_canonical_nodes", "shuffle_seed")
@@ -126,6 +177,7 @@ __all__ = [
     "OrderDrivenDataset",
     "Placement",
     "check_streaming_version",
+    "detect_node_ranks",
     "detect_ranks",
     "make_stream",
     "streaming_state_keys",

@@ -21,6 +21,7 @@ from typing import Any
 
 from mixture.errors import MixtureError
 from streaming_data.inputs import iter_records
+from streaming_data.url_policy import refusal_reason
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff")
 
@@ -47,6 +48,8 @@ class Part:
 def download_reason(error_message: str | None) -> str:
     """A short, countable reason for an img2dataset failure message."""
     message = error_message or ""
+    if refused := refusal_reason(message):
+        return refused
     if match := re.search(r"HTTP Error (\d+)", message):
         return f"download_http_{match.group(1)}"
     for needle, reason in (("timed out", "download_timeout"), ("disallowed", "download_disallowed"),
@@ -219,7 +222,8 @@ def run_img2dataset(url_list: str, output_folder: str, *, url_column: str = "url
     """Download a URL list (parquet, CSV, TSV or JSONL) with img2dataset into webdataset shards.
 
     Keeps the original bytes (``disable_all_reencoding``) unless ``resize`` asks for img2dataset's lossy
-    resize to ``resize`` pixels. Reruns resume: img2dataset skips the shards it already finished.
+    resize to ``resize`` pixels. Reruns resume: img2dataset skips the shards it already finished. Only
+    http(s) URLs are fetched, and redirects only to http(s) (:mod:`streaming_data.url_policy`).
     """
     _check_url_list(url_list, url_column, caption_column, distributor)
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
@@ -232,10 +236,13 @@ def run_img2dataset(url_list: str, output_folder: str, *, url_column: str = "url
         {"resize_mode": "keep_ratio", "image_size": resize, "resize_only_if_bigger": True} if resize
         else {"resize_mode": "no", "disable_all_reencoding": True}
     )
-    download(url_list=url_list, output_folder=output_folder, input_format=input_format, url_col=url_column,
-             caption_col=caption_column, output_format="webdataset", processes_count=processes,
-             thread_count=threads, distributor=distributor, number_sample_per_shard=per_shard, timeout=timeout,
-             enable_wandb=False, incremental_mode="incremental", compute_hash=None, **options)
+    from streaming_data.url_downloader import http_only_downloads
+
+    with http_only_downloads():  # only http(s) URLs, and no redirect to another scheme
+        download(url_list=url_list, output_folder=output_folder, input_format=input_format, url_col=url_column,
+                 caption_col=caption_column, output_format="webdataset", processes_count=processes,
+                 thread_count=threads, distributor=distributor, number_sample_per_shard=per_shard,
+                 timeout=timeout, enable_wandb=False, incremental_mode="incremental", compute_hash=None, **options)
     return output_folder
 
 

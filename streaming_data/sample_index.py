@@ -26,7 +26,7 @@ import numpy as np
 import pyarrow as pa
 
 from mixture.errors import MixtureError
-from mixture.sources import INDEX_JSON
+from mixture.sources import INDEX_JSON, content_hash
 from streaming_data.locations import is_remote, local_path
 
 TEXT, IMAGE_CAPTION, INSTRUCTION = "text", "image_caption", "instruction"
@@ -169,8 +169,10 @@ def _decompress(root: str, shard: dict[str, Any]) -> None:
 
 def with_index_metadata(table: pa.Table, kind: str, dropped: dict[str, int], extra: dict[str, Any]) -> pa.Table:
     """``table`` with the sample index's key-value metadata: ``mixture:kind``, ``mixture:dropped`` and
-    ``mixture:<key>`` for each extra item (strings as they are, anything else as JSON)."""
-    meta = {"kind": kind, "dropped": dict(sorted(dropped.items())), **extra}
+    ``mixture:<key>`` for each extra item (strings as they are, anything else as JSON), and
+    ``mixture:content_sha256``, the content hash that makes the source's fingerprint cheap."""
+    columns = {name: table.column(name) for name in table.column_names}
+    meta = {"kind": kind, "dropped": dict(sorted(dropped.items())), **extra, "content_sha256": content_hash(columns)}
     encoded = {f"mixture:{k}".encode(): (v if isinstance(v, str) else json.dumps(v)).encode() for k, v in meta.items()}
     return table.replace_schema_metadata(encoded)
 

@@ -12,7 +12,8 @@ remote schemes, shared-memory coordination are all Streaming's) whose sample ord
 - any ``W`` dividing ``B`` gives the same global batches, so resuming on a different number of ranks is
   exact;
 - before anything is served, each source's fingerprint (``index.json`` + ``samples.parquet``) is checked
-  against the schedule's manifest, and each remote source's cached ``index.json`` against the remote one.
+  against the schedule's manifest, each remote source's cached ``index.json`` against the remote one, and
+  every shard of every source for presence, size and recorded hash (:mod:`streaming_data.shards`).
 
 Each yielded sample is the MDS row (a dict of columns) plus ``source`` (name), ``source_id`` and
 ``position`` (in the schedule), so that a collator can route text, image-caption and instruction samples.
@@ -22,6 +23,7 @@ under a schedule, so they are refused rather than silently ignored.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol
@@ -38,11 +40,13 @@ from streaming_data._streaming_compat import (
     OrderDrivenDataset,
     Placement,
     check_streaming_version,
+    detect_node_ranks,
     detect_ranks,
     make_stream,
     streaming_state_keys,
 )
 from streaming_data.locations import is_remote, storage_options
+from streaming_data.shards import check_source_shards, shard_hash_algorithm
 
 RESERVED_KEYS = ("source", "source_id", "position")
 """Keys added to every served sample; an MDS column with one of these names is refused."""
@@ -87,20 +91,25 @@ def check_sources(
         storage_options: fsspec options for remote sources; by default derived from ``S3_ENDPOINT_URL``.
 
     Returns:
-        One problem per changed, missing or stale-cached source (empty when all match).
+        One problem per changed, missing, stale-cached or damaged source (a missing, resized or
+        corrupted shard: :mod:`streaming_data.shards`); empty when all match.
     """
-    problems = []
+    return [p for p, _ in _checked(schedule, cache_dir, storage_options) if p is not None]
+
+
+def _checked(schedule: ScheduleLike, cache_dir: str | None,
+             storage_options: dict[str, object] | None) -> list[tuple[Problem | None, str | None]]:
+    """Per source: its problem (or None) and the shard hash algorithm its index.json records."""
+    checked = []
     for record in schedule.sources:
         if record.location is None:
-            problems.append(Problem(f"source '{record.name}' is declared by size only: there is no data to serve",
+            checked.append((Problem(f"source '{record.name}' is declared by size only: there is no data to serve",
                                     path=f"sources.{record.name}",
-                                    hint="ingest it, point its `location` at the data and recompile"))
+                                    hint="ingest it, point its `location` at the data and recompile"), None))
             continue
         opts = storage_options if storage_options is not None else _manifest_storage_options(schedule, record)
-        problem = _check_source(record, opts, cache_dir)
-        if problem is not None:
-            problems.append(problem)
-    return problems
+        checked.append(_check_source(record, opts, cache_dir))
+    return checked
 
 
 def _manifest_storage_options(schedule: ScheduleLike, record: SourceRecordLike) -> dict[str, object]:
@@ -110,44 +119,54 @@ def _manifest_storage_options(schedule: ScheduleLike, record: SourceRecordLike) 
     return dict(given) if given else storage_options(record.location or "")
 
 
-def _check_source(record: SourceRecordLike, opts: dict[str, object], cache_dir: str | None) -> Problem | None:
+def _check_source(record: SourceRecordLike, opts: dict[str, object],
+                  cache_dir: str | None) -> tuple[Problem | None, str | None]:
     path = f"sources.{record.name}"
     try:
         found = source_fingerprint(record.location, opts)
     except MixtureError as error:
         return Problem(f"source '{record.name}' is missing: {error}", path=path,
-                       hint="restore the data the schedule was compiled from, or recompile the schedule")
+                       hint="restore the data the schedule was compiled from, or recompile the schedule"), None
     if found != record.fingerprint:
         return Problem(
             f"source '{record.name}' at {record.location} changed since the schedule was compiled "
             f"(fingerprint {found}, manifest says {record.fingerprint})",
             path=path, hint="recompile the schedule against this data, or restore the data it was compiled from",
-        )
-    if is_remote(record.location) and cache_dir is not None:
-        cached = os.path.join(cache_dir, record.name, INDEX_JSON)
-        if os.path.exists(cached):
-            with open(cached, "rb") as mine, fsspec.open(f"{record.location.rstrip('/')}/{INDEX_JSON}", "rb", **opts) as theirs:
-                if mine.read() != theirs.read():
-                    return Problem(
-                        f"the local cache {os.path.dirname(cached)} holds another version of source "
-                        f"'{record.name}' than {record.location}", path=path,
-                        hint=f"delete {os.path.dirname(cached)} (Streaming never refreshes a cached index.json)",
-                    )
-    return None
+        ), None
+    with fsspec.open(f"{record.location.rstrip('/')}/{INDEX_JSON}", "rb", **opts) as handle:
+        theirs = handle.read()
+    remote = is_remote(record.location)
+    cache = os.path.join(cache_dir, record.name) if remote and cache_dir is not None else None
+    cached = os.path.join(cache, INDEX_JSON) if cache else None
+    if cached and os.path.exists(cached):
+        with open(cached, "rb") as mine:
+            if mine.read() != theirs:
+                return Problem(
+                    f"the local cache {cache} holds another version of source '{record.name}' than "
+                    f"{record.location}", path=path,
+                    hint=f"delete {cache} (Streaming never refreshes a cached index.json)",
+                ), None
+    index = json.loads(theirs)
+    problem = check_source_shards(record.name, record.location, remote=remote, cache=cache,
+                                  storage_options=opts, read_index=lambda: index, share=detect_node_ranks())
+    return problem, shard_hash_algorithm(index)
 
 
 def checked_streams(schedule: ScheduleLike, cache_dir: str | None, storage_options: dict[str, object] | None,
                     download_retry: int) -> list:
     """One Streaming stream per schedule source, in source-id order, once every source has passed
-    :func:`check_sources` (remote ones cached in ``cache_dir/<name>``, local ones read in place)."""
+    :func:`check_sources` (remote ones cached in ``cache_dir/<name>``, local ones read in place; shards
+    downloaded later are checked against their recorded hash by Streaming's ``validate_hash``)."""
     remote = [is_remote(r.location or "") for r in schedule.sources]
     if any(remote) and cache_dir is None:
         raise MixtureError("some sources are remote but no cache_dir was given", hint="pass cache_dir=")
-    problems = check_sources(schedule, cache_dir, storage_options)
+    checked = _checked(schedule, cache_dir, storage_options)
+    problems = [p for p, _ in checked if p is not None]
     if problems:
         raise MixtureError(problems)
     return [make_stream(r.location, os.path.join(cache_dir, r.name) if rem and cache_dir else None, rem,
-                        download_retry) for r, rem in zip(schedule.sources, remote)]
+                        download_retry, validate_hash=algorithm)
+            for r, rem, (_, algorithm) in zip(schedule.sources, remote, checked)]
 
 
 class ScheduledDataset(OrderDrivenDataset):

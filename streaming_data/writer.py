@@ -6,9 +6,11 @@ goes when the output is a URL), and its sample-index rows go to the work directo
 counts as finished only once its rows file has been renamed into place, so a crash mid-part leaves
 nothing that looks finished; a rerun deletes the unfinished part and starts there.
 
-Finalisation builds ``samples.parquet`` from the journal, merges the parts' ``index.json`` files with
-Streaming's ``merge_index``, and publishes ``samples.parquet`` first and ``index.json`` last (a rename on
-local disk, one PUT on an object store): a dataset directory with an ``index.json`` is complete.
+Every shard's ``xxh3_64`` digest is recorded in its ``index.json`` (serving checks it). Finalisation builds
+``samples.parquet`` from the journal (with its content hash, which keeps the source fingerprint cheap),
+merges the parts' ``index.json`` files with Streaming's ``merge_index``, and publishes ``samples.parquet``
+first and ``index.json`` last (a rename on local disk, one PUT on an object store): a dataset directory
+with an ``index.json`` is complete.
 
 Layout while running (local output ``OUT``; for a URL the work directory is ``--work-dir`` or a cache
 directory keyed by the URL)::
@@ -42,6 +44,7 @@ from mixture.errors import MixtureError
 from mixture.sources import INDEX_JSON, SAMPLE_INDEX
 from streaming_data.sample_index import with_index_metadata
 from streaming_data.locations import is_remote, local_path, publish, storage_options
+from streaming_data.shards import SHARD_HASH
 
 JOURNAL_VERSION = 1
 _WORK = ".ingest"
@@ -168,7 +171,7 @@ class Ingest:
         out: str | tuple[str, str] = (local, f"{self.remote}/{name}") if self.remote else local
         result = PartResult()
         writer = MDSWriter(columns=columns, out=out, size_limit=size_limit, compression=compression,
-                           keep_local=self.remote is None, exist_ok=True)
+                           hashes=[SHARD_HASH], keep_local=self.remote is None, exist_ok=True)
         try:
             yield writer, result
         except BaseException:

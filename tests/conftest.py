@@ -54,11 +54,17 @@ class _ReleaseOnCollection:
 
 
 def _release_streaming_memory_on_collection() -> bool:
-    """Install :class:`_ReleaseOnCollection` once Streaming is imported; whether it is."""
+    """Install :class:`_ReleaseOnCollection` once Streaming is imported; whether it is.
+
+    Also imports :mod:`streaming_data._streaming_compat`, whose lock serialises shared-memory prefix
+    registration, so that datasets the tests build with Streaming directly are covered too.
+    """
     module = sys.modules.get(_STREAMING_MEMORY)
     if module is None:
         return False
     if not isinstance(module.atexit, _ReleaseOnCollection):
+        import streaming_data._streaming_compat  # noqa: F401
+
         module.atexit = _ReleaseOnCollection()
     return True
 

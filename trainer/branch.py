@@ -8,9 +8,11 @@ on every position, learning rate and batch size before the checkpoint's position
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from mixture.errors import MixtureError
@@ -45,9 +47,36 @@ def branch_check(trunk_schedule: str, checkpoint: str, schedule: Schedule) -> in
     return position
 
 
+def _checkpoint_globals() -> list[Any]:
+    """What a Composer checkpoint holds besides tensors and plain containers: wall-clock times, the torch
+    version, NumPy arrays (the RNG state). Nothing that runs code when unpickled."""
+    import datetime
+
+    from torch.torch_version import TorchVersion
+
+    dtypes = [getattr(np.dtypes, n) for n in ("BoolDType", "Int32DType", "Int64DType", "UInt32DType",
+                                               "UInt64DType", "Float32DType", "Float64DType")]
+    return [datetime.timedelta, TorchVersion, np._core.multiarray._reconstruct, np.ndarray, np.dtype, *dtypes]
+
+
 def _dataset_state(checkpoint: str) -> dict[str, Any]:
+    """The serving state in a trunk checkpoint, unpickled with ``weights_only=True`` and an allow-list:
+    the path comes from a run config, and a pickle can run any code while it loads."""
     require(Path(checkpoint).is_file(), f"checkpoint {checkpoint} does not exist")
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    try:
+        with torch.serialization.safe_globals(_checkpoint_globals()):
+            state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:  # torch's message: advice, the line saying what it refused, a link
+        lines = [line.strip().partition("WeightsUnpickler error: ")[2] or line.strip()
+                 for line in str(error).split("\n")]
+        what = next((line for line in lines if "GLOBAL" in line or "Unsupported" in line), lines[0])
+        what = what.split(" Please use")[0]  # torch's advice to allow-list it is not ours to give
+        raise MixtureError(f"refused to load branch checkpoint {checkpoint}: {what} (only tensors, plain values "
+                           "and an allow-list of types are unpickled)",
+                           hint="branch only from a checkpoint saved by `mixture train`") from None
+    except (RuntimeError, OSError, EOFError) as error:
+        raise MixtureError(f"branch checkpoint {checkpoint} cannot be read ({error})",
+                           hint="branch from an intact checkpoint saved by `mixture train`") from None
     try:
         return state["state"]["dataset_state"]["train"]
     except (KeyError, TypeError):

@@ -64,9 +64,11 @@ def write_source(root: str, name: str, kind: str, source_id: int, num_samples: i
     """Write an MDS source plus its samples.parquet; return its directory."""
     from streaming import MDSWriter
 
+    from streaming_data.shards import SHARD_HASH
+
     out = os.path.join(root, name)
     tokens = []
-    with MDSWriter(out=out, columns=KIND_COLUMNS[kind], size_limit=size_limit) as writer:
+    with MDSWriter(out=out, columns=KIND_COLUMNS[kind], size_limit=size_limit, hashes=[SHARD_HASH]) as writer:
         for i in range(num_samples):
             sample = make_sample(kind, source_id, i)
             writer.write(sample)

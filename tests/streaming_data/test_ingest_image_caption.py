@@ -162,3 +162,54 @@ def test_nothing_survives_gives_an_empty_complete_source(tmp_path: Path) -> None
     assert summary["samples"] == 0 and summary["dropped"] == {"not_an_image": 1, "truncated": 1}
     index = read_sample_index(out)
     assert index.num_samples == 0 and index.kind == "image_caption"
+
+
+class _Redirects(SimpleHTTPRequestHandler):
+    """Static files, plus ``/go?TARGET`` answering 302 with ``Location: TARGET``."""
+
+    def do_GET(self) -> None:  # noqa: N802 (the http.server hook's name)
+        if self.path.startswith("/go?"):
+            self.send_response(302)
+            self.send_header("Location", self.path[len("/go?"):])
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        super().do_GET()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.mark.slow
+def test_url_ingest_fetches_only_http_urls_and_redirects(tmp_path: Path) -> None:
+    """A file:// or ftp:// row, and http redirects to file:// or ftp://, are dropped by reason; the local
+    file is never read into the dataset; an http -> http redirect is followed."""
+    root = tmp_path / "www"
+    root.mkdir()
+    images = {k: v for k, v in make_image_set(3).items() if not k.startswith("broken")}
+    for name, (data, _) in images.items():
+        (root / name).write_bytes(data)
+    secret = make_image_set(4)["img003.png"][0]  # a valid image the server does not serve
+    (tmp_path / "secret.jpg").write_bytes(secret)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_Redirects, directory=str(root)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    names = sorted(images)
+    rows = [{"url": f"{base}/{names[0]}", "caption": images[names[0]][1]},
+            {"url": f"{base}/go?/{names[1]}", "caption": images[names[1]][1]},
+            {"url": f"{base}/go?{base}/{names[2]}", "caption": images[names[2]][1]},
+            {"url": (tmp_path / "secret.jpg").as_uri(), "caption": "a local file"},
+            {"url": f"{base}/go?{(tmp_path / 'secret.jpg').as_uri()}", "caption": "redirect to a local file"},
+            {"url": f"{base}/go?ftp://127.0.0.1:1/secret.jpg", "caption": "redirect to ftp"},
+            {"url": "ftp://127.0.0.1:1/secret.jpg", "caption": "ftp"}]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "urls.parquet")
+    out = str(tmp_path / "mds")
+    try:
+        summary = ingest_image_caption(ImageCaptionIngestConfig(
+            out=out, urls=str(tmp_path / "urls.parquet"), processes=1, threads=2), show_progress=False)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert summary["dropped"] == {"url_scheme_not_allowed": 2, "redirect_not_allowed": 2}
+    samples = _check_round_trip(out, images)
+    assert hashlib.sha256(secret).hexdigest() not in {s["content_hash"] for s in samples}

@@ -38,6 +38,17 @@ def test_override_points_keep_their_signatures() -> None:
     assert list(inspect.signature(StreamingDataset.load_state_dict).parameters) == ["self", "obj"]
 
 
+def test_prefix_registration_is_wrapped_where_init_calls_it() -> None:
+    """StreamingDataset.__init__ registers its shared-memory prefix through the module name we replace."""
+    init_source = inspect.getsource(StreamingDataset.__init__)
+    assert "self._shm_prefix_int, self._locals_shm = get_shm_prefix(streams_local, streams_remote," in init_source
+    assert dataset_module.get_shm_prefix is compat._registered_prefix
+    stock = inspect.signature(compat._stock_get_shm_prefix).parameters
+    assert list(stock) == ["streams_local", "streams_remote", "world", "retry"]
+    source = inspect.getsource(compat._stock_get_shm_prefix)
+    assert source.index("_check_and_find_retrying") < source.index("shm = SharedMemory(name, True, len(data))")
+
+
 def test_iter_calls_the_override_points() -> None:
     """__iter__ resumes via _resume_incr_epoch -> _resume, then hands _get_work's result to _Iterator."""
     iter_source = inspect.getsource(StreamingDataset.__iter__)

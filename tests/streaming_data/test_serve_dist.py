@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,27 +24,30 @@ WORKER = Path(__file__).parent / "serve_dist_worker.py"
 REPO = Path(__file__).resolve().parents[2]
 
 
-def launch_two_ranks(port: int, *args: str, timeout: float = 150) -> None:
-    """Run serve_dist_worker.py as ranks 0 and 1 of a gloo group on ``port``; fail with both logs if either fails."""
-    port = str(port)
+def launch_two_ranks(port: int, *args: str, timeout: float = 400) -> None:
+    """Run serve_dist_worker.py as ranks 0 and 1 of a gloo group on ``port``; fail with both logs if either
+    fails or they are not done within ``timeout`` seconds (generous: on a loaded 2-core machine importing
+    torch and streaming alone takes each rank a minute)."""
     procs = []
     for rank in (0, 1):
         env = {**os.environ, "RANK": str(rank), "WORLD_SIZE": "2", "LOCAL_RANK": str(rank),
-               "LOCAL_WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port,
+               "LOCAL_WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
                "PYTHONPATH": str(REPO), "NO_ALBUMENTATIONS_UPDATE": "1"}
         procs.append(subprocess.Popen([sys.executable, str(WORKER), *args], env=env,
                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
-    logs = []
+    deadline, logs, why = time.monotonic() + timeout, [], "failed"
     for proc in procs:
         try:
-            logs.append(proc.communicate(timeout=timeout)[0])
+            logs.append(proc.communicate(timeout=max(deadline - time.monotonic(), 1.0))[0])
         except subprocess.TimeoutExpired:
             for p in procs:
                 p.kill()
-            raise
+            logs = [p.communicate()[0] for p in procs]
+            why = f"did not finish within {timeout:.0f} s"
+            break
     if any(p.returncode for p in procs):
-        pytest.fail("\n".join(f"--- rank {r} (exit {p.returncode}):\n{log[-4000:]}"
-                              for r, (p, log) in enumerate(zip(procs, logs))))
+        pytest.fail(f"the two ranks {why}\n" + "\n".join(f"--- rank {r} (exit {p.returncode}):\n{log[-4000:]}"
+                                                           for r, (p, log) in enumerate(zip(procs, logs))))
 
 
 def global_batches(per_rank: list[list]) -> list:

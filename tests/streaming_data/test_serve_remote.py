@@ -22,6 +22,7 @@ from test_serve import B, PHASES, SPEC, check_exact, dataset  # noqa: E402
 
 from mixture.errors import MixtureError  # noqa: E402
 from mixture.schedule import load_schedule  # noqa: E402
+from streaming_data.shards import SHARD_HASH, shard_files  # noqa: E402
 
 import boto3  # noqa: E402
 import moto.server  # noqa: E402, F401 - the S3 server the fixture starts
@@ -108,3 +109,47 @@ def test_remote_needs_cache_dir(s3_env: str, tmp_path: Path) -> None:
                            storage_options={"endpoint_url": s3_env})
     with pytest.raises(MixtureError, match="no cache_dir"):
         dataset(path)
+
+
+def test_remote_missing_shard_refused_and_corrupt_shards_caught(tmp_path: Path, s3_env: str,
+                                                         caplog: pytest.LogCaptureFixture) -> None:
+    """Remote: a shard not listed at the remote, or of another size, is refused before training; so is a
+    corrupted shard in the local cache; a corrupted remote shard fails Streaming's hash check on download."""
+    bucket = "mixture-integrity"
+    spec = SPEC[:1]
+    sources = make_sources(str(tmp_path / "data"), spec, location=f"s3://{bucket}")
+    upload(str(tmp_path / "data"), s3_env, bucket)
+    phases = [{"name": "all", "duration": "20ba", "mix": {"web": 1.0}, "unit": "samples"}]
+    path = compile_mixture(str(tmp_path / "schedule"), sources, B, phases, storage_options={"endpoint_url": s3_env})
+    client = boto3.client("s3", endpoint_url=s3_env)
+    gone = first_basenames(str(tmp_path / "data" / "web"), 2)
+    client.delete_object(Bucket=bucket, Key=f"web/{gone}")
+    cache = tmp_path / "cache"
+    with pytest.raises(MixtureError, match=f"source 'web': shard {gone} is missing \\(s3://{bucket}/web/{gone}\\)"):
+        dataset(path, cache_dir=str(cache))
+
+    original = (tmp_path / "data" / "web" / gone).read_bytes()
+    client.put_object(Bucket=bucket, Key=f"web/{gone}", Body=original[:-7])
+    with pytest.raises(MixtureError, match=f"shard {gone} is {len(original) - 7} bytes, index.json records "
+                                           f"{len(original)} \\(s3://{bucket}/web/{gone}\\)"):
+        dataset(path, cache_dir=str(cache))
+    flipped = bytes([original[0] ^ 0xFF]) + original[1:]
+    client.put_object(Bucket=bucket, Key=f"web/{gone}", Body=flipped)
+    ds = dataset(path, cache_dir=str(cache))  # same size: only a download can tell
+    with pytest.raises(MixtureError, match="serving stopped after"):
+        served_batches(ds, source_table(load_schedule(path), sources), 0)
+    assert f"Checksum failure: {cache / 'web' / gone}" in caplog.text
+    del ds  # its shared memory is released by tests/conftest.py's fixture
+
+    first = first_basenames(str(tmp_path / "data" / "web"), 0)
+    cached = cache / "web" / first
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    data = (tmp_path / "data" / "web" / first).read_bytes()
+    cached.write_bytes(data[:-1] + bytes([data[-1] ^ 0x01]))
+    with pytest.raises(MixtureError, match=f"shard {first} fails its {SHARD_HASH} check.*delete it"):
+        dataset(path, cache_dir=str(cache))
+
+
+def first_basenames(location: str, number: int) -> str:
+    """The file name of shard ``number`` of a local MDS directory."""
+    return shard_files(json.loads(Path(location, "index.json").read_text()))[number][0].basename

@@ -123,6 +123,33 @@ def test_branch_past_the_divergence_is_refused(study: dict) -> None:
         train(config)
 
 
+class _RunsCodeWhenUnpickled:
+    """A pickle payload: unpickling it creates ``path`` (any callable could run instead of ``open``)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple:
+        return (open, (self.path, "w"))
+
+
+def test_branch_checkpoint_is_unpickled_weights_only(study: dict, tmp_path: Path) -> None:
+    """A real trunk checkpoint loads with weights_only=True and the allow-list; a checkpoint whose pickle
+    would run code is refused in one line, before that code runs."""
+    from trainer.branch import _dataset_state
+
+    root = study["root"]
+    assert _dataset_state(str(root / "run_a" / "checkpoints" / "ba6-rank0.pt"))["samples_consumed"] == 48
+    marker = tmp_path / "code_ran"
+    evil = tmp_path / "evil.pt"
+    torch.save({"state": {"dataset_state": {"train": _RunsCodeWhenUnpickled(str(marker))}}}, evil)
+    config = h.run_config(root / "evil_run.yaml", study["other"], root / "run_evil",
+                          branch={"checkpoint": str(evil), "schedule": str(study["trunk"])})
+    with pytest.raises(MixtureError, match=f"refused to load branch checkpoint {evil}: .*GLOBAL io.open was not"):
+        train(config)
+    assert not marker.exists()
+
+
 def test_two_rank_fsdp_matches_one_process(study: dict, free_port: Callable[[], int]) -> None:
     root = study["root"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}  # FSDP2 is the trainer's choice, not the environment's
