@@ -240,7 +240,10 @@ def standard_error(scores: dict[str, float], key: str) -> float | None:
     return (p * (1 - p) / n) ** 0.5
 
 
-def seed_points(runs: list[dict[str, Any]], key: str, x_of: Any) -> list[tuple[float, float, float | None, list[float]]]:  # noqa: ANN401
+Point = tuple[float, float, "float | None", list[float]]  # x, mean score, its standard error, every run's score
+
+
+def seed_points(runs: list[dict[str, Any]], key: str, x_of: Any) -> list[Point]:  # noqa: ANN401
     """Per x position: (x, mean score, its standard error, every run's score), sorted by x.
 
     The error is the standard error of the mean over the runs at that x (repeats over seeds) when there are
@@ -262,8 +265,7 @@ def seed_points(runs: list[dict[str, Any]], key: str, x_of: Any) -> list[tuple[f
     return out
 
 
-def plot_points(ax: Any, points: list[tuple[float, float, float | None, list[float]]], color: str,  # noqa: ANN401
-                label: str) -> None:
+def plot_points(ax: Any, points: list[Point], color: str, label: str) -> None:  # noqa: ANN401
     """A line through the means with standard-error bars, and each run as a small dot."""
     xs = [p[0] for p in points]
     ax.errorbar(xs, [p[1] for p in points], yerr=[p[2] or 0.0 for p in points], marker="o", color=color,

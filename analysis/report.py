@@ -65,7 +65,8 @@ def _add_token_axis(schedule: Any, data: dict[str, Any], max_points: int) -> Non
     at = lambda batches: np.interp(np.asarray(batches, np.float64), np.arange(len(bt)), bt)  # noqa: E731
     data["curve"]["tokens"] = at(data["curve"]["batch"]).tolist()
     for p in data["phases"]:
-        p["start_tokens"], p["stop_tokens"] = (float(v) for v in at([p["start_batch"], p["start_batch"] + p["batches"]]))
+        start, stop = at([p["start_batch"], p["start_batch"] + p["batches"]])
+        p["start_tokens"], p["stop_tokens"] = float(start), float(stop)
     data["source_names"] = list(schedule.source_names)
     lr = schedule.lr()
     if lr is not None and len(lr):
