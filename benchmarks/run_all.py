@@ -4,7 +4,8 @@ Quick mode (the default) runs each benchmark at a size that finishes in minutes 
 cores at load average 20); its numbers show the code works and the order of magnitude, not the figures of
 docs/benchmarks.md, which come from each script at its own defaults (``--full`` runs those: tens of
 minutes to hours, and updates benchmarks/results/). A quick run leaves benchmarks/results/ as it was (the
-scripts write their JSON there; it is put back afterwards). ``--only NAME`` runs some of them. Exit status 1 when any benchmark fails.
+scripts write their JSON there; it is put back afterwards). ``--only NAME`` runs some of them. Exit status
+1 when any benchmark fails.
 
 Usage: ``.venv/bin/python benchmarks/run_all.py [--full] [--only validate mix ...]``
 """
