@@ -26,6 +26,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
@@ -100,13 +101,18 @@ def fit(config: Path, first: int, steps: int, preset: str, workers: int, batches
 
 def collated(config: Path, first: int, steps: int) -> list:
     """The batches the scheduled loader serves for batches [first, first + steps), collated, in memory."""
-    from trainer.build import build_pieces
     from trainer.config import load_run_config
     from trainer.context import open_run
-    from trainer.metrics import RunLog
 
     cfg, base = load_run_config(config)
-    run = open_run(cfg, base)
+    return batches_of(open_run(cfg, base), first, steps)
+
+
+def batches_of(run: Any, first: int, steps: int) -> list:
+    """The collated batches ``[first, first + steps)`` of a run's scheduled loader (``run``: a RunContext)."""
+    from trainer.build import build_pieces
+    from trainer.metrics import RunLog
+
     loader = build_pieces(run, RunLog(run.run_dir)).trainer_args["train_dataloader"].dataloader
     loader.dataset.load_state_dict({"samples_consumed": first * run.global_batch_size,
                                     "schedule_fingerprint": run.schedule.fingerprint,

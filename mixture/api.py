@@ -32,6 +32,7 @@ class Variant:
     resolved: Resolved
     base_dir: str
     values: dict[str, object] = field(default_factory=dict)  # sweep axis -> this variant's value
+    located: Located | None = None  # where the file's values are, for locating compile-time problems
 
 
 def variants(path: str | Path) -> list[Variant]:
@@ -49,9 +50,9 @@ def variants(path: str | Path) -> list[Variant]:
     for name, data, origins, values in expand(located):
         try:
             variant_spec = spec if not name else MixtureSpec.model_validate(data)
-            out.append(Variant(name, resolve(variant_spec, located), base_dir, values))
+            out.append(Variant(name, resolve(variant_spec, located), base_dir, values, located))
         except ValidationError as exc:
-            problems += [_in_variant(p, name, origins, located) for p in _problems(exc, located)]
+            problems += [_in_variant(p, name, origins, located) for p in _problems(exc, located, data=data)]
         except MixtureError as exc:
             problems += [_in_variant(p, name, origins, located) for p in exc.problems]
     if problems:
@@ -78,10 +79,34 @@ def compile_variant(variant: Variant, out_dir: str | Path, progress: Progress | 
     from mixture.sourcedata import load_source
 
     spec = variant.resolved.spec
-    data = {n: load_source(n, spec.sources[n], spec.seed, variant.base_dir) for n in variant.resolved.used_sources}
-    compile_schedule(variant.resolved, data, out_dir, progress,
-                     variant={"name": variant.name, "values": variant.values})
+    data, problems = {}, []
+    for n in variant.resolved.used_sources:
+        try:
+            data[n] = load_source(n, spec.sources[n], spec.seed, variant.base_dir)
+        except MixtureError as exc:
+            problems += [_locate(p, variant, f"sources.{n}.location") for p in exc.problems]
+            continue
+        if data[n].pricing.array is not None and not data[n].pricing.array.any():
+            problems.append(_locate(Problem(f"every sample of {n!r} costs 0 tokens", hint="check the index's "
+                                            "token columns and visual_tokens_per_image"), variant, f"sources.{n}"))
+    if problems:
+        raise MixtureError(problems)
+    try:
+        compile_schedule(variant.resolved, data, out_dir, progress,
+                         variant={"name": variant.name, "values": variant.values})
+    except MixtureError as exc:
+        raise MixtureError([_locate(p, variant, "") for p in exc.problems]) from None
     return load_schedule(out_dir)
+
+
+def _locate(problem: Problem, variant: Variant, default_path: str) -> Problem:
+    """A compile-time problem placed in the mixture file (at its path, else at ``default_path``)."""
+    if problem.file or variant.located is None:
+        return problem
+    path = problem.path or default_path
+    if not path:
+        return Problem(problem.message, file=variant.located.file, hint=problem.hint)
+    return variant.located.problem(path, problem.message, problem.hint)
 
 
 def open_or_compile(target: str | Path, progress: Progress | None = None) -> Iterator[tuple[str, Schedule]]:

@@ -73,6 +73,25 @@ def _finish_subcommands(parser: argparse.ArgumentParser) -> None:
             _finish_subcommands(sub)
 
 
+def validate_run_config(path: str, data: dict) -> str | None:
+    """`mixture validate` of a run config (recognised by its top-level keys): check it, return a summary.
+
+    Returns None when ``data`` reads as a mixture file. The check (``trainer.config.check_run_config``)
+    imports neither torch nor composer.
+
+    Raises:
+        MixtureError: Every problem of the run config, located.
+    """
+    from mixture.spec import MixtureSpec
+    from trainer.config import RunConfig, check_run_config
+
+    keys = set(data)
+    if len(keys & set(RunConfig.model_fields)) <= len(keys & set(MixtureSpec.model_fields)):
+        return None
+    config, _ = check_run_config(path)
+    return f"{path}: ok (run config: schedule {config.schedule}{', variant ' + config.variant if config.variant else ''})"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the process exit code."""
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")

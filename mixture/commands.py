@@ -29,12 +29,18 @@ def _progress(total: int, label: str) -> Iterator[object]:
 
 def _validate(args: argparse.Namespace) -> int:
     from mixture.api import variants
+    from mixture.cli import validate_run_config  # the one module that reaches into the trainer
+    from mixture.load import read_yaml
 
-    if args.json:
+    if args.json:  # mixture files (a run config is checked by the plain command)
         from mixture.summaries import validate_summary
 
         return _json(validate_summary(args.file))
-
+    located = read_yaml(args.file, "mixture file or run config", "sources:, phases:, ... or schedule:, run_dir:, ...")
+    summary = validate_run_config(args.file, located.data)  # type: ignore[arg-type]
+    if summary is not None:
+        print(summary)
+        return 0
     found = variants(args.file)
     names = [v.name for v in found if v.name]
     detail = f", {len(names)} sweep variants" if names else ""
@@ -52,16 +58,31 @@ def _compile(args: argparse.Namespace) -> int:
         if not found:
             from mixture.errors import MixtureError
 
-            raise MixtureError(f"no variant named {args.variant!r}", hint="list them with `mixture validate`")
+            raise MixtureError(f"--variant: no variant named {args.variant!r}",
+                               hint="list them with `mixture validate`")
     out = Path(args.out)
     for variant in found:
         target = out / variant.name if variant.name else out
+        _check_output_dir(target, args.out)
         with _progress(0, f"compiling {variant.name or args.file}") as advance:
             schedule = compile_variant(variant, target, advance)
         m = schedule.manifest
         print(f"{target}: {m['num_positions']:,} positions, {m['num_batches']:,} batches, "
               f"{m['total_tokens']:,} tokens, fingerprint {m['fingerprint']}")
     return 0
+
+
+def _check_output_dir(target: Path, given: str) -> None:
+    """Compile replaces a schedule directory, never a file or a directory holding something else."""
+    from mixture.errors import MixtureError
+
+    for path in (*reversed(target.parents), target):
+        if path.exists() and not path.is_dir():
+            raise MixtureError(f"-o {given}: {path} is a file, not a directory",
+                               hint="give a new directory, or an existing schedule directory to replace")
+    if target.is_dir() and any(target.iterdir()) and not (target / "manifest.json").is_file():
+        raise MixtureError(f"-o {given}: {target} is a directory that is not a compiled schedule",
+                           hint="give a new directory: compile replaces only a schedule directory")
 
 
 def _explain(args: argparse.Namespace) -> int:
@@ -92,6 +113,10 @@ def _explain(args: argparse.Namespace) -> int:
         console.print(table)
         console.print(f"total: {m['num_positions']:,} positions in {m['num_batches']:,} batches of "
                       f"{m['global_batch_size']}, {m['total_tokens']:,} tokens")
+        from mixture.padding import describe, estimate_padding
+
+        for line in describe(estimate_padding(schedule)):
+            console.print(line)
     return 0
 
 
@@ -100,14 +125,13 @@ def _export(args: argparse.Namespace) -> int:
     from mixture.errors import MixtureError
     from mixture.schedule import load_schedule
 
+    out = Path(args.out)
+    if out.is_dir():
+        raise MixtureError(f"-o {args.out}: is a directory", hint="give a file name, e.g. order.parquet")
+    if not out.parent.is_dir():
+        raise MixtureError(f"-o {args.out}: no directory {str(out.parent)!r}", hint="create it first")
     schedule = load_schedule(args.dir)
-    start, stop = 0, len(schedule)
-    if args.range:
-        try:
-            a, b = args.range.split(":")
-            start, stop = int(a or 0), int(b) if b else len(schedule)
-        except ValueError:
-            raise MixtureError(f"cannot read --range {args.range!r}", hint="write A:B, e.g. 0:1000000") from None
+    start, stop = _range(args.range, len(schedule))
     with _progress(stop - start, "exporting") as advance:
         n = export_order(schedule, args.out, start, stop, advance)
     print(f"{args.out}: {n:,} positions")
@@ -121,11 +145,29 @@ def _json(data: object) -> int:
     return 2 if isinstance(data, dict) and data.get("ok") is False else 0
 
 
+def _range(text: str | None, length: int) -> tuple[int, int]:
+    """Positions ``A:B`` of ``--range``, inside ``[0, length]`` (past the end is refused, not clamped)."""
+    from mixture.errors import MixtureError
+
+    if not text:
+        return 0, length
+    try:
+        a, b = text.split(":")
+        start, stop = int(a or 0), int(b) if b else length
+    except ValueError:
+        raise MixtureError(f"--range: cannot read {text[:40]!r}", hint="write A:B, e.g. 0:1000000") from None
+    if not 0 <= start < stop <= length:
+        raise MixtureError(f"--range: {start}:{stop} is not inside the schedule's {length:,} positions",
+                           hint=f"write A:B with 0 <= A < B <= {length}")
+    return start, stop
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add validate, compile, explain and export."""
     p = subparsers.add_parser("validate", help="check a mixture file (and its sweep variants)",
                               description="Check a mixture file without compiling it: schema, units, references, "
-                              "mixes, sources and every sweep variant; all problems at once, as FILE:LINE:COL.")
+                              "mixes, sources and every sweep variant; all problems at once, as FILE:LINE:COL. "
+                              "A run config (schedule:, run_dir:, ...) is checked as one.")
     p.add_argument("file", help="mixture file (.yaml)")
     p.add_argument("--json", action="store_true", help="print the result (or the problems) as JSON")
     p.set_defaults(func=_validate)

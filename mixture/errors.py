@@ -9,6 +9,33 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+#: Longest message text shown for one problem; a value pasted by mistake (300 KB) is never echoed whole.
+MAX_MESSAGE_CHARS = 400
+
+
+def brief(value: object, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters (with the full length), for echoing user input.
+
+    Args:
+        value: What the user wrote (any type).
+        limit: Most characters of the repr to show.
+    """
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    size = f"{len(value):,} characters" if isinstance(value, str) else f"{len(text):,} characters as written"
+    return f"{text[:limit]}... ({size})"
+
+
+# Every character str.splitlines() breaks at: a problem is printed as exactly one line.
+_ONE_LINE = {ord(c): " " for c in "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"}
+
+
+def _cap(text: str) -> str:
+    if len(text) <= MAX_MESSAGE_CHARS:
+        return text
+    return f"{text[:MAX_MESSAGE_CHARS]}... (message cut at {MAX_MESSAGE_CHARS} of {len(text):,} characters)"
+
 
 @dataclass(frozen=True)
 class Problem:
@@ -36,7 +63,7 @@ class Problem:
             where = f"{self.file}:{self.line}:{self.col}: " if self.line else f"{self.file}: "
         path = f"{self.path}: " if self.path else ""
         hint = f" ({self.hint})" if self.hint else ""
-        return f"{where}{path}{self.message}{hint}"
+        return f"{where}{_cap(path)}{_cap(self.message)}{_cap(hint)}".translate(_ONE_LINE)
 
 
 @dataclass

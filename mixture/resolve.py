@@ -13,9 +13,9 @@ import dataclasses
 from dataclasses import dataclass
 from decimal import Decimal
 
-from mixture.errors import MixtureError, Problem
+from mixture.errors import MixtureError, Problem, brief
 from mixture.spec import MixtureSpec, Phase
-from mixture.units import Duration, Unit, ceil_int, parse_duration
+from mixture.units import Duration, Unit, ceil_int, parse_count, parse_duration
 from mixture.yaml_loader import Located
 
 _WEIGHT_TOL = 1e-6
@@ -85,10 +85,10 @@ class _Ctx:
         self.durations = parse_durations(spec)
 
     def add(self, path: str, message: str, hint: str = "") -> None:
-        if self.located is not None:
-            self.problems.append(self.located.problem(path, message, hint))
-        else:
-            self.problems.append(Problem(message, path=path, hint=hint))
+        problem = (self.located.problem(path, message, hint) if self.located is not None
+                   else Problem(message, path=path, hint=hint))
+        if problem not in self.problems:  # a duration read by two checks is reported once
+            self.problems.append(problem)
 
     def absolute(self, path: str) -> Duration | None:
         """The duration at ``path`` with percentages replaced by an amount in the reference's unit."""
@@ -127,6 +127,10 @@ def _stop(ctx: _Ctx, phase: Phase, path: str) -> Stop | None:
     if d is None:
         return None
     rel = field == "duration"
+    if d.value <= 0 and rel:  # an `end` at 0 is an empty phase: a sweep's edge (images from the start)
+        ctx.add(f"{path}.duration", f"{brief(d.text)} is zero: a phase must last some training",
+                "give a positive length, or remove the phase")
+        return None
     if d.unit is Unit.TOKENS:
         return Stop("tokens_rel" if rel else "tokens_abs", d.value)
     if d.unit in (Unit.SAMPLES, Unit.BATCHES):
@@ -175,6 +179,9 @@ def _ramp(ctx: _Ctx, phase: Phase, index: int, path: str) -> float:
     d = ctx.absolute(f"{path}.ramp.length")
     if d is None:
         return 0.0
+    if d.value <= 0:
+        ctx.add(f"{path}.ramp.length", "a ramp of length zero", "remove the ramp to switch mixes at once")
+        return 0.0
     if phase.unit == "tokens" and d.unit is not Unit.TOKENS:
         ctx.add(f"{path}.ramp.length", "a token-unit mix ramps over tokens", "write e.g. '1B tok'")
         return 0.0
@@ -196,15 +203,26 @@ def _check_rewarm(ctx: _Ctx, phase: Phase, path: str) -> None:
         ctx.add(where, "a warm-up cannot be given in epochs", "write e.g. '3%' or '100ba'")
 
 
-def _check_lengths(ctx: _Ctx, stops: list[Stop | None]) -> None:
-    """Static overrun checks where units allow (the compiler re-checks with realised clocks)."""
+def _check_lengths(ctx: _Ctx, stops: list[Stop | None]) -> list[tuple[str, Decimal] | None]:
+    """Static overrun checks where units allow (the compiler re-checks with realised clocks).
+
+    Returns:
+        Each phase's (clock, length) where it is known before compiling (None elsewhere).
+    """
+    lengths: list[tuple[str, Decimal] | None] = []
     last_abs: dict[str, Decimal] = {}
     cumulative: dict[str, Decimal] = {"tokens": Decimal(0), "positions": Decimal(0)}
     exact = {"tokens": True, "positions": True}
     for i, stop in enumerate(stops):
-        if stop is None:
+        lengths.append(None)
+        if stop is not None and stop.kind == "epochs":
+            exact = {"tokens": False, "positions": False}  # its length depends on the data
+        if stop is None or stop.kind == "epochs":
             continue
         clock = "tokens" if stop.kind.startswith("tokens") else "positions"
+        before = cumulative[clock]
+        if exact[clock] or stop.kind.endswith("rel"):
+            lengths[-1] = (clock, stop.value - before if stop.kind.endswith("abs") else stop.value)
         path = f"phases[{i}].{'end' if stop.kind.endswith('abs') else 'duration'}"
         if stop.kind.endswith("abs"):
             if clock in last_abs and stop.value < last_abs[clock]:
@@ -229,6 +247,68 @@ def _check_lengths(ctx: _Ctx, stops: list[Stop | None]) -> None:
             if exact[clock] and cumulative[clock] > limit:
                 ctx.add("run.duration", f"the phases take {cumulative[clock]} {clock}, more than the run's "
                         f"{limit}", "lengthen run.duration or shorten the phases")
+    return lengths
+
+
+def _check_ramps(ctx: _Ctx, lengths: list[tuple[str, Decimal] | None], ramps: list[float]) -> None:
+    """A ramp may not be longer than its phase (where the phase's length is known before compiling)."""
+    for i, (length, ramp) in enumerate(zip(lengths, ramps)):
+        phase = ctx.spec.phases[i]
+        if length is None or not ramp or phase.ramp is None:
+            continue
+        clock = "tokens" if phase.unit == "tokens" else "positions"
+        if length[0] == clock and Decimal(ramp) > length[1]:
+            ctx.add(f"phases[{i}].ramp.length", f"the ramp ({phase.ramp.length}) is longer than its phase "
+                    f"({length[1]} {clock})", "shorten the ramp or lengthen the phase")
+
+
+def _check_sources(ctx: _Ctx) -> None:
+    """Declared sources need samples, and samples that cost tokens (a zero-cost mix never fills a budget)."""
+    for name, source in ctx.spec.sources.items():
+        if source.declared is None:
+            continue
+        path = f"sources.{name}.declared"
+        if parse_count(source.declared.samples) == 0:
+            ctx.add(f"{path}.samples", "a source needs at least one sample", "declare its size, e.g. 665000")
+        if source.declared_cost() == 0:
+            ctx.add(path, "samples of this source cost 0 tokens (text, caption and visual tokens are all 0)",
+                    "give tokens_per_sample or caption_tokens above 0, or count visual tokens")
+
+
+def _length(ctx: _Ctx, path: str) -> tuple[str, Decimal] | None:
+    """(clock, amount) of the duration at ``path`` in tokens or positions, None when it is not one of those."""
+    d = ctx.absolute(path) if path in ctx.durations else None
+    if d is None or d.unit not in (Unit.TOKENS, Unit.SAMPLES, Unit.BATCHES):
+        return None
+    return ("tokens", d.value) if d.unit is Unit.TOKENS else ("positions", _positions(d, ctx.spec.run.global_batch_size))
+
+
+def _check_lr(ctx: _Ctx, lengths: list[tuple[str, Decimal] | None]) -> None:
+    """LR plans that cannot be meant: a final LR above the peak, a warm-up past the run, a rising cooldown."""
+    plan = ctx.spec.run.lr
+    ceiling = plan.peak if plan is not None else None
+    if plan is not None:
+        if plan.final > plan.peak:
+            ctx.add("run.lr.final", f"the final LR {plan.final:g} is above the peak {plan.peak:g}",
+                    "a decay ends below its peak: lower final or raise peak")
+        warm = _length(ctx, "run.lr.warmup")
+        total = _length(ctx, "run.lr.plan") or _length(ctx, "run.duration")
+        if total is None and lengths and all(lengths) and len({c for c, _ in lengths if c}) == 1:
+            total = (lengths[0][0], sum((v for _, v in lengths if v is not None), Decimal(0)))
+        if warm is not None and total is not None and warm[0] == total[0] and warm[1] > total[1]:
+            ctx.add("run.lr.warmup", f"the warm-up ({plan.warmup}) is longer than the run it plans for "
+                    f"({total[1]} {total[0]})", "shorten the warm-up")
+    for i, phase in enumerate(ctx.spec.phases):
+        lr, path = phase.lr, f"phases[{i}].lr"
+        if lr.cooldown is not None and ceiling is not None and lr.cooldown.to > ceiling:
+            ctx.add(f"{path}.cooldown.to", f"the cooldown would rise: to {lr.cooldown.to:g} is above the LR "
+                    f"before it (at most {ceiling:g})", "a cooldown decays: give a lower 'to'")
+        if lr.rewarm is not None and lr.rewarm.to > lr.rewarm.peak:
+            ctx.add(f"{path}.rewarm.to", f"the decay after the re-warm would rise: to {lr.rewarm.to:g} is "
+                    f"above its peak {lr.rewarm.peak:g}", "give a 'to' at or below 'peak'")
+        # The LR at the end of this phase (an upper bound for a phase that follows the plan).
+        ends = [lr.cooldown.to if lr.cooldown else None, lr.rewarm.to if lr.rewarm else None, lr.constant]
+        ceiling = next((e for e in ends if e is not None), plan.peak if plan is not None else None)
 
 
 def resolve(spec: MixtureSpec, located: Located | None = None) -> Resolved:
@@ -245,23 +325,24 @@ def resolve(spec: MixtureSpec, located: Located | None = None) -> Resolved:
     for ref in spec.references:
         if ctx.durations[f"references.{ref}"].unit is Unit.PERCENT:
             ctx.add(f"references.{ref}", "a reference duration cannot itself be a percentage")
+    _check_sources(ctx)
     phases: list[ResolvedPhase] = []
     stops: list[Stop | None] = []
+    ramps: list[float] = []
     for i, phase in enumerate(spec.phases):
         path = f"phases[{i}]"
         weights = _weights(ctx, phase, path)
         stop = _stop(ctx, phase, path)
         stops.append(stop)
         ramp = _ramp(ctx, phase, i, path)
+        ramps.append(ramp)
         _check_rewarm(ctx, phase, path)
         if weights is not None and stop is not None:
             shape = phase.ramp.shape if phase.ramp else "linear"
             phases.append(ResolvedPhase(i, phase.name, phase.unit, weights, stop, ramp, shape))
-    _check_lengths(ctx, stops)
-    if spec.run.lr is not None:
-        for name in ("warmup", "plan"):
-            if getattr(spec.run.lr, name) is not None:
-                ctx.absolute(f"run.lr.{name}")
+    lengths = _check_lengths(ctx, stops)
+    _check_ramps(ctx, lengths, ramps)
+    _check_lr(ctx, lengths)
     if ctx.problems:
         raise MixtureError(ctx.problems)
     used = sorted({s for p in phases for s, w in p.weights.items() if w > 0})

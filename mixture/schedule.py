@@ -217,5 +217,8 @@ class Schedule:
 
 
 def load_schedule(path: str | Path) -> Schedule:
-    """Open a compiled schedule directory."""
+    """Open a compiled schedule directory after verifying it (:mod:`mixture.schedule_check`)."""
+    from mixture.schedule_check import verify_schedule
+
+    verify_schedule(path)
     return Schedule(path)

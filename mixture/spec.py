@@ -10,28 +10,28 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from mixture.units import UNIT_HELP, parse_count, parse_duration
 
 
-def _check_duration(value: str) -> str:
-    parse_duration(value)
-    return value
+def _check_duration(value: object) -> str:
+    parse_duration(value)  # a bare number or a non-string gets the unit hint, not "a valid string"
+    return str(value)
 
 
-def _check_count(value: int | str) -> int | str:
+def _check_count(value: object) -> int | str:
     parse_count(value)
-    return value
+    return value  # type: ignore[return-value]
 
 
-DurationStr = Annotated[str, AfterValidator(_check_duration)]
-CountStr = Annotated[int | str, AfterValidator(_check_count)]
+DurationStr = Annotated[str, BeforeValidator(_check_duration)]
+CountStr = Annotated[int | str, BeforeValidator(_check_count)]
 Name = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_\-]*$", max_length=64)]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False)
 
 
 class Distribution(_Model):
@@ -42,11 +42,17 @@ class Distribution(_Model):
     min: int = Field(default=1, ge=0, description="Smallest value a sample may have.")
     max: int | None = Field(default=None, ge=1, description="Largest value a sample may have (none: no cap).")
 
+    @model_validator(mode="after")
+    def _ordered(self) -> Distribution:
+        if self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min} is above max {self.max}")
+        return self
+
 
 class Declared(_Model):
     """A source declared by size alone, so that a full-scale plan compiles before any data exists."""
 
-    samples: CountStr = Field(description="Number of samples, e.g. `2.1B` or `665000`.")
+    samples: CountStr = Field(description="Number of samples, e.g. `2.1B` or `665000` (at least 1).")
     tokens_per_sample: int | Distribution | None = Field(
         default=None,
         description="Text tokens per sample (text: the packed sequence length; instruction: the "
@@ -59,6 +65,13 @@ class Declared(_Model):
         default=1, ge=0, description="image_caption and instruction: images per sample (instruction: 0 for "
         "text-only conversations)."
     )
+
+    @field_validator("tokens_per_sample", "caption_tokens")
+    @classmethod
+    def _not_negative(cls, value: int | Distribution | None) -> int | Distribution | None:
+        if isinstance(value, int) and value < 0:
+            raise ValueError(f"a sample cannot have {value} tokens: give 0 or more")
+        return value
 
 
 class Source(_Model):
@@ -107,6 +120,21 @@ class Source(_Model):
             if self.kind != "image_caption" and d.tokens_per_sample is None:
                 raise ValueError(f"a declared {self.kind} source needs 'tokens_per_sample'")
         return self
+
+    def declared_cost(self) -> float | None:
+        """Mean budget tokens of a declared sample before clipping to its ``max`` (None: not declared)."""
+        d = self.declared
+        if d is None:
+            return None
+
+        def part(value: int | Distribution | None) -> float:
+            if isinstance(value, Distribution):
+                return float(min(value.mean, value.max)) if value.max is not None else value.mean
+            return float(value or 0)
+
+        visual = self.visual_tokens_per_image * d.images_per_sample if self.kind != "text" else 0
+        caption = part(d.caption_tokens) if self.kind == "image_caption" and self.count_caption_tokens else 0.0
+        return visual + caption + (part(d.tokens_per_sample) if self.kind != "image_caption" else 0.0)
 
 
 class Ramp(_Model):

@@ -11,8 +11,11 @@ import copy
 import itertools
 import re
 
-from mixture.errors import MixtureError, Problem
+from mixture.errors import MixtureError, brief
 from mixture.yaml_loader import Located
+
+
+_MAX_SLUG = 80  # variant names become directory names
 
 
 def _slug(value: object) -> str:
@@ -47,6 +50,30 @@ def _set(data: dict, dotted: str, value: object, axis: str, located: Located) ->
     return indexed
 
 
+def _check_distinct(names: list[str], values: list[list[object]], located: Located, rows: bool) -> None:
+    """Two variants with one name would overwrite each other: refuse a repeated value (grid) or row (zip)."""
+    for axis, axis_values in zip(names, values):
+        for j, value in enumerate(axis_values):
+            if len(_slug(value)) > _MAX_SLUG:
+                raise MixtureError(located.problem(f"sweep.axes.{axis}.values[{j}]", f"{brief(value)} is too long "
+                                                   f"to name a variant ({len(_slug(value)):,} characters, at most "
+                                                   f"{_MAX_SLUG})", "sweep over shorter values"))
+    keys = [",".join(_slug(v) for v in row) for row in zip(*values)] if rows else None
+    for axis, axis_values in zip(names, values):
+        seen: dict[str, int] = {}
+        for j, value in enumerate(axis_values):
+            slug = keys[j] if keys is not None else _slug(value)
+            if slug in seen:
+                what = f"row {j + 1} repeats row {seen[slug] + 1}" if rows else (
+                    f"{brief(value)} names the same variant as value {seen[slug] + 1} "
+                    f"({brief(axis_values[seen[slug]])}): {axis}={slug}")
+                raise MixtureError(located.problem(f"sweep.axes.{axis}.values[{j}]", what,
+                                                   "give each variant once"))
+            seen[slug] = j
+        if rows:
+            return  # one pass over the rows is enough
+
+
 def expand(located: Located) -> list[tuple[str, dict, dict[str, str], dict[str, object]]]:
     """(name, data, {indexed field path: path of its sweep value}, {axis: value}) for every variant.
 
@@ -63,13 +90,15 @@ def expand(located: Located) -> list[tuple[str, dict, dict[str, str], dict[str, 
     names = list(axes)
     values = [axes[n]["values"] for n in names]
     if sweep.get("mode", "grid") == "zip":
-        lengths = {len(v) for v in values}
-        if len(lengths) != 1:
-            raise MixtureError(Problem("zip sweeps need axes of equal length", path="sweep.axes",
-                                       file=located.file, line=located.where("sweep.axes")[0]))
+        if len({len(v) for v in values}) != 1:
+            counts = ", ".join(f"{n} has {len(v)}" for n, v in zip(names, values))
+            raise MixtureError(located.problem("sweep.axes", f"a zip sweep needs axes of equal length: {counts}",
+                                               "give every axis the same number of values, or use mode: grid"))
         combos = list(zip(*values))
     else:
         combos = list(itertools.product(*values))
+    zip_mode = sweep.get("mode", "grid") == "zip"
+    _check_distinct(names, [list(row) for row in zip(*combos)] if zip_mode and combos else values, located, zip_mode)
     out = []
     for row, combo in enumerate(combos):
         variant = copy.deepcopy(base)

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal, InvalidOperation
 from enum import Enum
 
+from mixture.errors import brief
+
 
 class Unit(str, Enum):
     """What a duration counts."""
@@ -61,7 +63,17 @@ class Duration:
         return self.text or f"{self.value} {self.unit.value}"
 
 
-def _decimal(num: str, scale: str) -> Decimal:
+_THOUSANDS_RE = re.compile(r"^[0-9]{1,3}(?:,[0-9]{3})+(?:\.[0-9]+)?$")
+
+
+def _decimal(num: str, scale: str, text: str) -> Decimal:
+    """Exact value of a matched number; a comma is accepted only as a thousands separator (``1,000,000``)."""
+    if "," in num and not _THOUSANDS_RE.match(num.replace("_", "")):
+        if num.count(",") > 1:
+            raise ValueError(f"{brief(text)}: commas may only separate groups of three digits ('1,234,567')")
+        raise ValueError(f"{brief(text)}: a comma here could be a decimal comma ('{num.replace(',', '.')}{scale}') "
+                         f"or a thousands separator ('{num.replace(',', '')}{scale}'); write a point for a "
+                         "decimal, and commas only between groups of three digits")
     return Decimal(num.replace("_", "").replace(",", "")) * _SCALE[scale.lower()]
 
 
@@ -72,28 +84,30 @@ def parse_duration(text: object) -> Duration:
         ValueError: With a message that says what was wrong and how to write it.
     """
     if isinstance(text, bool) or not isinstance(text, (str, int)):
-        raise ValueError(f"expected a duration string, got {text!r} ({UNIT_HELP})")
+        raise ValueError(f"expected a duration string, got {brief(text)} ({UNIT_HELP})")
     if isinstance(text, int):
-        raise ValueError(f"a bare number {text} has no unit ({UNIT_HELP})")
+        raise ValueError(f"a bare number {brief(text)} has no unit ({UNIT_HELP})")
     if match := _PERCENT_RE.match(text):
         value = Decimal(match["num"])
         if value > 100 and match["ref"] is None:
-            raise ValueError(f"{text!r} is more than 100% of the run ({UNIT_HELP})")
+            raise ValueError(f"{brief(text)} is more than 100% of the run ({UNIT_HELP})")
         return Duration(value, Unit.PERCENT, match["ref"], text.strip())
     match = _DURATION_RE.match(text)
+    if match is None and _COUNT_RE.match(text):
+        raise ValueError(f"a bare number {brief(text)} has no unit ({UNIT_HELP})")
     if match is None:
-        raise ValueError(f"cannot read {text!r} as a duration ({UNIT_HELP})")
+        raise ValueError(f"cannot read {brief(text)} as a duration ({UNIT_HELP})")
     scale, word = match["scale"], match["unit"]
     if (scale + word).lower() in _UNIT_WORDS:  # '5000ba': the 'b' belongs to the unit, not a scale
         scale, word = "", scale + word
     unit = _UNIT_WORDS.get(word.lower())
     if unit is None:
         shown = scale + word if scale and (scale + word).isalpha() else word  # '3.4 trillion', not 'rillion'
-        raise ValueError(f"unknown unit {shown!r} in {text!r} ({UNIT_HELP})")
+        raise ValueError(f"unknown unit {brief(shown)} in {brief(text)} ({UNIT_HELP})")
     try:
-        value = _decimal(match["num"], scale)
+        value = _decimal(match["num"], scale, text)
     except InvalidOperation:  # pragma: no cover - the regex admits only valid decimals
-        raise ValueError(f"cannot read the number in {text!r}") from None
+        raise ValueError(f"cannot read the number in {brief(text)}") from None
     if unit in (Unit.SAMPLES, Unit.BATCHES) and value != value.to_integral_value():
         value = value.to_integral_value(rounding=ROUND_CEILING)
     return Duration(value, unit, None, text.strip())
@@ -106,15 +120,15 @@ def parse_count(text: object) -> int:
         ValueError: If it is not a non-negative whole number.
     """
     if isinstance(text, bool):
-        raise ValueError(f"expected a count, got {text!r}")
+        raise ValueError(f"expected a count, got {brief(text)}")
     if isinstance(text, int):
         value = Decimal(text)
     elif isinstance(text, str) and (match := _COUNT_RE.match(text)):
-        value = _decimal(match["num"], match["scale"])
+        value = _decimal(match["num"], match["scale"], text)
     else:
-        raise ValueError(f"expected a count like 3700000 or '2.1B', got {text!r}")
+        raise ValueError(f"expected a count like 3700000 or '2.1B', got {brief(text)}")
     if value < 0 or value != value.to_integral_value():
-        raise ValueError(f"expected a whole, non-negative count, got {text!r}")
+        raise ValueError(f"expected a whole, non-negative count, got {brief(text)}")
     return int(value)
 
 

@@ -17,6 +17,19 @@ always match. Images are decoded with Pillow, converted to RGB and resized to th
 uint8 until the model normalises them, which keeps worker-to-trainer transfers 4x smaller.
 The budget tokens of each sample (what the schedule charged for it) ride along for the per-source
 token counts; they come from the schedule, by position.
+
+**Packing** (``Collator(packing=True)``, the run config's ``data: {packing: true}``): the samples of the
+rank's slice of a global batch are laid out as above but unpadded, then placed in order into rows of
+``seq_len`` by first fit (:func:`mixture.padding.first_fit`: each sample goes into the first row with room).
+Which samples form the batch never changes, only the rows. Each row says which document every token belongs
+to (``doc_ids``: 1, 2, ... per row, 0 for padding) and restarts ``position_ids`` at 0 for each document; the
+model turns ``doc_ids`` into a block-diagonal causal mask, so no token attends across a sample boundary. The
+first token of every document gets label IGNORE: unpacked, it is never a target either (the loss predicts
+token t+1 from token t), and packed it would otherwise be predicted from the previous document. Per-sample
+fields become ``[rows, slots]`` (slot ``k`` of a row is its document ``k + 1``; -1 / 0 where a row has fewer
+documents), and images ``[rows, images, 3, S, S]`` with ``has_image [rows, images]``, in token order, which is
+the order the model scatters their features in. Every tensor's first dimension is the row, so Composer's
+microbatching splits whole rows.
 """
 
 from __future__ import annotations
@@ -64,10 +77,11 @@ class Collator:
         vocab: EOS and image token ids.
         visual_tokens: Image tokens per image (the encoder's patches).
         image_size: The encoder's input size in pixels.
+        packing: Pack the samples into rows with per-document attention (see the module docstring).
     """
 
     def __init__(self, kinds: Sequence[str], schedule_path: str | None, seq_len: int, vocab: Vocab,
-                 visual_tokens: int, image_size: int) -> None:
+                 visual_tokens: int, image_size: int, packing: bool = False) -> None:
         if visual_tokens >= seq_len:
             raise ValueError(f"{visual_tokens} visual tokens do not fit a {seq_len}-token sequence")
         self.kinds = list(kinds)
@@ -76,12 +90,15 @@ class Collator:
         self.vocab = vocab
         self.visual_tokens = visual_tokens
         self.image_size = image_size
+        self.packing = packing
         self._schedule: Any = None
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_schedule": None}  # workers re-open the schedule from its path
 
     def __call__(self, samples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        if self.packing:
+            return self.packed(samples)
         rows = [self.sequence(s) for s in samples]
         ids = torch.from_numpy(np.stack([r[0] for r in rows]))
         labels = torch.from_numpy(np.stack([r[1] for r in rows]))
@@ -99,6 +116,11 @@ class Collator:
     def sequence(self, sample: dict[str, Any]) -> tuple[NDArray[np.int64], NDArray[np.int64], int, NDArray[np.uint8],
                                                          bool]:
         """(input_ids, labels, length, pixels, has_image) of one sample, padded to ``seq_len``."""
+        ids, labels, image = self.tokens(sample)
+        return (*self._pad(ids, labels), self.pixels(image), image is not None)
+
+    def tokens(self, sample: dict[str, Any]) -> tuple[NDArray[np.int64], NDArray[np.int64], bytes | None]:
+        """(input_ids, labels, image) of one sample, unpadded and cut to ``seq_len``."""
         kind = self.kinds[int(sample.get("source_id", 0))]
         image = None
         if kind == "text":
@@ -118,7 +140,24 @@ class Collator:
                                                labels[: self.seq_len - self.visual_tokens])
         else:
             raise ValueError(f"unknown source kind {kind!r}")
-        return (*self._pad(ids, labels), self.pixels(image), image is not None)
+        return ids[: self.seq_len], labels[: self.seq_len], image
+
+    def packed(self, samples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        """The samples packed in order into rows of ``seq_len`` by first fit (see the module docstring)."""
+        from mixture.padding import first_fit
+
+        docs = [self.tokens(s) for s in samples]
+        row_of = first_fit(np.array([max(len(d[0]), 1) for d in docs], np.int64), self.seq_len)
+        num_rows = int(row_of.max()) + 1 if len(docs) else 0
+        slots = np.bincount(row_of, minlength=num_rows)
+        images = np.bincount(row_of, [d[2] is not None for d in docs], minlength=num_rows).astype(np.int64)
+        out = _PackedRows(num_rows, self.seq_len, int(slots.max(initial=1)), int(images.max(initial=1)),
+                          self.image_size, self.vocab.eos_id)
+        budget = self.budget_tokens(samples)
+        for i, ((ids, labels, image), sample) in enumerate(zip(docs, samples)):
+            out.add(int(row_of[i]), ids, labels, None if image is None else self.pixels(image),
+                    int(sample.get("source_id", 0)), int(sample.get("position", -1)), int(budget[i]))
+        return out.tensors()
 
     def _with_image(self, ids: NDArray[np.int64], labels: NDArray[np.int64]) -> tuple[NDArray[np.int64],
                                                                                       NDArray[np.int64]]:
@@ -154,3 +193,55 @@ class Collator:
         lo, hi = int(positions.min()), int(positions.max()) + 1
         src, sample_ids = self._schedule.take(lo, hi)
         return self._schedule.tokens(src, sample_ids)[positions - lo]
+
+
+class _PackedRows:
+    """The arrays of a packed batch, filled one document at a time (first-fit row already chosen)."""
+
+    def __init__(self, num_rows: int, seq_len: int, num_slots: int, num_images: int, image_size: int,
+                 eos_id: int) -> None:
+        shape = (num_rows, seq_len)
+        self.ids, self.labels = np.full(shape, eos_id, np.int64), np.full(shape, IGNORE, np.int64)
+        self.position_ids, self.doc_ids = np.zeros(shape, np.int64), np.zeros(shape, np.int64)
+        self.source_id, self.position = np.full((num_rows, num_slots), -1), np.full((num_rows, num_slots), -1)
+        self.budget = np.zeros((num_rows, num_slots), np.int64)
+        self.pixels = np.zeros((num_rows, num_images, 3, image_size, image_size), np.uint8)
+        self.has_image = np.zeros((num_rows, num_images), bool)
+        self.fill, self.docs = np.zeros(num_rows, np.int64), np.zeros(num_rows, np.int64)
+        self.images = np.zeros(num_rows, np.int64)
+
+    def add(self, row: int, ids: NDArray[np.int64], labels: NDArray[np.int64], pixels: NDArray[np.uint8] | None,
+            source_id: int, position: int, budget: int) -> None:
+        """Append one document to ``row``."""
+        start, stop, slot = int(self.fill[row]), int(self.fill[row]) + len(ids), int(self.docs[row])
+        self.ids[row, start:stop], self.labels[row, start:stop] = ids, labels
+        if stop > start:
+            self.labels[row, start] = IGNORE  # never a target unpacked either (see the module docstring)
+        self.position_ids[row, start:stop] = np.arange(len(ids))
+        self.doc_ids[row, start:stop] = slot + 1
+        self.source_id[row, slot], self.position[row, slot], self.budget[row, slot] = source_id, position, budget
+        if pixels is not None:
+            self.pixels[row, self.images[row]], self.has_image[row, self.images[row]] = pixels, True
+            self.images[row] += 1
+        self.fill[row], self.docs[row] = stop, slot + 1
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """The batch dict (the keys of an unpacked batch plus ``position_ids`` and ``doc_ids``)."""
+        return {"input_ids": torch.from_numpy(self.ids), "labels": torch.from_numpy(self.labels),
+                "attention_mask": torch.from_numpy((self.doc_ids > 0).astype(np.int64)),
+                "position_ids": torch.from_numpy(self.position_ids), "doc_ids": torch.from_numpy(self.doc_ids),
+                "pixels": torch.from_numpy(self.pixels), "has_image": torch.from_numpy(self.has_image),
+                "source_id": torch.from_numpy(self.source_id.astype(np.int64)),
+                "position": torch.from_numpy(self.position.astype(np.int64)),
+                "budget_tokens": torch.from_numpy(self.budget)}
+
+
+def num_samples(batch: dict[str, torch.Tensor]) -> int:
+    """Samples in a batch, packed or not (Composer's sample count: what the serving state advances by)."""
+    return int((batch["source_id"] >= 0).sum())
+
+
+def split_rows(batch: dict[str, torch.Tensor], microbatch_size: int) -> list[dict[str, torch.Tensor]]:
+    """Composer's microbatches: chunks of ``microbatch_size`` rows (a packed row is never split)."""
+    rows = len(batch["input_ids"])
+    return [{k: v[i:i + microbatch_size] for k, v in batch.items()} for i in range(0, rows, max(microbatch_size, 1))]

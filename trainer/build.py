@@ -6,8 +6,6 @@ returns what it builds; :func:`build_pieces` calls them in order.
 
 from __future__ import annotations
 
-import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +21,7 @@ from trainer.config import EvalConfig, RunConfig, require, resolve_path
 from trainer.context import RunContext
 from trainer.evaluate import Evaluation
 from trainer.metrics import RunLog
-from trainer.model import VLM, build_hf_model, visual_tokens
+from trainer.model import VLM, build_hf_model, configure_speed, precision_for, visual_tokens
 
 
 @dataclass(frozen=True)
@@ -73,6 +71,7 @@ def build_pieces(ctx: RunContext, log: RunLog) -> Pieces:
     torch.manual_seed(config.seed)
     hf = build_hf_model(config.model, vocab, int(manifest["seq_len"]))
     _check_visual_tokens(manifest, visual_tokens(hf))
+    configure_speed(hf, activation_checkpointing=config.activation_checkpointing, compile=config.compile)
     model = VLM(hf, len(schedule.sources))
     collator_args = {"seq_len": int(manifest["seq_len"]), "vocab": vocab, "visual_tokens": visual_tokens(hf),
                      "image_size": hf.config.vision_config.image_size}
@@ -107,14 +106,15 @@ def build_loader(ctx: RunContext, collator_args: dict[str, Any]) -> Any:  # noqa
     dataset = ScheduledDataset(ctx.schedule_path, cache_dir=ctx.path(config.data.cache_dir),
                                cache_limit=config.data.cache_limit,
                                ignore_schedule_fingerprint=branch or config.checkpoint.ignore_schedule_fingerprint)
-    if config.data.num_workers and not torch.cuda.is_available() and "OMP_NUM_THREADS" not in os.environ:
-        # Measured on 2 cores: workers next to PyTorch's OpenMP threads made CPU steps ~10x slower.
-        print(f"note: {config.data.num_workers} dataloader workers on CPU compete with PyTorch's threads; if steps "
-              "are slow, set OMP_NUM_THREADS=1 or data.num_workers: 0", file=sys.stderr)
+    from composer.utils import dist
+
+    from trainer.loader import loader_kwargs, set_cpu_threads
+
+    set_cpu_threads(config.data, dist.get_local_world_size())  # workers next to OpenMP threads: docs/training.md
     kinds = [s.kind for s in ctx.schedule.sources]
-    collate = Collator(kinds, ctx.schedule_path, **collator_args)
+    collate = Collator(kinds, ctx.schedule_path, **collator_args, packing=config.data.packing)
     return build_dataloader(dataset, num_workers=config.data.num_workers, collate_fn=collate,
-                            persistent_workers=config.data.num_workers > 0)
+                            **loader_kwargs(config.data))
 
 
 def _has_own_checkpoint(ctx: RunContext) -> bool:
@@ -197,21 +197,25 @@ def trainer_args(ctx: RunContext, model: VLM, loader: Any, lr: list[float], eval
     config = ctx.config
     opt = config.optimizer
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=max(lr), betas=opt.betas, eps=opt.eps, weight_decay=opt.weight_decay)
+    optimizer = torch.optim.AdamW(params, lr=max(lr), betas=opt.betas, eps=opt.eps, weight_decay=opt.weight_decay,
+                                  fused=torch.cuda.is_available() or None)  # one kernel per step on GPU
     loggers = build_loggers(config.loggers, ctx.run_dir, ctx.base)
     metrics = SourceMetrics([s.name for s in ctx.schedule.sources], log, lr)
     load = config.branch.checkpoint if config.branch else config.checkpoint.load
     fsdp = config.fsdp.enabled if config.fsdp.enabled is not None else ctx.world_size > 1
     from composer.core import DataSpec
 
+    from trainer.batch import num_samples, split_rows
+
     args: dict[str, Any] = {
         # Gradient accumulation and rank averaging weighted by label tokens: the step's loss is the mean
         # over every label token of the global batch, whatever the world size and microbatch size.
-        "model": model, "train_dataloader": DataSpec(loader, get_num_tokens_in_batch=num_tokens),
+        "model": model, "train_dataloader": DataSpec(loader, get_num_tokens_in_batch=num_tokens,
+                                                    get_num_samples_in_batch=num_samples, split_batch=split_rows),
         "accumulate_train_batch_on_tokens": True, "max_duration": f"{ctx.stop_batch}ba",
         "optimizers": optimizer, "schedulers": [ScheduleLR(torch.tensor(lr).numpy())],
         "step_schedulers_every_batch": True, "device": "gpu" if torch.cuda.is_available() else "cpu",
-        "precision": config.precision, "seed": config.seed, "run_name": ctx.run_dir.name,
+        "precision": precision_for(model, config.precision), "seed": config.seed, "run_name": ctx.run_dir.name,
         "callbacks": [metrics, evaluation, TrainProgress(metrics, ctx.stop_batch, ctx.run_dir.name)],
         "loggers": loggers, "progress_bar": False, "log_to_console": config.loggers.console,
         "console_log_interval": config.loggers.console_interval,

@@ -12,9 +12,12 @@ import json
 
 
 def _train(args: argparse.Namespace) -> int:
-    from trainer.run import train
+    from trainer.config import check_run_config
 
     overrides = {k: v for k, v in (("stop_at", args.stop_at), ("run_dir", args.run_dir)) if v is not None}
+    check_run_config(args.config, overrides)  # bad input is refused before torch and composer load
+    from trainer.run import train
+
     result = train(args.config, **overrides)
     from composer.utils import dist
 

@@ -14,14 +14,18 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from mixture.errors import MixtureError
+from mixture.errors import MixtureError, Problem
 from mixture.load import read_model
 from mixture.spec import DurationStr
+from mixture.yaml_loader import Located
 from streaming_data.locations import is_url
 
 
+_KEYS = "schedule:, run_dir:, model:, ..."
+
+
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class LMConfig(_Model):
@@ -151,9 +155,26 @@ class LoggersConfig(_Model):
 
 
 class DataConfig(_Model):
-    """How the schedule is served."""
+    """How the schedule is served and laid out into rows."""
 
+    packing: bool = Field(default=True, description="Pack the samples of each global batch, in order, into rows "
+                          "of `seq_len` (first fit) with per-document attention and positions: the same "
+                          "batches, losses and per-source counts as one padded row per sample, in fewer rows "
+                          "(docs/training.md, \"Packing\"). False: one right-padded row per sample.")
     num_workers: int = Field(default=0, ge=0, description="DataLoader workers per rank.")
+    pin_memory: bool | None = Field(default=None, description="Page-locked host batches for faster copies to "
+                                    "the GPU (default: on when CUDA is available).")
+    prefetch_factor: int | None = Field(default=None, gt=0, description="Batches each worker prepares ahead "
+                                        "(PyTorch's default, 2, when unset; needs `num_workers` > 0).")
+    cpu_threads: int | None = Field(default=None, gt=0, description="PyTorch threads of each training process "
+                                    "(default on CPU: the cores per local rank minus `num_workers`, at least 1; "
+                                    "workers use 1). On CPU, unset, it yields to OMP_NUM_THREADS.")
+
+    @model_validator(mode="after")
+    def _check_prefetch(self) -> DataConfig:
+        if self.prefetch_factor is not None and self.num_workers == 0:
+            raise ValueError("prefetch_factor needs dataloader workers: set num_workers > 0 or remove it")
+        return self
     cache_dir: str | None = Field(default=None, description="Local cache for remote sources.")
     cache_limit: str | None = Field(default=None, description="Streaming's cache limit (`10gb`).")
 
@@ -171,7 +192,13 @@ class RunConfig(_Model):
                                 "batches, or tokens (`2M tok`); rounded up to a whole batch.")
     model: ModelConfig = Field(default_factory=ModelConfig, description="The VLM.")
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig, description="The optimiser.")
-    precision: Literal["fp32", "amp_bf16", "amp_fp16"] = Field(default="fp32", description="Composer precision.")
+    precision: Literal["fp32", "amp_bf16", "amp_fp16"] = Field(default="fp32", description="Composer precision: "
+                                                               "`amp_bf16` autocasts to bf16, keeping fp32 weights "
+                                                               "and optimiser state.")
+    activation_checkpointing: bool = Field(default=False, description="Recompute each decoder layer's activations "
+                                           "in backward instead of keeping them (less memory, ~1/3 more compute).")
+    compile: bool = Field(default=False, description="`torch.compile` each decoder layer (the first steps are "
+                          "slower while it compiles).")
     microbatch_size: int | None = Field(default=None, gt=0, description="Per-rank microbatch (gradient "
                                         "accumulation); default: the whole per-rank batch.")
     fsdp: FSDPConfig = Field(default_factory=FSDPConfig, description="Sharding for multi-rank runs.")
@@ -195,7 +222,7 @@ def load_run_config(path: str | Path) -> tuple[RunConfig, Path]:
     Raises:
         MixtureError: Every schema problem at ``FILE:LINE:COL``.
     """
-    config, _ = read_model(path, RunConfig, "run config", "schedule:, run_dir:, model:, ...")
+    config, _ = read_model(path, RunConfig, "run config", _KEYS)
     return config, Path(path).resolve().parent
 
 
@@ -210,3 +237,170 @@ def require(condition: bool, message: str, hint: str = "") -> None:
     """Raise a user-facing error (not an assert: run configs are user input)."""
     if not condition:
         raise MixtureError(message, hint=hint)
+
+
+# ---- Checks after the schema: paths, the schedule, the variant, units, command-line overrides ----------------
+
+
+def check_run_config(path: str | Path, overrides: dict[str, object] | None = None) -> tuple[RunConfig, Path]:
+    """Read a run config, apply command-line overrides, and check everything that can be checked without
+    training: the schema, then the schedule (a verified compiled directory, or a valid mixture file with the
+    named variant), ``stop_at``'s unit, intervals in batches, and that the local paths it names exist.
+    Imports neither torch nor composer (``mixture validate RUN.yaml`` runs it in well under a second).
+
+    Args:
+        path: The run config file.
+        overrides: Top-level fields from the command line (``{"stop_at": "half"}``); their problems are
+            reported as ``--stop-at: ...``.
+
+    Returns:
+        The config and the directory its relative paths are relative to.
+
+    Raises:
+        MixtureError: Every problem, each at ``FILE:LINE:COL`` (or ``--flag:`` for an override).
+    """
+    from mixture.load import read_yaml
+
+    path = Path(path)
+    located = read_yaml(path, "run config", _KEYS)
+    config = _with_overrides(located, overrides or {})
+    base = path.resolve().parent
+    problems = _as_flags(_RunChecks(config, located, base).run(), overrides or {})
+    if problems:
+        raise MixtureError(sorted(problems, key=lambda p: (p.file != str(path), p.file, p.line, p.col)))
+    return config, base
+
+
+def _with_overrides(located: Located, overrides: dict[str, object]) -> RunConfig:
+    """The config with command-line fields replaced; a bad override is reported as ``--flag: ...``."""
+    from mixture.load import check_model
+
+    try:
+        return check_model(located, RunConfig, {**located.data, **overrides})  # type: ignore[dict-item]
+    except MixtureError as exc:
+        raise MixtureError(_as_flags(exc.problems, overrides)) from None
+
+
+def _as_flags(problems: list[Problem], overrides: dict[str, object]) -> list[Problem]:
+    """Problems of overridden fields, placed at their command-line flag (``--stop-at: ...``)."""
+    out = []
+    for p in problems:
+        key = p.path.split(".")[0].split("[")[0]
+        if key in overrides and p.path:
+            p = Problem(p.message, path="--" + key.replace("_", "-") + p.path[len(key):], hint=p.hint)
+        out.append(p)
+    return out
+
+
+class _RunChecks:
+    """Post-schema checks, each problem located at the field it is about."""
+
+    def __init__(self, config: RunConfig, located: Located, base: Path) -> None:
+        self.config, self.located, self.base = config, located, base
+        self.problems: list[Problem] = []
+
+    def add(self, path: str, message: str, hint: str = "") -> None:
+        self.problems.append(self.located.problem(path, message, hint))
+
+    def run(self) -> list[Problem]:
+        c = self.config
+        self.schedule()
+        self.units()
+        for field, value, kind in (("model.tokenizer", c.model.tokenizer, "dir"),
+                                   ("model.lm.pretrained", c.model.lm.pretrained, "dir"),
+                                   ("model.vision.pretrained", c.model.vision.pretrained, "dir"),
+                                   ("checkpoint.load", c.checkpoint.load, "file"),
+                                   ("eval.vqa.file", c.eval.vqa.file if c.eval.vqa else None, "file")):
+            self.exists(field, value, kind)
+        if c.branch is not None:
+            self.exists("branch.checkpoint", c.branch.checkpoint, "file")
+            self.compiled("branch.schedule", c.branch.schedule)
+        for name, held in c.eval.heldout.items():
+            self.exists(f"eval.heldout.{name}.location", held.location, "dir", "index.json")
+        return self.problems
+
+    def exists(self, field: str, value: str | None, kind: str, inside: str = "") -> bool:
+        """A local path the config names exists (URLs are not checked here)."""
+        found = resolve_path(self.base, value)
+        if found is None or is_url(found):
+            return True
+        ok = Path(found, inside).is_file() if inside else (Path(found).is_dir() if kind == "dir"
+                                                         else Path(found).is_file())
+        if not ok:
+            what = f"no {inside} in {value!r}" if inside and Path(found).is_dir() else f"no such {'directory' if kind == 'dir' else kind} {value!r}"
+            self.add(field, what, "paths are relative to this file")
+        return ok
+
+    def compiled(self, field: str, value: str) -> dict | None:
+        """Verify a compiled schedule directory; returns its manifest."""
+        import json
+
+        from mixture.schedule_check import verify_schedule
+
+        found = resolve_path(self.base, value) or ""
+        try:
+            verify_schedule(found)
+        except MixtureError as exc:
+            # The directory as the config names it (the resolved path is in the message's place).
+            self.add(field, "; ".join(p.message.replace(found, repr(value)) for p in exc.problems),
+                     exc.problems[0].hint)
+            return None
+        return json.loads(Path(found, "manifest.json").read_text())
+
+    def schedule(self) -> None:
+        c = self.config
+        found = Path(resolve_path(self.base, c.schedule) or "")
+        if found.is_dir():
+            manifest = self.compiled("schedule", c.schedule)
+            name = (manifest or {}).get("variant", {}).get("name", "")
+            if manifest is not None and c.variant is not None and c.variant != name:
+                self.add("variant", f"the compiled schedule is variant {name!r}, not {c.variant!r}",
+                         "variant: is for a mixture file; remove it or point schedule: at that variant")
+            if manifest is not None and c.stop_at is not None:
+                self.stop_at(manifest["num_batches"])
+            return
+        if not found.is_file():
+            self.add("schedule", f"no such directory or mixture file {c.schedule!r}",
+                     "point schedule: at a compiled schedule directory or a mixture file (relative to this file)")
+            return
+        self.mixture(found)
+
+    def mixture(self, found: Path) -> None:
+        from mixture.api import variants
+
+        try:
+            names = [v.name for v in variants(found)]
+        except MixtureError as exc:
+            self.problems += exc.problems  # located in the mixture file itself
+            return
+        wanted = self.config.variant or ""
+        if wanted not in names:
+            listed = ", ".join(n for n in names if n) or "(none: the file has no sweep)"
+            field = "variant" if self.config.variant is not None else "schedule"
+            message = (f"no variant {wanted!r} in {found.name}" if wanted
+                       else f"{found.name} has {len(names)} sweep variants: choose one")
+            self.add(field, message, f"variants are: {listed}"[:300])
+
+    def stop_at(self, num_batches: int) -> None:
+        """``stop_at`` in batches must fall inside the schedule."""
+        from mixture.units import Unit, parse_duration
+
+        d = parse_duration(self.config.stop_at)
+        if d.unit is Unit.BATCHES and not 0 < d.value <= num_batches:
+            self.add("stop_at", f"{self.config.stop_at!r} is outside the schedule's batches 1..{num_batches}")
+
+    def units(self) -> None:
+        from mixture.units import Unit, parse_duration
+
+        c = self.config
+        if c.stop_at is not None:
+            d = parse_duration(c.stop_at)
+            if d.unit is Unit.EPOCHS or d.ref is not None or d.value <= 0:
+                self.add("stop_at", f"{c.stop_at!r}: stop at a positive number of batches (`40ba`), a "
+                         "percentage of the schedule (`50%`), tokens (`2M tok`) or samples")
+        for field, text in (("checkpoint.interval", c.checkpoint.interval), ("eval.interval", c.eval.interval)):
+            if text is not None and (parse_duration(text).unit is not Unit.BATCHES or parse_duration(text).value <= 0):
+                self.add(field, f"{text!r}: write a positive number of batches, e.g. `100ba`")
+        for i, at in enumerate(c.checkpoint.save_at):
+            if at < 1:
+                self.add(f"checkpoint.save_at[{i}]", f"batch {at}: save points are batch counts from 1")

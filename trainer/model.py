@@ -11,10 +11,17 @@ vision tower and projector run on every step of every rank, on a blank image whe
 image, so that all ranks issue the same collectives (a text-only batch on one rank and an image batch on
 another would otherwise hang FSDP's all-gathers). The loss is the mean over label tokens of the per-token
 cross entropy; per-source sums are kept for the per-source loss metrics.
+
+A packed batch (:mod:`trainer.batch`) carries ``doc_ids`` and ``position_ids``: the decoder then gets an
+explicit 4D boolean mask (:func:`document_mask`: causal within each document, nothing across documents)
+and the per-document positions, which transformers' Llama passes to SDPA unchanged (a 4D mask is used
+as-is by ``create_causal_mask``). Several images per row need nothing special: features are scattered
+into the image-token positions in row-major token order, which is the order the collator stores images in.
 """
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import torch
@@ -75,6 +82,18 @@ def _load_pretrained_lm(model: LlavaForConditionalGeneration, path: str, vocab: 
     model.lm_head.load_state_dict(lm.lm_head.state_dict())
 
 
+def configure_speed(model: LlavaForConditionalGeneration, *, activation_checkpointing: bool, compile: bool) -> None:
+    """Per decoder layer: recompute activations in backward (non-reentrant ``torch.utils.checkpoint``, which
+    FSDP2 supports), and/or ``torch.compile`` it in place (module structure and names unchanged, so FSDP2
+    units, checkpoints and the export are the same)."""
+    lm = model.model.language_model
+    if activation_checkpointing:
+        lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if compile:
+        for layer in lm.layers:
+            layer.compile()
+
+
 def visual_tokens(model: LlavaForConditionalGeneration) -> int:
     """Visual tokens per image: the vision tower's patches."""
     vision = model.config.vision_config
@@ -103,10 +122,16 @@ class VLMCore(nn.Module):
         return self.hf.model.multi_modal_projector(hidden)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, pixels: torch.Tensor,
-                has_image: torch.Tensor) -> torch.Tensor:
-        """Next-token logits ``[batch, seq, vocab]``; ``pixels`` are uint8 ``[batch, 3, H, W]``."""
+                has_image: torch.Tensor, doc_ids: torch.Tensor | None = None,
+                position_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """Next-token logits ``[batch, seq, vocab]``; ``pixels`` are uint8 ``[batch, 3, H, W]`` (or
+        ``[batch, images, 3, H, W]`` packed, with ``doc_ids`` and ``position_ids``)."""
         inner = self.hf.model
         embeds = inner.get_input_embeddings()(input_ids)
+        if pixels.dim() == 5:  # packed: images of every row, in token order
+            pixels, has_image = pixels.flatten(0, 1), has_image.flatten()
+        if doc_ids is not None:
+            attention_mask = document_mask(doc_ids, self.hf.config.text_config._attn_implementation, embeds.dtype)
         any_image = bool(has_image.any())
         chosen = pixels[has_image] if any_image else pixels[:1]
         values = (chosen.to(embeds.dtype) / 255.0 - PIXEL_MEAN) / PIXEL_STD
@@ -116,8 +141,32 @@ class VLMCore(nn.Module):
             embeds = embeds.masked_scatter(mask, features)
         else:  # keep the tower and projector in the graph on every rank (see the module docstring)
             embeds = embeds + 0.0 * features.sum()
-        hidden = inner.language_model(inputs_embeds=embeds, attention_mask=attention_mask).last_hidden_state
+        hidden = inner.language_model(inputs_embeds=embeds, attention_mask=attention_mask, position_ids=position_ids,
+                                      use_cache=False).last_hidden_state
         return self.hf.lm_head(hidden)
+
+
+def document_mask(doc_ids: torch.Tensor, attn_implementation: str | None, dtype: torch.dtype) -> torch.Tensor:
+    """The 4D attention mask ``[rows, 1, seq, seq]`` of packed rows: token i sees token j <= i of its own
+    document only. A padding token (doc 0) sees only itself, so no softmax row is empty (SDPA would return
+    NaN). Boolean (True = attend) for SDPA; additive (0 / most negative) for the eager implementation.
+
+    Raises:
+        MixtureError: For an attention implementation that takes no 4D mask (flash-attention 2).
+    """
+    seq = doc_ids.shape[1]
+    same = doc_ids[:, :, None] == doc_ids[:, None, :]
+    causal = torch.ones(seq, seq, dtype=torch.bool, device=doc_ids.device).tril()
+    self_only = torch.eye(seq, dtype=torch.bool, device=doc_ids.device)
+    mask = ((same & causal & (doc_ids[:, None, :] > 0)) | self_only)[:, None]
+    if attn_implementation in (None, "sdpa"):
+        return mask
+    if attn_implementation == "eager":
+        return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(~mask, torch.finfo(dtype).min)
+    from mixture.errors import MixtureError
+
+    raise MixtureError(f"packing needs SDPA or eager attention, not {attn_implementation!r}",
+                       hint="set data.packing: false, or use attn_implementation sdpa")
 
 
 class VLM(ComposerModel):
@@ -132,6 +181,7 @@ class VLM(ComposerModel):
         super().__init__()
         self.core = VLMCore(hf)
         self.num_sources = num_sources
+        self.cpu_autocast = False
         self.reset_source_stats()
 
     @property
@@ -144,12 +194,16 @@ class VLM(ComposerModel):
         self.source_stats = torch.zeros(4, self.num_sources, dtype=torch.float64)
 
     def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, pixels: torch.Tensor,
-               has_image: torch.Tensor) -> torch.Tensor:
-        """Next-token logits ``[batch, seq, vocab]``; ``pixels`` are uint8 ``[batch, 3, H, W]``."""
-        return self.core(input_ids, attention_mask, pixels, has_image)
+               has_image: torch.Tensor, doc_ids: torch.Tensor | None = None,
+               position_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """Next-token logits ``[batch, seq, vocab]`` (see :meth:`VLMCore.forward`)."""
+        return self.core(input_ids, attention_mask, pixels, has_image, doc_ids, position_ids)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self.logits(batch["input_ids"], batch["attention_mask"], batch["pixels"], batch["has_image"])
+        # Composer autocasts on GPU only (see precision_for)
+        with torch.autocast("cpu", dtype=torch.bfloat16) if self.cpu_autocast else contextlib.nullcontext():
+            return self.logits(batch["input_ids"], batch["attention_mask"], batch["pixels"], batch["has_image"],
+                               batch.get("doc_ids"), batch.get("position_ids"))
 
     def token_losses(self, logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-token cross entropy (0 where unlabelled) and the label mask, both ``[batch, seq-1]``."""
@@ -162,11 +216,8 @@ class VLM(ComposerModel):
     def loss(self, outputs: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         losses, mask = self.token_losses(outputs, batch["labels"])
         with torch.no_grad():
-            src = batch["source_id"].long()
-            stats = torch.stack([losses.sum(1).double(), mask.sum(1).double(),
-                                 torch.ones_like(src, dtype=torch.float64), batch["budget_tokens"].double()])
-            self.source_stats = self.source_stats.to(stats.device)
-            self.source_stats.index_add_(1, src, stats)
+            self.source_stats = self.source_stats.to(losses.device)
+            self.source_stats += source_sums(losses, mask, batch, self.num_sources)
         return losses.sum() / mask.sum().clamp(min=1)
 
     def eval_forward(self, batch: dict[str, torch.Tensor], outputs: Any | None = None) -> torch.Tensor:
@@ -174,3 +225,44 @@ class VLM(ComposerModel):
 
     def get_metrics(self, is_train: bool = False) -> dict[str, Any]:
         return {}
+
+
+def source_sums(losses: torch.Tensor, mask: torch.Tensor, batch: dict[str, torch.Tensor],
+                num_sources: int) -> torch.Tensor:
+    """Per-source (loss sum, label tokens, samples, budget tokens) ``[4, num_sources]`` of a batch.
+
+    Works for both layouts: unpacked, row r is sample r; packed, a token's sample is its row's slot
+    ``doc_ids - 1`` (the target token's document: the loss at t is charged to the token t+1 it predicts).
+    """
+    rows = len(losses)
+    src = batch["source_id"].view(rows, -1).long()
+    if "doc_ids" in batch:
+        slot = (batch["doc_ids"][:, 1:] - 1).clamp(min=0)
+    else:
+        slot = torch.zeros_like(mask, dtype=torch.long)
+    per_slot = torch.zeros(2, rows, src.shape[1], dtype=torch.float64, device=losses.device)
+    per_slot[0].scatter_add_(1, slot, losses.double())
+    per_slot[1].scatter_add_(1, slot, mask.double())
+    valid = (src >= 0).flatten()
+    stats = torch.stack([per_slot[0].flatten(), per_slot[1].flatten(), torch.ones_like(valid, dtype=torch.float64),
+                         batch["budget_tokens"].view(rows, -1).double().flatten()])[:, valid]
+    out = torch.zeros(4, num_sources, dtype=torch.float64, device=losses.device)
+    return out.index_add_(1, src.flatten()[valid], stats)
+
+
+def precision_for(model: VLM, precision: str) -> str:
+    """The precision to give Composer for the run config's ``precision``. Composer refuses mixed precision
+    on CPU, so there ``amp_bf16`` is the model's own bf16 autocast around its forward (weights, gradients
+    and optimiser state stay fp32, as with Composer's ``amp_bf16`` on GPU) and Composer runs ``fp32``.
+
+    Raises:
+        MixtureError: For ``amp_fp16`` without a GPU (CPUs have no fp16 autocast worth having).
+    """
+    if torch.cuda.is_available() or precision == "fp32":
+        return precision
+    if precision != "amp_bf16":
+        from mixture.errors import MixtureError
+
+        raise MixtureError(f"precision {precision} needs a GPU", hint="use amp_bf16 or fp32 on CPU")
+    model.cpu_autocast = True
+    return "fp32"

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from mixture.run_dir import EXPORT, RunInfo, Variant
-from trainer.config import RunConfig, load_run_config
+from trainer.config import check_run_config
 from trainer.context import RunContext
 
 
@@ -47,9 +47,7 @@ def train(config_path: str | os.PathLike[str], **overrides: Any) -> RunResult:
     Raises:
         MixtureError: For bad configs, schedules, checkpoints or branch points, with what to do.
     """
-    config, base = load_run_config(config_path)
-    if overrides:
-        config = RunConfig.model_validate({**config.model_dump(), **overrides})
+    config, base = check_run_config(config_path, overrides)
     from trainer.context import open_run
 
     return _fit(open_run(config, base))

@@ -9,6 +9,7 @@ import shutil
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -25,6 +26,7 @@ from mixture.errors import MixtureError  # noqa: E402
 
 import streaming_data.serve as serve  # noqa: E402
 from mixture.schedule import load_schedule  # noqa: E402
+from mixture.schedule_check import recomputed_fingerprint  # noqa: E402
 
 B = 8
 NUM_BATCHES = 30
@@ -182,6 +184,8 @@ def test_refuses_wrong_sample_count(world: dict, tmp_path: Path) -> None:
     path, _ = _copy_world(world, tmp_path)
     manifest = json.loads(Path(path, "manifest.json").read_text())
     next(s for s in manifest["sources"] if s["name"] == "chat")["num_samples"] = 999
+    np.save(Path(path, "tokens", "chat.npy"), np.ones(999, np.int32))  # the directory agrees with itself ...
+    manifest["fingerprint"] = recomputed_fingerprint(path, manifest)  # ... but not with the source
     Path(path, "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(MixtureError, match="source 'chat' has 120 samples in its index.json"):
         dataset(path)

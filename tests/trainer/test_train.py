@@ -123,6 +123,21 @@ def test_branch_past_the_divergence_is_refused(study: dict) -> None:
         train(config)
 
 
+def test_packing_changes_rows_not_losses_or_counts(study: dict) -> None:
+    """run_a packs (the default); the same run with one padded row per sample trains the same batches."""
+    root = study["root"]
+    config = h.run_config(root / "u_run.yaml", study["trunk"], root / "run_u", data={"packing": False},
+                          export=False)
+    train(config)
+    packed, plain = h.metrics(root / "run_a"), h.metrics(root / "run_u")
+    assert len(packed) == len(plain) == 12
+    for p, u in zip(packed, plain):
+        assert {k: v for k, v in p.items() if k.startswith(("samples", "tokens", "batch"))} == \
+            {k: v for k, v in u.items() if k.startswith(("samples", "tokens", "batch"))}
+        assert {k: v for k, v in p.items() if k.startswith("loss/")} == pytest.approx(
+            {k: v for k, v in u.items() if k.startswith("loss/")}, rel=1e-4)
+
+
 class _RunsCodeWhenUnpickled:
     """A pickle payload: unpickling it creates ``path`` (any callable could run instead of ``open``)."""
 
@@ -151,6 +166,7 @@ def test_branch_checkpoint_is_unpickled_weights_only(study: dict, tmp_path: Path
 
 
 def test_two_rank_fsdp_matches_one_process(study: dict, free_port: Callable[[], int]) -> None:
+    """Both runs pack (the default): each rank packs its own half of every global batch."""
     root = study["root"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}  # FSDP2 is the trainer's choice, not the environment's
     cmd = [sys.executable, "-m", "composer.cli.launcher", "-n", "2", "--master_port", str(free_port()),
