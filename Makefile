@@ -26,8 +26,10 @@ test: setup
 demo: setup
 	$(VENV)/bin/mixture demo -o out/demo $(DEMO_ARGS)
 
+# The quick benchmarks (benchmarks/run_all.py: 16 min measured on 2 cores shared at load average 20);
+# BENCH_ARGS="--full" for the sizes docs/benchmarks.md reports (hours).
 bench: setup
-	$(PY) benchmarks/run_all.py
+	$(PY) benchmarks/run_all.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build dist

@@ -33,10 +33,18 @@ def _print_written(paths: dict[str, Any], notes: list[str]) -> None:
         print(f"{role}: {path}")
 
 
+def busy(label: str) -> Any:  # noqa: ANN401 - a context manager
+    """Progress of a report being computed (mixture.progress: a spinner, or timestamped lines)."""
+    from mixture.progress import busy as shown
+
+    return shown(label)
+
+
 def _stats(args: argparse.Namespace) -> int:
     from analysis.stats_page import notes, overview_rows, stats_report
 
-    data, paths = stats_report(args.sources, args.out, args.figures)
+    with busy(f"stats of {len(args.sources)} source{'s' * (len(args.sources) > 1)}"):
+        data, paths = stats_report(args.sources, args.out, args.figures)
     _print_table("sources", overview_rows(data), left=("source", "kind"))
     _print_written(paths, notes(data))
     return 0
@@ -45,7 +53,8 @@ def _stats(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from analysis.report import report, summary_rows
 
-    data, paths = report(args.schedule, args.out, run_dir=args.run, figures=args.figures)
+    with busy(f"report of {args.schedule}"):
+        data, paths = report(args.schedule, args.out, run_dir=args.run, figures=args.figures)
     _print_table("planned vs realised", summary_rows(data), left=("phase", "source", "unit"))
     if data.get("run"):
         _print_table("run against the schedule", data["run"]["consumed"], left=("source",))
@@ -56,7 +65,8 @@ def _report(args: argparse.Namespace) -> int:
 def _compare(args: argparse.Namespace) -> int:
     from analysis.compare import compare
 
-    data, paths = compare(args.runs, args.out, figures=args.figures)
+    with busy(f"compare of {len(args.runs)} runs"):
+        data, paths = compare(args.runs, args.out, figures=args.figures)
     _print_table("runs", data["table"], left=("run", "status", *data["axes"]))
     _print_written(paths, data["notes"])
     return 0

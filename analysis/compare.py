@@ -90,6 +90,8 @@ def compare(run_dirs: list[str], out_dir: str | Path, figures: bool = False) -> 
     values = [_variant_values(r) for r in runs]
     axes = list(dict.fromkeys(a for v in values for a in v))
     scores = [_scores(r) for r in runs]
+    counts = [{**s, **{k: float(v) for k, v in r.final_eval().items() if k.endswith("/num_questions")}}
+              for s, r in zip(scores, runs)]
     keys = _score_keys(scores)
     if not keys:
         raise MixtureError("none of the runs has evaluation results (results.json or eval/ lines in metrics.jsonl)",
@@ -102,6 +104,7 @@ def compare(run_dirs: list[str], out_dir: str | Path, figures: bool = False) -> 
               **{k: _cell(scores[i], k) for k in keys if not k.endswith("/se")}} for i in order]
     data = {"kind": "compare", "axes": axes, "scores": keys, "table": table, "notes": notes,
             "runs": [{"name": runs[i].name, "path": str(runs[i].path), "values": values[i], "scores": scores[i],
+                      "se": {k: se for k in keys if (se := standard_error(counts[i], k)) is not None},
                       "eval_curve": _eval_curve(runs[i])} for i in order]}
     return data, write_report(out_dir, _page(data), data, figures)
 
@@ -137,9 +140,9 @@ def _page(data: dict[str, Any]) -> Page:
     page.table(data["table"], left=("run", "status", *data["axes"]))
     varied = [a for a in data["axes"] if len({axis_label(r["values"].get(a)) for r in data["runs"]}) > 1]
     for axis in varied:
-        if not companion_of(data["runs"], axis, varied):
+        if not companion_of(data["runs"], axis, varied) and not is_seed_axis(axis):
             _axis_figure(page, data, axis)
-    if not varied:
+    if not varied or all(is_seed_axis(a) for a in varied):
         _bar_figure(page, data)
     _curve_figure(page, data)
     return page
@@ -184,6 +187,8 @@ def _axis_figure(page: Page, data: dict[str, Any], axis: str) -> None:
                    key=lambda kv: axis_key(kv[1]))
     numeric = all(axis_key(v)[0] == 0 for _, v in ticks)
     position = {label: (axis_key(v)[1] if numeric else i) for i, (label, v) in enumerate(ticks)}
+    seeds = [a for a in others if is_seed_axis(a)]
+    others = [a for a in others if a not in seeds]
     groups: dict[str, list[dict[str, Any]]] = {}
     for r in data["runs"]:
         groups.setdefault(", ".join(f"{a}={axis_label(r['values'].get(a))}" for a in others) or "all", []).append(r)
@@ -192,10 +197,11 @@ def _axis_figure(page: Page, data: dict[str, Any], axis: str) -> None:
     palette = colors(list(groups))
     for ax, key in zip(axs, keys):
         for group, runs in groups.items():
-            pts = sorted((position[axis_label(r["values"].get(axis))], r["scores"][key])
-                         for r in runs if key in r["scores"])
-            if pts:
-                ax.plot(*zip(*pts), marker="o", color=palette[group], label=group, linewidth=1.4)
+            points = seed_points(runs, key, lambda r: position[axis_label(r["values"].get(axis))])
+            if points:
+                plot_points(ax, points, palette[group], group)
+        if key.endswith("/accuracy"):
+            accuracy_scale(ax, [r["scores"].get(key, 0.0) for r in data["runs"]])
         ax.set_xticks(list(position.values()), [label.split(" of ")[0] for label in position], fontsize=8,
                       rotation=30 if len(position) > 6 else 0)
         ax.set_title(key, fontsize=10)
@@ -205,9 +211,68 @@ def _axis_figure(page: Page, data: dict[str, Any], axis: str) -> None:
     page.heading(f"Scores against {axis}")
     page.text(f"Each final score against the sweep axis {axis!r}"
               + (f", one line per value of {', '.join(others)}." if others else ".")
+              + (f" Over the {', '.join(seeds)} axis: the mean (line), each run (small dots) and the standard "
+                 "error of the mean over runs (bars)." if seeds else " Bars: the standard error of an accuracy "
+                 "(sqrt(p(1-p)/n) over its n questions).")
               + (f" {', '.join(follow)} change{'s' if len(follow) == 1 else ''} with it (each {axis} value has one)."
                  if follow else ""))
     page.figure(fig, f"compare_{re.sub(r'[^A-Za-z0-9_]+', '_', axis)}", f"Scores against {axis}.")
+
+
+def accuracy_scale(ax: Any, values: list[float]) -> None:  # noqa: ANN401
+    """An accuracy (a share of questions) on a scale from 0: 0-1 once any value is large."""
+    top = max(values, default=0.0)
+    upper = 1.02 if top > 0.4 else max(0.1, 1.3 * top)
+    ax.set_ylim(-0.03 * upper, upper)  # a little below 0, so that points at 0 stay visible
+
+
+def is_seed_axis(axis: str) -> bool:
+    """Whether a sweep axis varies the seed (its runs are repeats: plotted as a spread, not as a line)."""
+    return "seed" in axis.lower()
+
+
+def standard_error(scores: dict[str, float], key: str) -> float | None:
+    """The standard error of an accuracy over its questions (``KEY`` with ``.../num_questions``), else None."""
+    n = scores.get(key.rsplit("/", 1)[0] + "/num_questions") if key.endswith("/accuracy") else None
+    if not n or key not in scores:
+        return None
+    p = min(max(scores[key], 0.0), 1.0)
+    return (p * (1 - p) / n) ** 0.5
+
+
+Point = tuple[float, float, "float | None", list[float]]  # x, mean score, its standard error, every run's score
+
+
+def seed_points(runs: list[dict[str, Any]], key: str, x_of: Any) -> list[Point]:  # noqa: ANN401
+    """Per x position: (x, mean score, its standard error, every run's score), sorted by x.
+
+    The error is the standard error of the mean over the runs at that x (repeats over seeds) when there are
+    several, else the score's own standard error (an accuracy over n questions), else None.
+    """
+    at: dict[float, list[dict[str, Any]]] = {}
+    for r in runs:
+        if key in r["scores"]:
+            at.setdefault(float(x_of(r)), []).append(r)
+    out = []
+    for x in sorted(at):
+        values = [r["scores"][key] for r in at[x]]
+        mean = sum(values) / len(values)
+        if len(values) > 1:
+            se: float | None = (sum((v - mean) ** 2 for v in values) / (len(values) - 1) / len(values)) ** 0.5
+        else:
+            se = at[x][0].get("se", {}).get(key)
+        out.append((x, mean, se, values))
+    return out
+
+
+def plot_points(ax: Any, points: list[Point], color: str, label: str) -> None:  # noqa: ANN401
+    """A line through the means with standard-error bars, and each run as a small dot."""
+    xs = [p[0] for p in points]
+    ax.errorbar(xs, [p[1] for p in points], yerr=[p[2] or 0.0 for p in points], marker="o", color=color,
+                label=label, linewidth=1.4, capsize=3, markersize=5)
+    for x, _, _, values in points:
+        if len(values) > 1:
+            ax.scatter([x] * len(values), values, s=9, color=color, alpha=0.45, zorder=3, linewidths=0)
 
 
 def _reference(labels: list[str]) -> str:
@@ -241,6 +306,7 @@ def _curve_figure(page: Page, data: dict[str, Any]) -> None:
                 label=r["name"], linewidth=1.2)
     count_axis(ax, "batch")
     ax.set_ylabel(VISION)
+    accuracy_scale(ax, [v for r in runs for v in r["eval_curve"][VISION]])
     ax.legend(frameon=False, fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
     page.heading("Vision score during training")
     page.text(f"{VISION} at every evaluation the runs logged.")

@@ -3,7 +3,9 @@
 A :class:`Page` collects headings, short explanations, tables and matplotlib figures in order;
 :func:`write_report` writes ``report.html``, ``report.json`` (every number the page shows) and, on request,
 each figure as its own PNG (for documentation). Numbers are formatted by :func:`fmt`, which the terminal
-summaries use too, so the page and the terminal agree digit for digit.
+summaries use too, so the page and the terminal agree digit for digit. Large amounts are short (``3.44T``);
+the page shows every digit on hover (a cell's title) and ``report.json`` holds the exact values. Wide
+tables scroll sideways inside the page instead of overflowing it.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ main{max-width:1120px;margin:0 auto;padding:24px 32px 64px;background:#fff;box-s
 h1{font-size:26px;margin:8px 0 4px}
 h2{font-size:20px;margin:34px 0 6px;border-bottom:1px solid #dde1e6;padding-bottom:4px}
 h3{font-size:16px;margin:22px 0 4px}.sub{color:#5b6470;margin:0 0 18px}.what{color:#3c4550;margin:4px 0 10px}
-table{border-collapse:collapse;margin:8px 0 16px;font-size:13px;font-variant-numeric:tabular-nums}
+.scroll{overflow-x:auto;max-width:100%;margin:8px 0 16px}
+table{border-collapse:collapse;font-size:13px;font-variant-numeric:tabular-nums}
 th,td{padding:4px 10px;border-bottom:1px solid #e6e9ed;text-align:right}th{background:#f0f2f5;font-weight:600}
 td.l,th.l{text-align:left}tr:hover td{background:#fafbfc}
 figure{margin:10px 0 22px}figure img{max-width:100%;border:1px solid #e6e9ed}
@@ -34,19 +37,30 @@ figcaption{font-size:13px;color:#5b6470;margin-top:4px}
 
 
 def fmt(value: Any) -> str:  # noqa: ANN401 - any cell value
-    """A table cell: ints with separators, floats to 4 significant digits, None as a dash."""
+    """A table cell: ints with separators below 10M, amounts from 10M up (and floats from 10k up) with an SI
+    suffix to 4 significant digits (``3.44T``), other floats to 4 significant digits, None as a dash."""
+    from mixture.progress import human
+
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, int):
-        return f"{value:,}"
+        return f"{value:,}" if abs(value) < 10_000_000 else human(value, 4)
     if isinstance(value, float):
         if value == 0 or 1e-3 <= abs(value) < 1000:
             return f"{value:.4g}"
-        # Large amounts (planned tokens) keep every digit: a deviation of 300 in 2.8e9 must stay visible.
-        return f"{value:,.1f}" if 1000 <= abs(value) < 1e15 else f"{value:.3e}"
+        if 1000 <= abs(value) < 10_000:
+            return f"{value:,.1f}"
+        return human(value, 4) if 1e4 <= abs(value) < 1e15 else f"{value:.3e}"
     return str(value)
+
+
+def exact(value: Any) -> str:  # noqa: ANN401 - any cell value
+    """Every digit of a number (the hover text of a shortened cell); "" when :func:`fmt` already shows all."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or fmt(value) == f"{value:,}":
+        return ""
+    return f"{value:,}" if isinstance(value, int) else f"{value:,.6g}" if abs(value) < 1e4 else f"{value:,.1f}"
 
 
 @dataclass
@@ -91,7 +105,8 @@ class Page:
         head = "".join(f"<th{cls[c]}>{html.escape(c)}</th>" for c in columns)
         body = "".join("<tr>" + "".join(f"<td{cls[c]}>{_cell(r.get(c))}</td>" for c in columns) + "</tr>"
                        for r in rows)
-        self.parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+        self.parts.append(f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody>'
+                          "</table></div>")
 
     def figure(self, fig: Any, name: str, caption: str) -> None:  # noqa: ANN401 - a matplotlib Figure
         """Embed a matplotlib figure as an inline PNG (and close it)."""
@@ -120,7 +135,9 @@ def _cell(value: Any) -> str:  # noqa: ANN401 - any cell value
         return '<span class="ok">&#10003;</span>'
     if value is False:
         return '<span class="bad">&#10007;</span>'
-    return html.escape(fmt(value))
+    title = exact(value)
+    shown = html.escape(fmt(value))
+    return f'<span title="{html.escape(title)}">{shown}</span>' if title else shown
 
 
 def _jsonable(value: Any) -> Any:  # noqa: ANN401 - any JSON value

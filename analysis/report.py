@@ -7,9 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from analysis.html import Page, write_report
+from analysis.html import Page, fmt, write_report
 from analysis.plan import MAX_POINTS, analyse_schedule
-from analysis.plots import band, colors, count_axis, grid, phase_lines, steps
+from analysis.plots import band, bar_values, colors, count_axis, grid, phase_bands, si_axis, small_share_scale, steps
 
 _ROW_COLUMNS = ["phase", "source", "unit", "target_share", "share", "planned", "realised", "deviation", "max_lag",
                 "samples", "tokens", "epochs", "epochs_at_end", "repeated"]
@@ -47,10 +47,11 @@ def report(schedule_dir: str | Path, out_dir: str | Path, run_dir: str | Path | 
     run = load_run(run_dir) if run_dir is not None else None
     checked = logged_batches(run, max_points) if run else []
     an, data = analyse_schedule(schedule, max_points, checked)
+    _add_token_axis(schedule, data, max_points)
     data["kind"] = "report"
     data["notes"] = [f"check failed: {c['check']}" for c in data["checks"] if not c["ok"]]
     if run is not None:
-        data["run"] = run_data(run, an, checked, max_points)
+        data["run"] = {**run_data(run, an, checked, max_points), "source_names": data["source_names"]}
         data["notes"] += data["run"]["notes"]
     page = _page(data)
     if run is not None:
@@ -58,12 +59,27 @@ def report(schedule_dir: str | Path, out_dir: str | Path, run_dir: str | Path | 
     return data, write_report(out_dir, page, data, figures)
 
 
+def _add_token_axis(schedule: Any, data: dict[str, Any], max_points: int) -> None:  # noqa: ANN401
+    """Budget tokens at the curve's bin edges and phase bounds, the planned LR, and the source names (colours)."""
+    bt = schedule.batch_tokens().astype(np.float64)
+    at = lambda batches: np.interp(np.asarray(batches, np.float64), np.arange(len(bt)), bt)  # noqa: E731
+    data["curve"]["tokens"] = at(data["curve"]["batch"]).tolist()
+    for p in data["phases"]:
+        start, stop = at([p["start_batch"], p["start_batch"] + p["batches"]])
+        p["start_tokens"], p["stop_tokens"] = float(start), float(stop)
+    data["source_names"] = list(schedule.source_names)
+    lr = schedule.lr()
+    if lr is not None and len(lr):
+        pick = np.unique(np.linspace(0, len(lr) - 1, min(len(lr), 4 * max_points)).astype(np.int64))
+        data["planned_lr"] = {"batch": (pick + 1).tolist(), "tokens": bt[pick + 1].tolist(), "lr": lr[pick].tolist()}
+
+
 def _page(data: dict[str, Any]) -> Page:
     s = data["schedule"]
     variant = s["variant"].get("name")
     page = Page(f"Schedule report: {s['name']}{' / ' + variant if variant else ''}",
-                f"{s['path']} - fingerprint {s['fingerprint']} - {s['num_positions']:,} positions in "
-                f"{s['num_batches']:,} batches of {s['global_batch_size']} - {s['total_tokens']:,} budget tokens")
+                f"{s['path']} - fingerprint {s['fingerprint']} - {fmt(s['num_positions'])} positions in "
+                f"{fmt(s['num_batches'])} batches of {s['global_batch_size']} - {fmt(s['total_tokens'])} budget tokens")
     page.notes(data["notes"])
     page.heading("Phases")
     page.table([{"phase": p["name"], "unit": p["unit"], "batches": p["batches"],
@@ -78,6 +94,7 @@ def _page(data: dict[str, Any]) -> Page:
               "the phase; repeated: draws in the phase that re-read a sample.")
     page.table(data["rows"], _ROW_COLUMNS, left=("phase", "source", "unit"))
     _overview_figure(page, data)
+    _lr_figure(page, data)
     for zoom in data["zoom"]:
         _zoom_figure(page, zoom)
     page.heading("Sources over the whole schedule")
@@ -94,23 +111,52 @@ def _overview_figure(page: Page, data: dict[str, Any]) -> None:
     if not curve["unit"]:
         return
     page.heading("Share of each source across training")
+    x = np.asarray(curve["tokens"], np.float64)
+    spans = [(p["start_tokens"], p["stop_tokens"], p["name"]) for p in data["phases"] if p["batches"]]
+    later = spans[1:]
+    zoom = bool(later) and (spans[0][1] - spans[0][0]) > 0.75 * (spans[-1][1] - spans[0][0])
     page.text("Realised share (solid) against the target (dashed) in each bin of global batches, in the unit of "
-              "the bin's phase (tokens or samples); dashed vertical lines mark phase starts.")
-    fig, (ax,) = grid(1, width=11, row_height=3.6)
-    x = np.asarray(curve["batch"], np.float64)
-    palette = colors(list(curve["realised"]))
-    for name in curve["realised"]:
-        if not any(curve["realised"][name]) and not any(curve["target"][name]):
-            continue
-        steps(ax, x, curve["realised"][name], color=palette[name], label=name, linewidth=1.6)
-        steps(ax, x, curve["target"][name], color=palette[name], linestyle="--", linewidth=1.2, zorder=3)
-    phase_lines(ax, [(p["start_batch"], p["name"]) for p in data["phases"] if p["batches"]])
-    count_axis(ax, "global batch")
-    ax.set_ylabel("share")
-    ax.set_ylim(-0.02, 1.05)
-    ax.legend(frameon=False, loc="center left", bbox_to_anchor=(1.0, 0.5))
+              "the bin's phase (tokens or samples), against budget tokens trained; shaded bands are phases."
+              + (" The right panel widens the phases after the first, which are a sliver of the whole." if zoom
+                 else "") + (" Shares are on a log scale: some are under 5%." if _small(curve) else ""))
+    fig, axes = grid(2 if zoom else 1, ncols=2 if zoom else 1, width=11, row_height=3.8)
+    palette = colors(data["source_names"])
+    for ax, (lo, hi) in zip(axes, [(spans[0][0], spans[-1][1]), (later[0][0] if later else 0, spans[-1][1])]):
+        ax.set_xlim(lo, hi)
+        for name in curve["realised"]:
+            if not any(curve["realised"][name]) and not any(curve["target"][name]):
+                continue
+            steps(ax, x, curve["realised"][name], color=palette[name], label=name, linewidth=1.6)
+            steps(ax, x, curve["target"][name], color=palette[name], linestyle="--", linewidth=1.2, zorder=3)
+        phase_bands(ax, [s for s in spans if s[1] > lo and s[0] < hi])
+        si_axis(ax, "budget tokens trained")
+        ax.set_ylabel("share")
+        if not small_share_scale(ax, [v for t in curve["target"].values() for v in t]):
+            ax.set_ylim(-0.02, 1.05)
+    axes[-1].legend(frameon=False, loc="center left", bbox_to_anchor=(1.0, 0.5))
     page.figure(fig, "report_share_overview", "Share per source across the whole schedule: realised (solid), "
-                "target (dashed).")
+                "target (dashed)" + ("; right: the phases after the first, widened." if zoom else "."))
+
+
+def _small(curve: dict[str, Any]) -> bool:
+    return any(0 < v < 0.05 for t in curve["target"].values() for v in t)
+
+
+def _lr_figure(page: Page, data: dict[str, Any]) -> None:
+    lr = data.get("planned_lr")
+    if not lr:
+        return
+    page.heading("Planned learning rate")
+    page.text("The schedule's learning rate per global batch (lr.npy), against budget tokens trained; the "
+              "trainer uses exactly this curve.")
+    fig, (ax,) = grid(1, width=11, row_height=2.6)
+    ax.plot(lr["tokens"], lr["lr"], color="#1d232b", linewidth=1.4)
+    spans = [(p["start_tokens"], p["stop_tokens"], p["name"]) for p in data["phases"] if p["batches"]]
+    ax.set_xlim(spans[0][0], spans[-1][1])
+    phase_bands(ax, spans)
+    si_axis(ax, "budget tokens trained")
+    ax.set_ylabel("learning rate")
+    page.figure(fig, "report_lr", "Planned learning rate per batch.")
 
 
 def _zoom_figure(page: Page, zoom: dict[str, Any]) -> None:
@@ -144,10 +190,12 @@ def _epochs_figure(page: Page, data: dict[str, Any]) -> None:
         return
     fig, axes = grid(2, ncols=2, row_height=2.8)
     names = [r["source"] for r in rows]
-    palette = colors([r["source"] for r in data["sources"]])
+    palette = colors(data.get("source_names") or [r["source"] for r in data["sources"]])
     axes[0].bar(names, [r["token_share"] for r in rows], color=[palette[n] for n in names])
+    bar_values(axes[0], [r["token_share"] for r in rows])
     axes[0].set_title("share of all budget tokens", fontsize=10)
     axes[1].bar(names, [r["epochs"] for r in rows], color=[palette[n] for n in names])
+    bar_values(axes[1], [r["epochs"] for r in rows])
     for i, r in enumerate(rows):
         if r["max_epochs"] is not None:
             axes[1].plot([i - 0.4, i + 0.4], [r["max_epochs"]] * 2, color="#c62828", linewidth=1.5)

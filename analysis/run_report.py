@@ -14,7 +14,7 @@ import numpy as np
 
 from analysis.html import Page
 from analysis.plan import Analysis
-from analysis.plots import colors, count_axis, grid
+from analysis.plots import batch_axis, colors, grid
 from analysis.runs import Run, per_source
 
 
@@ -43,7 +43,8 @@ def run_data(run: Run, an: Analysis, checked: list[int], max_points: int) -> dic
             "fingerprint_ok": info.schedule_fingerprint == m.fingerprint,
             **_agreement(run, an, [b for b in checked if b <= m.num_batches]),
             "losses": _curves(run.train, "loss/train", max_points), "eval": _curves(run.evals, "eval", max_points),
-            "lr": _lr(run, an, max_points), "notes": notes}
+            "lr": _lr(run, an, max_points), "notes": notes,
+            "final_eval": {k: v for k, v in run.final_eval().items() if k != "batch"}}
     if checked and checked[-1] > m.num_batches:
         data["notes"].append(f"{run.name} logged batch {checked[-1]:,}, beyond the schedule's {m.num_batches:,}")
     return data
@@ -121,6 +122,11 @@ def run_section(page: Page, data: dict[str, Any]) -> None:
                    f"{data['mismatched_batches']:,} disagree, first at batch {data['first_mismatch']:,}")
         page.text(f"Checked at {data['checked_batches']:,} logged batches: {verdict}.")
         page.table(data["consumed"], left=("source", "difference"))
+    if data.get("final_eval"):
+        page.heading("Final evaluation", level=3)
+        page.text("The run's last evaluation (results.json): held-out loss per source (eval/loss/SRC), VQA "
+                  "accuracy and the number of questions it is measured on.")
+        page.table([{"metric": k, "value": v} for k, v in sorted(data["final_eval"].items())], left=("metric",))
     _loss_figure(page, data)
 
 
@@ -133,15 +139,17 @@ def _loss_figure(page: Page, data: dict[str, Any]) -> None:
         return
     fig, axes = grid(len(present) + with_lr, ncols=3, row_height=3.2)
     for ax, (key, title, prefix) in zip(axes, present):
-        series = {k: v for k, v in data[key]["series"].items() if k.startswith(prefix + "/")}
-        palette = colors(sorted(series))
-        for k in sorted(series):
-            ax.plot(data[key]["batch"], series[k], color=palette[k], label=k[len(prefix) + 1:], linewidth=1.3)
+        series = {k[len(prefix) + 1:]: v for k, v in data[key]["series"].items() if k.startswith(prefix + "/")}
+        palette = colors(data.get("source_names") or sorted(series))
+        sparse = {"marker": "o", "markersize": 4} if len(data[key]["batch"]) <= 20 else {}
+        for name in sorted(series):
+            ax.plot(data[key]["batch"], series[name], color=palette.get(name, "#5b6470"), label=name,
+                    linewidth=1.3, **sparse)
         if prefix in data[key]["series"]:
             ax.plot(data[key]["batch"], data[key]["series"][prefix], color="#1d232b", label="all", linewidth=1.0,
-                    alpha=0.6)
+                    alpha=0.6, **sparse)
         ax.set_title(title, fontsize=10)
-        count_axis(ax, "batch")
+        batch_axis(ax, data[key]["batch"])
         ax.legend(frameon=False, fontsize=8)
     if with_lr:
         ax = axes[-1]
@@ -149,7 +157,7 @@ def _loss_figure(page: Page, data: dict[str, Any]) -> None:
         if "schedule" in data["lr"]:
             ax.plot(data["lr"]["batch"], data["lr"]["schedule"], color="#d62728", linestyle="--", label="lr.npy")
         ax.set_title("learning rate", fontsize=10)
-        count_axis(ax, "batch")
+        batch_axis(ax, data["lr"]["batch"])
         ax.legend(frameon=False, fontsize=8)
     page.figure(fig, "report_run_losses", "Loss per source and learning rate over training (averaged over "
                 "consecutive log lines where there are more than the plot shows).")

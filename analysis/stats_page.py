@@ -75,13 +75,17 @@ def _comparison(page: Page, data: dict[str, Any]) -> None:
     if len(live) < 2:
         return
     page.heading("Tokens per sample, all sources")
-    page.text("How long each source's samples are, overlaid: the budget tokens one sample costs.")
+    page.text("How long each source's samples are, overlaid: the budget tokens one sample costs, as a share "
+              "of each source's own samples (so a small source is as visible as a large one).")
     fig, (ax,) = grid(1, width=10, row_height=3.4)
     palette = colors([s["name"] for s in live])
     for s in live:
-        histogram(ax, s["distributions"]["tokens"]["hist"], palette[s["name"]], s["name"], step=True)
+        hist = s["distributions"]["tokens"]["hist"]
+        total = sum(hist["counts"]) or 1
+        histogram(ax, {**hist, "counts": [c / total for c in hist["counts"]]}, palette[s["name"]], s["name"],
+                  step=True)
     ax.set_xlabel("budget tokens per sample")
-    ax.set_ylabel("samples")
+    ax.set_ylabel("share of the source's samples")
     ax.legend(frameon=False)
     page.figure(fig, "stats_tokens_all", "Budget tokens per sample, one line per source.")
 
@@ -130,13 +134,21 @@ def _shards(page: Page, source: dict[str, Any]) -> None:
         return
     with_bytes = "bytes" in shards and any(b for b in shards["bytes"] if b)
     fig, axes = grid(2 if with_bytes else 1, ncols=2, row_height=2.6)
-    axes[0].bar(shards["ids"], shards["samples"], width=1.0, color="#1f77b4")
+    color = colors([source["name"]])[source["name"]]
+    from matplotlib.ticker import MaxNLocator
+
+    axes[0].bar(shards["ids"], shards["samples"], width=0.8, color=color)
     axes[0].set_title("samples per shard", fontsize=10)
-    axes[0].set_xlabel("shard")
     if with_bytes:
-        axes[1].bar(shards["ids"], [(b or 0) / 2**20 for b in shards["bytes"]], width=1.0, color="#ff7f0e")
+        axes[1].bar(shards["ids"], [(b or 0) / 2**20 for b in shards["bytes"]], width=0.8, color=color, alpha=0.7)
         axes[1].set_title("MiB per shard (index.json)", fontsize=10)
-        axes[1].set_xlabel("shard")
+    for ax in axes:
+        ax.set_xlabel("shard")
+        if len(shards["ids"]) <= 10:
+            ax.set_xticks(shards["ids"])
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(8, integer=True))
+        ax.set_xlim(min(shards["ids"]) - 0.6, max(shards["ids"]) + 0.6)
     samples = sorted(shards["samples"])
     page.text(f"{shards['num_shards']:,} shards; samples per shard: min {samples[0]:,}, median "
               f"{samples[len(samples) // 2]:,}, max {samples[-1]:,}.")

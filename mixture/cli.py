@@ -16,6 +16,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from mixture.errors import MixtureError
+from mixture.progress import QUIET_ENV
 
 # Modules whose `register(subparsers)` adds subcommands; each is imported at start-up, so each must keep
 # heavy imports inside its handlers. All are part of this distribution: none is optional, so a failing
@@ -23,6 +24,7 @@ from mixture.errors import MixtureError
 # are imported inside their handlers and say what to install).
 _REGISTRARS: tuple[str, ...] = (
     "mixture.commands",
+    "mixture.starter",
     "trainer.sweep.cli",  # listed where `sweep` has always appeared in `mixture --help`
     "streaming_data.cli",
     "trainer.cli",
@@ -38,10 +40,37 @@ def build_parser() -> argparse.ArgumentParser:
         prog="mixture",
         description="Data mixtures and curricula for vision-language model pre-training.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars or progress lines")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in _REGISTRARS:
         importlib.import_module(name).register(subparsers)
+    _finish_subcommands(parser)
     return parser
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("mixture-toolkit")
+    except PackageNotFoundError:  # run from a source tree that is not installed
+        return "unknown (not installed)"
+
+
+def _finish_subcommands(parser: argparse.ArgumentParser) -> None:
+    """Every (nested) subcommand: ``-q/--quiet`` after its name too, and its help as description if unset."""
+    for action in parser._actions:
+        if not isinstance(action, argparse._SubParsersAction):
+            continue
+        helps = {choice.dest: choice.help for choice in action._choices_actions}
+        for name, sub in action.choices.items():
+            if not sub.description and helps.get(name):
+                sub.description = helps[name][0].upper() + helps[name][1:] + "."
+            if "--quiet" not in sub._option_string_actions:
+                sub.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                                 help="no progress bars or progress lines")
+            _finish_subcommands(sub)
 
 
 def validate_run_config(path: str, data: dict) -> str | None:
@@ -68,6 +97,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.quiet:
+        os.environ[QUIET_ENV] = "1"  # read by mixture.progress, here and in processes this one starts
     handler: Callable[[argparse.Namespace], int | None] = args.func
     try:
         return int(handler(args) or 0)

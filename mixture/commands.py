@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,13 +20,11 @@ def _console():  # noqa: ANN202 - rich is imported lazily
 
 @contextlib.contextmanager
 def _progress(total: int, label: str) -> Iterator[object]:
-    """A progress bar over positions (quiet when the output is not a terminal)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    """Progress over positions (mixture.progress: a bar on a terminal, log lines otherwise)."""
+    from mixture.progress import track
 
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, disable=not sys.stderr.isatty(), console=None, transient=True) as bar:
-        task = bar.add_task(label, total=total or None)
-        yield lambda n: bar.advance(task, n)
+    with track(label, total or None, "positions") as task:
+        yield task.advance
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -35,6 +32,10 @@ def _validate(args: argparse.Namespace) -> int:
     from mixture.cli import validate_run_config  # the one module that reaches into the trainer
     from mixture.load import read_yaml
 
+    if args.json:  # mixture files (a run config is checked by the plain command)
+        from mixture.summaries import validate_summary
+
+        return _json(validate_summary(args.file))
     located = read_yaml(args.file, "mixture file or run config", "sources:, phases:, ... or schedule:, run_dir:, ...")
     summary = validate_run_config(args.file, located.data)  # type: ignore[arg-type]
     if summary is not None:
@@ -89,6 +90,10 @@ def _explain(args: argparse.Namespace) -> int:
 
     from mixture.api import explain_rows, open_or_compile
 
+    if args.json:
+        from mixture.summaries import explain_summary
+
+        return _json(explain_summary(args.target))
     console = _console()
     for name, schedule in open_or_compile(args.target):
         m = schedule.manifest
@@ -133,6 +138,13 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _json(data: object) -> int:
+    import json
+
+    print(json.dumps(data, indent=1))
+    return 2 if isinstance(data, dict) and data.get("ok") is False else 0
+
+
 def _range(text: str | None, length: int) -> tuple[int, int]:
     """Positions ``A:B`` of ``--range``, inside ``[0, length]`` (past the end is refused, not clamped)."""
     from mixture.errors import MixtureError
@@ -152,21 +164,33 @@ def _range(text: str | None, length: int) -> tuple[int, int]:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add validate, compile, explain and export."""
-    p = subparsers.add_parser("validate", help="check a mixture file (and its sweep variants)")
+    p = subparsers.add_parser("validate", help="check a mixture file (and its sweep variants)",
+                              description="Check a mixture file without compiling it: schema, units, references, "
+                              "mixes, sources and every sweep variant; all problems at once, as FILE:LINE:COL. "
+                              "A run config (schedule:, run_dir:, ...) is checked as one.")
     p.add_argument("file", help="mixture file (.yaml)")
+    p.add_argument("--json", action="store_true", help="print the result (or the problems) as JSON")
     p.set_defaults(func=_validate)
 
-    p = subparsers.add_parser("compile", help="compile a mixture file into a schedule directory")
+    p = subparsers.add_parser("compile", help="compile a mixture file into a schedule directory",
+                              description="Compile a mixture file into a schedule directory: the exact order of "
+                              "(source, sample) per position, the learning rate per batch and a manifest with "
+                              "the fingerprint. A sweep compiles to one subdirectory per variant.")
     p.add_argument("file", help="mixture file (.yaml)")
     p.add_argument("-o", "--out", required=True, help="output directory (one subdirectory per sweep variant)")
     p.add_argument("--variant", help="compile only this sweep variant")
     p.set_defaults(func=_compile)
 
-    p = subparsers.add_parser("explain", help="table of planned samples, tokens, shares and epochs")
+    p = subparsers.add_parser("explain", help="table of planned samples, tokens, shares and epochs",
+                              description="Print what a schedule plans, per phase and source: samples, tokens, "
+                              "share against its target, and epochs over the source.")
     p.add_argument("target", help="compiled schedule directory, or a mixture file (compiled on the fly)")
+    p.add_argument("--json", action="store_true", help="print the table as JSON (one object per variant)")
     p.set_defaults(func=_explain)
 
-    p = subparsers.add_parser("export", help="write the order as parquet (position, phase, source, sample, tokens)")
+    p = subparsers.add_parser("export", help="write the order as parquet (position, phase, source, sample, tokens)",
+                              description="Write positions of a compiled schedule as a parquet file, one row per "
+                              "position: position, phase, source, sample index and tokens.")
     p.add_argument("dir", help="compiled schedule directory")
     p.add_argument("-o", "--out", required=True, help="output .parquet file")
     p.add_argument("--range", help="positions A:B (default: all)")

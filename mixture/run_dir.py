@@ -6,7 +6,8 @@ and the reports read it, and this module is the one that knows its layout:
 - ``run.json``: a :class:`RunInfo` (status ``running | stopped | failed | done``, schedule path and
   fingerprint, sweep variant, global batch size, world size, last batch, ...);
 - ``metrics.jsonl``: one JSON object per logged batch (``batch``, ``samples``, ``lr``, ``loss/train``,
-  ``loss/train/SRC``, cumulative ``samples/train/SRC`` and ``tokens/train/SRC``) and one per evaluation
+  ``loss/train/SRC``, cumulative ``samples/train/SRC`` and ``tokens/train/SRC``, ``time/wall``, ``time/step_s``,
+  ``throughput/tokens_per_s``, ``throughput/samples_per_s``) and one per evaluation
   (``batch`` and ``eval/...`` keys); their keys are per source, so lines stay dictionaries (:data:`Line`);
 - ``results.json``: a :class:`Results` (the final evaluation);
 - ``checkpoints/`` (the default checkpoint folder) and ``export/`` (the Hugging Face export);

@@ -124,6 +124,11 @@ class Schedule:
             samples[sel] = permute(ranks[sel], rec.num_samples, rec.block, rec.key)
         return src, samples
 
+    def take_named(self, start: int, stop: int) -> tuple[NDArray[np.str_], NDArray[np.int64]]:
+        """Like :meth:`take`, with source names (``"text"``) instead of source ids."""
+        src, samples = self.take(start, stop)
+        return np.asarray(self.source_names, dtype=np.str_)[src], samples
+
     def _phase_take(self, phase: PhaseRecord, a: int, b: int) -> tuple[NDArray[np.int32], NDArray[np.int64]]:
         local_a, local_b = a - phase.start, b - phase.start
         if not phase.mixed:

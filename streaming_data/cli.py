@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from typing import Any
 
 DEFAULT_VISUAL_TOKENS = 729  # keep in step with streaming_data.sample_index (not imported here: cheap start)
@@ -40,7 +39,7 @@ def _common_output(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace a complete or unfinished output")
     parser.add_argument("--size-limit", default="64mb", help="MDS shard size limit (default 64mb)")
     parser.add_argument("--compression", default=None, help="MDS shard compression, e.g. zstd (default none)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars or lines (as --quiet)")
 
 
 def _tokenizer_options(parser: argparse.ArgumentParser) -> None:
@@ -177,7 +176,7 @@ def _run_instruction(args: argparse.Namespace) -> int:
 
 
 def _show_progress(args: argparse.Namespace) -> bool:
-    return not args.no_progress and sys.stderr.isatty()
+    return not args.no_progress  # on a terminal a bar, otherwise log lines (mixture.progress); --quiet: none
 
 
 def _run_train_tokenizer(args: argparse.Namespace) -> int:

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SUBCOMMANDS = ("validate", "compile", "explain", "export", "sweep", "ingest", "index", "train", "eval", "eval-text",
+SUBCOMMANDS = ("init", "validate", "compile", "explain", "export", "sweep", "ingest", "index", "train", "eval", "eval-text",
                "demo", "stats", "report", "compare")
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(shutil.which("uv") is None, reason="uv is not on PATH")]

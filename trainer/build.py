@@ -198,18 +198,18 @@ def _save_when(config: RunConfig, stop: int) -> Any:
 def trainer_args(ctx: RunContext, model: VLM, loader: Any, lr: list[float], evaluation: Evaluation,  # noqa: ANN401
                  log: RunLog) -> dict[str, Any]:
     """Keyword arguments of :class:`composer.Trainer` for the run."""
-    from composer.loggers import MLFlowLogger, TensorboardLogger, WandBLogger
-
+    from trainer.loggers import build_loggers
     from trainer.lr import ScheduleLR
     from trainer.metrics import SourceMetrics
+    from trainer.progress import TrainProgress
 
     config = ctx.config
     opt = config.optimizer
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=max(lr), betas=opt.betas, eps=opt.eps, weight_decay=opt.weight_decay,
                                   fused=torch.cuda.is_available() or None)  # one kernel per step on GPU
-    loggers = [cls(**args) for cls, args in ((WandBLogger, config.loggers.wandb), (MLFlowLogger, config.loggers.mlflow),
-                                             (TensorboardLogger, config.loggers.tensorboard)) if args is not None]
+    loggers = build_loggers(config.loggers, ctx.run_dir, ctx.base)
+    metrics = SourceMetrics([s.name for s in ctx.schedule.sources], log, lr)
     load = config.branch.checkpoint if config.branch else config.checkpoint.load
     fsdp = config.fsdp.enabled if config.fsdp.enabled is not None else ctx.world_size > 1
     from composer.core import DataSpec
@@ -225,7 +225,7 @@ def trainer_args(ctx: RunContext, model: VLM, loader: Any, lr: list[float], eval
         "optimizers": optimizer, "schedulers": [ScheduleLR(torch.tensor(lr).numpy())],
         "step_schedulers_every_batch": True, "device": train_device(),
         "precision": precision_for(model, config.precision), "seed": config.seed, "run_name": ctx.run_dir.name,
-        "callbacks": [SourceMetrics([s.name for s in ctx.schedule.sources], log, lr), evaluation],
+        "callbacks": [metrics, evaluation, TrainProgress(metrics, ctx.stop_batch, ctx.run_dir.name)],
         "loggers": loggers, "progress_bar": False, "log_to_console": config.loggers.console,
         "console_log_interval": config.loggers.console_interval,
         "save_folder": ctx.checkpoint_folder, "save_interval": _save_when(config, ctx.stop_batch),

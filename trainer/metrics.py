@@ -1,5 +1,9 @@
 """Per-source metrics every step, and rank 0's writer of the run directory that reports read.
 
+A train line of ``metrics.jsonl`` also carries the step's wall clock: ``time/wall`` (Unix seconds at its
+end), ``time/step_s`` (from asking the loader for the batch to the end of the step) and
+``throughput/tokens_per_s``, ``throughput/samples_per_s`` over that time.
+
 The run directory's names and records are :mod:`mixture.run_dir`'s (run.json, metrics.jsonl, results.json).
 Counts are what the ranks actually trained on (summed over ranks), not what the schedule planned; the
 report compares the two. Cumulative counters live in the callback's state, which Composer saves in every
@@ -9,6 +13,7 @@ checkpoint, so a resumed or branched run continues them exactly.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +81,8 @@ class SourceMetrics(Callback):
         self.lr = lr
         self.samples = [0] * len(names)
         self.tokens = [0] * len(names)
+        self.step_start = time.time()
+        self.last: dict[str, Any] = {}  # the newest record (the progress line reads its loss)
 
     def state_dict(self) -> dict[str, Any]:
         return {"samples": list(self.samples), "tokens": list(self.tokens)}
@@ -87,7 +94,11 @@ class SourceMetrics(Callback):
         self.run_log.truncate_after(int(state.timestamp.batch))
         state.model.reset_source_stats()
 
+    def before_dataloader(self, state: State, logger: Logger) -> None:
+        self.step_start = time.time()
+
     def batch_end(self, state: State, logger: Logger) -> None:
+        before = sum(self.tokens), sum(self.samples)
         model = state.model
         stats = model.source_stats.clone()
         model.reset_source_stats()
@@ -104,6 +115,12 @@ class SourceMetrics(Callback):
                 record[f"loss/train/{name}"] = loss_sum[i] / label_tokens[i]
             record[f"samples/train/{name}"] = self.samples[i]
             record[f"tokens/train/{name}"] = self.tokens[i]
+        now = time.time()
+        step = max(now - self.step_start, 1e-9)
+        record.update({"time/wall": now, "time/step_s": step,
+                       "throughput/tokens_per_s": (sum(self.tokens) - before[0]) / step,
+                       "throughput/samples_per_s": (sum(self.samples) - before[1]) / step})
+        self.last = record
         self.run_log.append(record)
         logger.log_metrics({k: v for k, v in record.items() if k not in ("batch", "samples")})
 

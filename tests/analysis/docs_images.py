@@ -1,106 +1,102 @@
-"""The pictures in docs/analysis.md: each report built from small generated data, its plots copied to docs/img.
+"""The pictures in docs/: every report page made from real outputs, screenshot in headless Chromium.
 
-Run from the repository root: ``.venv/bin/python -m tests.analysis.docs_images`` (about a minute). The
-data is made up (sizes, scores); the reports and their plots are exactly what the commands produce.
+Real outputs, nothing invented: small sources made with the ingest commands (tests/trainer/train_helpers),
+a sweep over the cooldown's image share and the seed compiled with ``mixture compile``, four tiny
+training runs with held-out and VQA evaluation, and the full-scale compile of examples/paper_1b.yaml.
+Then ``mixture stats``, ``report`` (schedule only and with a run) and ``compare`` write their pages, each
+page is screenshot with Debian's chromium (``apt-get install chromium``) and its main plots are copied.
+
+Run from the repository root: ``OMP_NUM_THREADS=1 .venv/bin/python -m tests.analysis.docs_images [WORK_DIR]``
+(about 10 minutes on 2 busy cores; WORK_DIR keeps the outputs for a look, default a temporary directory).
 """
 
 from __future__ import annotations
 
-import json
 import shutil
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import yaml
 
-from analysis.compare import compare
-from analysis.report import report
-from analysis.stats_page import stats_report
-from tests.analysis.fixtures import order_table, random_rows, write_index, write_run
-from tests.mixture.helpers import compile_text, spec_text
+ROOT = Path(__file__).resolve().parents[2]
+DOCS_IMG = ROOT / "docs" / "img"
+sys.path.insert(0, str(ROOT / "tests" / "trainer"))
+import train_helpers as h  # noqa: E402
 
-DOCS_IMG = Path(__file__).resolve().parents[2] / "docs" / "img"
-
-PHASES = [
-    {"name": "text", "duration": "1500ba", "mix": {"web": 1}},
-    {"name": "cooldown", "duration": "2M tok", "unit": "tokens", "mix": {"web": 0.85, "img": 0.15},
-     "ramp": {"length": "500000 tok", "shape": "cosine"}},
-    {"name": "finetune", "duration": "1 ep", "mix": {"chat": 1}},
-]
+from mixture.cli import main as cli  # noqa: E402
 
 
-def _copy(figures: Path, names: dict[str, str]) -> None:
-    for name, target in names.items():
-        shutil.copyfile(figures / f"{name}.png", DOCS_IMG / target)
+def _sweep(data: Path) -> dict:
+    spec = h.mixture(data, text_batches=8)
+    spec["sweep"] = {"axes": {"images": {"field": "phases.cooldown.mix", "values": [
+        {"text": 0.9, "images": 0.1}, {"text": 0.7, "images": 0.3}]},
+        "seed": {"field": "seed", "values": [7, 8]}}}
+    return spec
 
 
-def _stats(tmp: Path) -> None:
-    dirs = [write_index(tmp, "captions", "image_caption", random_rows("image_caption", 5000, 1, hashes=4600),
-                        dropped={"download_http_404": 412, "not_an_image": 37, "truncated": 5}, shard_rows=700),
-            write_index(tmp, "web", "text", random_rows("text", 8000, 2), shard_rows=1000),
-            write_index(tmp, "chat", "instruction", random_rows("instruction", 1200, 3),
-                        dropped={"no_assistant_turn": 9}, shard_rows=500)]
-    _, paths = stats_report([str(d) for d in dirs], tmp / "stats", figures=True)
-    _copy(paths["figures"], {"stats_tokens_all": "analysis_stats_tokens.png",
-                             "stats_captions_distributions": "analysis_stats_captions.png"})
-
-
-def _plausible(run: Path, lr: np.ndarray) -> None:
-    """Loss curves that look like training (write_run's are straight lines) and the schedule's LR."""
-    rng = np.random.default_rng(0)
-    floor = {"web": 2.6, "img": 3.1, "chat": 1.7}
-    lines = [json.loads(t) for t in (run / "metrics.jsonl").read_text().splitlines()]
-    for line in lines:
-        b = line["batch"]
-        for key in [k for k in line if k.startswith(("loss/train/", "eval/loss/"))]:
-            src = key.rsplit("/", 1)[1]
-            noise = 0 if key.startswith("eval/") else rng.normal(0, 0.04)
-            line[key] = floor[src] + 4.0 * np.exp(-b / 300) + noise
-        if "lr" in line:
-            line["lr"] = float(lr[b - 1])
-            line["loss/train"] = 2.5 + 4.0 * np.exp(-b / 300) + rng.normal(0, 0.03)
-    (run / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
-
-
-def _report(tmp: Path) -> None:
-    doc = yaml.safe_load(spec_text(PHASES, batch=64))
-    doc["run"]["lr"] = {"peak": 3e-3, "warmup": "100ba", "schedule": "cosine", "plan": "1500ba"}
-    doc["phases"][1]["lr"] = {"cooldown": {"to": 0}}
-    doc["phases"][2]["lr"] = {"rewarm": {"warmup": "10%", "peak": 1e-4}}
-    schedule = compile_text(yaml.safe_dump(doc, sort_keys=False), tmp)
-    run = write_run(tmp / "runs", schedule, order_table(schedule, tmp), "demo", every=4)
-    _plausible(run, schedule.lr())
-    _, paths = report(schedule.path, tmp / "report", run_dir=run, figures=True)
-    _copy(paths["figures"], {"report_share_overview": "analysis_report_overview.png",
-                             "report_phase_cooldown": "analysis_report_cooldown.png",
-                             "report_run_losses": "analysis_report_run.png"})
-
-
-def _compare(tmp: Path) -> None:
-    from tests.analysis.test_compare import _run
-
+def _runs(work: Path, raw: dict[str, Path]) -> list[Path]:
+    spec_path = work / "study.yaml"
+    spec_path.write_text(yaml.safe_dump(_sweep(work / "data"), sort_keys=False))
+    assert cli(["compile", str(spec_path), "-o", str(work / "schedules")]) == 0
+    evaluation = {"interval": "4ba", "heldout": {"text": {"location": str(work / "data" / "text"), "samples": 32}},
+                  "vqa": {"file": str(raw["vqa"])}}
     runs = []
-    for intro in (20, 40, 60, 80):
-        for share in (0.05, 0.1, 0.3):
-            vqa = 0.70 + 0.0004 * intro + 0.08 * share - 0.25 * share * share
-            scores = {"eval/vqa/accuracy": vqa, "eval/text/arc_easy": 0.60 - 0.08 * share + 0.0003 * intro,
-                      "eval/text/agieval": 0.30 - 0.05 * share, "eval/loss/web": 2.9 + 0.2 * share}
-            runs.append(_run(tmp / "sweep", f"intro{intro}_share{share:g}",
-                             {"intro": f"{intro}% of text_plan", "share": share}, scores))
-    _, paths = compare([str(r) for r in runs], tmp / "compare", figures=True)
-    _copy(paths["figures"], {"compare_intro": "analysis_compare_intro.png"})
+    for schedule in sorted(p for p in (work / "schedules").iterdir() if (p / "manifest.json").exists()):
+        run_dir = work / "runs" / schedule.name.replace(",", "_").replace("=", "")
+        config = h.run_config(work / f"{run_dir.name}.yaml", schedule, run_dir, eval=evaluation)
+        if not (run_dir / "results.json").exists():
+            assert cli(["train", str(config)]) == 0
+        runs.append(run_dir)
+    return runs
 
 
-def main() -> None:
-    """Build the three reports and copy their main plots into docs/img."""
+def _screenshot(html: Path, png: Path, height: int = 3000) -> None:
+    profile = tempfile.mkdtemp()
+    subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars",
+                    f"--user-data-dir={profile}", f"--screenshot={png}", f"--window-size=1400,{height}",
+                    html.as_uri()], check=True, capture_output=True, timeout=300)
+    shutil.rmtree(profile, ignore_errors=True)
+
+
+def main(work: Path) -> None:
+    """Make the outputs, the pages, the screenshots and the plot copies."""
+    raw = h.make_raw(work / "raw", num_docs=240, num_images=64, num_chats=32)
+    if not (work / "data" / "instruct").exists():
+        h.ingest(raw, work / "data")
+    runs = _runs(work, raw)
+    sources = [str(work / "data" / n) for n in ("text", "images", "instruct")]
+    assert cli(["stats", *sources, "-o", str(work / "stats"), "--figures"]) == 0
+    first = sorted((work / "schedules").iterdir())[0]
+    assert cli(["report", str(first), "--run", str(runs[0]), "-o", str(work / "report_run"), "--figures"]) == 0
+    assert cli(["compare", *map(str, runs), "-o", str(work / "compare"), "--figures"]) == 0
+    if not (work / "paper_1b" / "manifest.json").exists():
+        assert cli(["compile", str(ROOT / "examples" / "paper_1b.yaml"), "-o", str(work / "paper_1b")]) == 0
+    assert cli(["report", str(work / "paper_1b"), "-o", str(work / "report_paper"), "--figures"]) == 0
+    pages = {"stats": "page_stats.png", "report_run": "page_report_run.png", "compare": "page_compare.png",
+             "report_paper": "page_report_paper_1b.png"}
     DOCS_IMG.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        for step in (_stats, _report, _compare):
-            (Path(tmp) / step.__name__).mkdir()
-            step(Path(tmp) / step.__name__)
-    print(f"wrote {', '.join(sorted(p.name for p in DOCS_IMG.glob('analysis_*.png')))}")
+    for folder, name in pages.items():
+        _screenshot(work / folder / "report.html", DOCS_IMG / name, 4200 if folder != "compare" else 3000)
+    copies = {"stats/figures/stats_tokens_all.png": "analysis_stats_tokens.png",
+              "stats/figures/stats_images_distributions.png": "analysis_stats_captions.png",
+              "report_paper/figures/report_share_overview.png": "analysis_report_overview.png",
+              "report_paper/figures/report_phase_cooldown.png": "analysis_report_cooldown.png",
+              "report_run/figures/report_run_losses.png": "analysis_report_run.png",
+              "compare/figures/compare_images.png": "analysis_compare.png"}
+    for source, target in copies.items():
+        if (work / source).exists():
+            shutil.copyfile(work / source, DOCS_IMG / target)
+        else:
+            print(f"missing: {source}")
+    print(f"wrote {', '.join(sorted([*pages.values(), *copies.values()]))} in {DOCS_IMG}")
 
 
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) > 1:
+        main(Path(sys.argv[1]))
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            main(Path(tmp))

@@ -7,13 +7,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-from analysis.html import Page, fmt, write_report
+from analysis.html import Page, exact, fmt, write_report
 from tests.analysis.fixtures import assert_self_contained
 
 
 def test_fmt_cells() -> None:
-    assert [fmt(v) for v in (None, True, 1234567, 0.123456, 12345.678, 1e-7, 3e9, float("nan"), "x")] == \
-        ["-", "yes", "1,234,567", "0.1235", "12,345.7", "1.000e-07", "3,000,000,000.0", "-", "x"]
+    values = (None, True, 1234567, 0.123456, 1234.5678, 12345.678, 1e-7, 3e9, 3_440_000_368_640.0,
+              28_000_000_000, float("nan"), "x")
+    assert [fmt(v) for v in values] == \
+        ["-", "yes", "1,234,567", "0.1235", "1,234.6", "12.35k", "1.000e-07", "3B", "3.44T", "28B", "-", "x"]
+    assert exact(3_440_000_368_640.0) == "3,440,000,368,640.0" and exact(1234567) == ""
 
 
 def test_page_escapes_and_embeds(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""The examples/ folder: every experiment of PAPER.md as a mixture file that validates, and says what the
+"""The examples/ folder: every experiment of docs/study.md as a mixture file that validates, and says what the
 paper says when compiled at full scale.
 
 Full-scale compiles are few (the 1B recipe once per session, plus two sweep variants): each writes a
@@ -42,7 +42,7 @@ SWEEP_NAMES: dict[str, list[str]] = {
 }
 SWEEP_NAMES["study_grid.yaml"] = [f"intro=p{p},share={s},seed={x}" for p in (0, 20, 40, 60, 80, 100)
                                   for s in ("0.01", "0.05", "0.1", "0.3", "0.5") for x in (7, 365)]
-PLAIN = ["paper_1b.yaml", "from_scratch.yaml", "scale_79m.yaml", "tiny.yaml"]
+PLAIN = ["paper_1b.yaml", "from_scratch.yaml", "scale_79m.yaml", "own_data.yaml"]
 
 
 def _variant(file: str, name: str = "") -> Variant:
@@ -81,7 +81,7 @@ def test_the_folder_holds_exactly_the_listed_files() -> None:
 @pytest.mark.parametrize("file", sorted([*SWEEP_NAMES, *PLAIN]))
 def test_example_validates_and_says_what_it_reproduces(file: str) -> None:
     text = (EXAMPLES / file).read_text()
-    assert text.startswith("# ") and "PAPER.md" in text.split("\nname:")[0]
+    assert text.startswith("# ") and "docs/study.md" in text.split("\nname:")[0]
     found = variants(EXAMPLES / file)
     assert [v.name for v in found] == SWEEP_NAMES.get(file, [""])
 
@@ -174,9 +174,9 @@ def _write_source(directory: Path, kind: str, columns: dict[str, np.ndarray]) ->
                    directory / "samples.parquet")
 
 
-def test_tiny_compiles_on_data_of_the_size_it_asks_for(tmp_path: Path) -> None:
+def test_own_data_compiles_on_data_of_the_size_it_asks_for(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
-    shutil.copy(EXAMPLES / "tiny.yaml", tmp_path / "tiny.yaml")
+    shutil.copy(EXAMPLES / "own_data.yaml", tmp_path / "own_data.yaml")
     _write_source(tmp_path / "data" / "text", "text", {"tokens": np.full(5000, 512)})
     captions = rng.integers(5, 40, 2000)
     _write_source(tmp_path / "data" / "images", "image_caption",
@@ -184,7 +184,7 @@ def test_tiny_compiles_on_data_of_the_size_it_asks_for(tmp_path: Path) -> None:
     chat = rng.integers(50, 400, 500)
     _write_source(tmp_path / "data" / "instruct", "instruction",
                   {"tokens": chat + 729, "text_tokens": chat, "num_images": np.ones(500, int)})
-    (variant,) = variants(tmp_path / "tiny.yaml")
+    (variant,) = variants(tmp_path / "own_data.yaml")
     schedule = compile_variant(variant, tmp_path / "out")
     assert [p.name for p in schedule.phases] == ["text", "cooldown", "finetune"]
     row = _rows(schedule, {"cooldown"})["cooldown", "images"]
@@ -223,6 +223,6 @@ def test_full_scale_files_share_one_sources_file() -> None:
     shared = (EXAMPLES / "shared" / "paper_sources.yaml").read_text()
     for file in sorted([*SWEEP_NAMES, *PLAIN]):
         text = (EXAMPLES / file).read_text()
-        if file != "tiny.yaml":
+        if file != "own_data.yaml":
             assert "include: shared/paper_sources.yaml" in text and "\n  dclm:" not in text, file
     assert "dclm:" in shared and "datacomp_dr:" in shared and "llava:" in shared

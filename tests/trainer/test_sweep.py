@@ -177,6 +177,9 @@ def test_a_failing_run_stops_the_sweep_naming_it_and_its_log(sweep: dict, monkey
     assert str(log) in str(err.value) and "RuntimeError" in log.read_text()
     assert cli(["sweep", "status", str(other)]) == 0
     assert "failed: RuntimeError: out of memory" in capsys.readouterr().out
+    assert cli(["sweep", "status", str(other), "--json"]) == 0
+    runs = {r["run"]["id"]: r["state"] for r in json.loads(capsys.readouterr().out)["runs"]}
+    assert runs[RUNS[0]]["status"] == "failed" and "out of memory" in runs[RUNS[0]]["error"]
 
     calls = []
 

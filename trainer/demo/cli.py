@@ -52,7 +52,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``demo``."""
     p = subparsers.add_parser(
         "demo", help="the paper's introduction-point study in miniature: data, sweep, training, report",
-        description="Make the embedded demo data, train a tiny VLM per image introduction point (0/40/80/100%% "
+        description="Make the embedded demo data, train a tiny VLM per image introduction point (0/40/80/100% "
         "of the text plan) from one shared text-only trunk, measure each (VQA with standard errors, the "
         "answer prior, caption loss with right vs shuffled images, text loss before and after fine-tuning) and "
         "write OUT/summary.json, OUT/figure.png and a comparison report. Re-running reuses the data and every "

@@ -170,7 +170,17 @@ def _run(args: argparse.Namespace) -> int:
     if args.print_commands:
         print("\n".join(launch_commands(sweep_dir, args.nproc)))
         return 0
-    trained = run_sweep(sweep_dir, args.nproc, say=lambda line: print(f"[sweep] {line}", flush=True))
+    from mixture.progress import Board, count_lines
+    from trainer.sweep.records import read_sweep
+
+    with Board() as board:  # runs done / total, the current run, ETA (stderr); the lines stay on stdout
+        count = count_lines(board.task("sweep", len(read_sweep(sweep_dir).runs), "runs"))
+
+        def say(line: str) -> None:
+            print(f"[sweep] {line}", flush=True)
+            count(line)
+
+        trained = run_sweep(sweep_dir, args.nproc, say=say)
     print(f"[sweep] all runs done ({len(trained)} trained now); `mixture sweep status {sweep_dir}` shows the results")
     return 0
 
@@ -182,6 +192,12 @@ def _status(args: argparse.Namespace) -> int:
     target = Path(args.target)
     sweep_dir = target if target.is_dir() else Path(args.out) if args.out else default_sweep_dir(target)
     status = sweep_status(sweep_dir)
+    if args.json:
+        import dataclasses
+        import json
+
+        print(json.dumps(dataclasses.asdict(status), indent=1, default=str))
+        return 0
     if args.results:
         print("\n".join(result_dirs(status)))
         return 0
@@ -211,9 +227,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="ranks per run: 1 trains in this process, N > 1 launches `composer -n N` (FSDP2)")
     p.set_defaults(func=_run)
     p = actions.add_parser("status", help="which runs are done, running or failed, and the variants' results")
-    p.add_argument("target", metavar="SWEEP_DIR|FILE", help="sweep directory, or the mixture file (with -o, or "
+    p.add_argument("target", metavar="SWEEP_DIR|FILE", help="sweep directory, or the mixture file (with --sweep-dir, or "
                    "the default out/sweeps/<name>)")
-    p.add_argument("-o", "--out", help="sweep directory of FILE")
+    p.add_argument("--sweep-dir", "-o", "--out", dest="out", metavar="DIR",
+                   help="sweep directory of FILE (the `-o` that `sweep run` wrote to)")
     p.add_argument("--results", action="store_true",
                    help="print only the run directories of finished variants, one a line (for `mixture compare`)")
+    p.add_argument("--json", action="store_true", help="print the runs, their states and results as JSON")
     p.set_defaults(func=_status)
