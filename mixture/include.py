@@ -14,6 +14,7 @@ fingerprint) is that of the resolved content: moving sources into an included fi
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from mixture.errors import MixtureError, brief
@@ -86,19 +87,19 @@ def _merge(into: Located, other: Located, other_dir: Path, top_dir: Path) -> Non
             _copy_marks(into, other, key)
 
 
-def resolve_includes(located: Located, file: Path, chain: tuple[Path, ...] = ()) -> Located:
+def resolve_includes(located: Located, file: Path, read: Callable[[Path, str, str], Located],
+                     chain: tuple[Path, ...] = ()) -> Located:
     """The file's data with every ``include:`` resolved (recursively), marks pointing into each file.
 
     Args:
         located: The loaded file (a mapping).
         file: Its path (relative includes are relative to its directory).
+        read: Reads one YAML file (``mixture.load.read_yaml``: passed in, so the two modules import one way).
         chain: The files including this one, outermost first (to refuse cycles).
 
     Raises:
         MixtureError: A bad ``include:`` value, a missing file, a cycle, or a key defined twice, located.
     """
-    from mixture.load import read_yaml
-
     if not isinstance(located.data, dict) or "include" not in located.data:
         return located
     file = file.resolve()
@@ -114,9 +115,9 @@ def resolve_includes(located: Located, file: Path, chain: tuple[Path, ...] = ())
         if target in chain:
             cycle = " -> ".join(p.name for p in (*chain[chain.index(target):], target))
             raise MixtureError(located.problem(where, f"include cycle: {cycle}", "a file may not include itself"))
-        sub = read_yaml(shown, "included mixture file",
+        sub = read(shown, "included mixture file",
                         "sources:, references:, run:, ...")
-        _merge(merged, resolve_includes(sub, target, chain), target.parent, file.parent)
+        _merge(merged, resolve_includes(sub, target, read, chain), target.parent, file.parent)
     own = Located({k: v for k, v in located.data.items() if k != "include"}, located.file, located.marks,
                   located.files)
     _merge(merged, own, file.parent, file.parent)

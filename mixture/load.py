@@ -211,7 +211,7 @@ def parse_spec(text: str, file: str = "<string>") -> tuple[MixtureSpec, Located]
     """
     from mixture.include import resolve_includes
 
-    located = resolve_includes(parse_yaml(text, file, "sources:, phases:, ..."), Path(file))
+    located = resolve_includes(parse_yaml(text, file, "sources:, phases:, ..."), Path(file), read_yaml)
     return check_model(located, MixtureSpec), located
 
 
@@ -223,5 +223,5 @@ def read_spec(path: str | Path) -> tuple[MixtureSpec, Located]:
     """
     from mixture.include import resolve_includes
 
-    located = resolve_includes(read_yaml(path, "mixture file", "sources:, phases:, ..."), Path(path))
+    located = resolve_includes(read_yaml(path, "mixture file", "sources:, phases:, ..."), Path(path), read_yaml)
     return check_model(located, MixtureSpec), located
