@@ -1,10 +1,10 @@
-"""The distribution as a user gets it: a wheel built with ``uv build``, installed into a fresh venv from the
-local package cache (no network), run from a directory outside the repository.
+"""The distribution as a user gets it: a wheel built with ``uv build``, installed into a fresh venv with its
+dependencies at the lock's versions (from uv's cache where it has them, else the registry), run from a directory outside the repository.
 
 It proves that every subcommand registers from the installed packages (nothing read through a repository
 path, no subpackage left out of the wheel). The demo's own run from a wheel belongs to its tests; this
 module gives them ``installed_mixture``. Needs ``uv`` on PATH (the project's package manager) and its
-cache populated by ``uv sync``; skipped where uv is missing, since then no venv can be built offline.
+lock; skipped where uv is missing.
 """
 
 from __future__ import annotations
@@ -36,8 +36,13 @@ def installed_mixture(tmp_path_factory: pytest.TempPathFactory) -> Path:
     venv = root / "venv"
     subprocess.run(["uv", "venv", "-q", "-p", f"{sys.version_info.major}.{sys.version_info.minor}", str(venv)],
                    check=True, env=env, capture_output=True)
-    subprocess.run(["uv", "pip", "install", "-q", "--offline", str(wheel)], check=True, capture_output=True,
-                   env={**env, "VIRTUAL_ENV": str(venv)})
+    # The dependencies at the lock's versions (what `make setup` installs; most come from uv's cache), then the
+    # wheel itself: resolving afresh offline fails on versions the cache never saw.
+    requirements = root / "requirements.txt"
+    subprocess.run(["uv", "export", "--frozen", "--no-dev", "--no-hashes", "--no-emit-project", "-q", "-o",
+                    str(requirements)], check=True, env=env, capture_output=True, cwd=ROOT)
+    subprocess.run(["uv", "pip", "install", "-q", "-r", str(requirements), str(wheel)], check=True,
+                   capture_output=True, env={**env, "VIRTUAL_ENV": str(venv)})
     return venv / "bin" / "mixture"
 
 
