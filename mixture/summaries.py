@@ -34,7 +34,7 @@ def explain_summary(target: str | Path) -> list[dict[str, Any]]:
 
     out = []
     for name, schedule in open_or_compile(target):
-        m = schedule.manifest
+        m = schedule.manifest.to_json()
         out.append({"variant": name, "name": m["name"], "fingerprint": m["fingerprint"],
                     "num_positions": m["num_positions"], "num_batches": m["num_batches"],
                     "global_batch_size": m["global_batch_size"], "total_tokens": m["total_tokens"],

@@ -221,7 +221,7 @@ def test_report_refuses_a_damaged_schedule(good: Path, tmp_path: Path, capsys: p
     target = tmp_path / "sched"
     shutil.copytree(good / "sched", target)
     (target / "lr.npy").unlink()
-    code, err = _run(["report", str(target), "-o", str(tmp_path / "report")], capsys)
+    code, err = _run(["-q", "report", str(target), "-o", str(tmp_path / "report")], capsys)
     _refused(code, err, "lr.npy is missing")
 
 
