@@ -20,7 +20,7 @@ generation. POPE's question ids repeat across its three files, so its ids are ``
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -140,14 +140,7 @@ def read_pope(root: Path, images: Path | None = None) -> list[Question]:
     image_dir = images or root / "val2014"
     out = []
     for split, path in present:
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{number}"
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise MixtureError(f"{where}: not a JSON object ({exc.msg})") from None
+        for where, record in json_lines(path):
             qid = _field(record, "question_id", (int, str), where)
             label = _field(record, "label", str, where).strip().lower()
             if label not in ("yes", "no"):
@@ -200,3 +193,18 @@ def read_benchmark(name: str, root: str | Path, *, images: str | Path | None = N
 def missing_images(questions: list[Question]) -> list[Question]:
     """The questions whose image file does not exist."""
     return [q for q in questions if not q.image.is_file()]
+
+def json_lines(path: Path) -> Iterator[tuple[str, Any]]:
+    """Each non-blank line of a JSON-lines file with its ``FILE:LINE`` (for errors).
+
+    Raises:
+        MixtureError: A line that is not JSON, located.
+    """
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        where = f"{path}:{number}"
+        try:
+            yield where, json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise MixtureError(f"{where}: not a JSON object ({exc.msg})") from None

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from mixture.errors import MixtureError
-from trainer.evaluation.layouts import Question, missing_images, read_benchmark
+from trainer.evaluation.layouts import Question, json_lines, missing_images, read_benchmark
 from trainer.evaluation.scoring import KINDS, average, score_answers, score_pope
 from trainer.evaluation.store import AnswerStore, write_atomic
 
@@ -57,14 +57,7 @@ def read_predictions(path: Path, benchmarks: dict[str, list[Question]], limited:
         raise MixtureError(f"--predictions {path}: no such file")
     ids = {name: {q.question_id for q in qs} for name, qs in benchmarks.items()}
     out: dict[str, dict[str, str]] = {name: {} for name in benchmarks}
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        where = f"{path}:{number}"
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise MixtureError(f"{where}: not a JSON object ({exc.msg})") from None
+    for where, record in json_lines(path):
         if not isinstance(record, dict) or not {"benchmark", "question_id", "answer"} <= set(record):
             raise MixtureError(f"{where}: expected {{\"benchmark\", \"question_id\", \"answer\"}}")
         name, answer = record["benchmark"], record["answer"]
