@@ -9,8 +9,8 @@ all kinds       ``tokens`` (int64, the sample's cost in the token budget), ``sha
 text            ``text_tokens``, ``num_documents`` (documents with a token in the sample)
 image_caption   ``caption_tokens``, ``num_images`` (=1), ``width``, ``height``, ``content_hash``,
                 ``caption_chars``; ``tokens`` = visual tokens per image + caption tokens
-instruction     ``text_tokens``, ``loss_tokens`` (assistant tokens), ``num_turns``, ``num_images``;
-                ``tokens`` = text tokens + num_images x visual tokens
+instruction     ``text_tokens``, ``loss_tokens`` (assistant tokens), ``num_turns``, ``num_images`` (0, 1 or
+                several); ``tokens`` = text tokens + num_images x visual tokens
 =============== ===================================================================================
 """
 
@@ -39,8 +39,12 @@ MDS_COLUMNS: dict[str, dict[str, str]] = {
     IMAGE_CAPTION: {"image": "bytes", "caption": "str", "caption_ids": "ndarray:int32", "width": "int",
                     "height": "int", "content_hash": "str"},
     INSTRUCTION: {"input_ids": "ndarray:int32", "loss_mask": "ndarray:uint8", "image": "bytes",
-                  "num_images": "int", "num_turns": "int", "width": "int", "height": "int"},
+                  "num_images": "int", "num_turns": "int", "width": "int", "height": "int",
+                  "extra_images": "bytes", "image_layout": "json"},
 }
+#: Columns added with several images per instruction sample (streaming_data.instruction): data ingested
+#: before them has one image at most, first, and is still recognised as instruction data.
+LATER_COLUMNS = {"extra_images", "image_layout"}
 
 #: Sample-index column types per kind (``shard`` is added at finalisation).
 INDEX_SCHEMAS: dict[str, pa.Schema] = {
@@ -85,7 +89,7 @@ def detect_kind(column_names: list[str]) -> str:
     """The kind whose MDS columns a dataset has (``mixture index`` on data made elsewhere)."""
     names = set(column_names)
     for kind in (INSTRUCTION, IMAGE_CAPTION):  # most specific first
-        if set(MDS_COLUMNS[kind]) <= names:
+        if set(MDS_COLUMNS[kind]) - LATER_COLUMNS <= names:
             return kind
     if names & {"input_ids", "tokens", "text"}:
         return TEXT

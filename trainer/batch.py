@@ -7,13 +7,17 @@ kind           input_ids                                    labels (loss where n
 =============  ===========================================  ==========================================
 text           the packed ids                               the same ids
 image_caption  V image tokens + caption ids + EOS           IGNORE on the V image tokens; caption + EOS
-instruction    [V image tokens] + the conversation's ids    the ids where ``loss_mask`` is 1 (assistant
-                                                            answers and their EOS), else IGNORE
+instruction    the conversation's ids with V image tokens   the ids where ``loss_mask`` is 1 (assistant
+               inserted per image: first for one image, at  answers and their EOS), else IGNORE
+               each placeholder for several
 =============  ===========================================  ==========================================
 
 then right-padded with EOS (attention mask 0, label IGNORE). A sequence longer than ``seq_len`` is cut;
-an image's visual tokens are never cut (a caption is shortened instead), so features and image tokens
-always match. Images are decoded with Pillow, converted to RGB and resized to the encoder's size; they stay
+an image's visual tokens are never cut (a caption is shortened instead; an instruction sample keeps the
+images whose tokens fit whole and ends where the first one that does not fit would have gone), so features
+and image tokens always match. A batch whose samples have one image at most has ``pixels [batch, 3, S, S]``
+and ``has_image [batch]``; one with a sample of several images has ``pixels [batch, images, 3, S, S]`` and
+``has_image [batch, images]``, each row's images in token order (the order the model scatters them in). Images are decoded with Pillow, converted to RGB and resized to the encoder's size; they stay
 uint8 until the model normalises them, which keeps worker-to-trainer transfers 4x smaller.
 The budget tokens of each sample (what the schedule charged for it) ride along for the per-source
 token counts; they come from the schedule, by position.
@@ -103,44 +107,50 @@ class Collator:
         ids = torch.from_numpy(np.stack([r[0] for r in rows]))
         labels = torch.from_numpy(np.stack([r[1] for r in rows]))
         lengths = torch.tensor([r[2] for r in rows])
-        pixels = torch.from_numpy(np.stack([r[3] for r in rows]))
+        pixels, has_image = self._stack_images([r[3] for r in rows])
         return {
             "input_ids": ids, "labels": labels,
             "attention_mask": (torch.arange(self.seq_len)[None, :] < lengths[:, None]).long(),
-            "pixels": pixels, "has_image": torch.tensor([r[4] for r in rows]),
+            "pixels": pixels, "has_image": has_image,
             "source_id": torch.tensor([int(s.get("source_id", 0)) for s in samples], dtype=torch.int64),
             "position": torch.tensor([int(s.get("position", -1)) for s in samples], dtype=torch.int64),
             "budget_tokens": torch.from_numpy(self.budget_tokens(samples)),
         }
 
-    def sequence(self, sample: dict[str, Any]) -> tuple[NDArray[np.int64], NDArray[np.int64], int, NDArray[np.uint8],
-                                                         bool]:
-        """(input_ids, labels, length, pixels, has_image) of one sample, padded to ``seq_len``."""
-        ids, labels, image = self.tokens(sample)
-        return (*self._pad(ids, labels), self.pixels(image), image is not None)
+    def sequence(self, sample: dict[str, Any]) -> tuple[NDArray[np.int64], NDArray[np.int64], int, list[bytes]]:
+        """(input_ids, labels, length, images) of one sample, padded to ``seq_len``."""
+        ids, labels, images = self.tokens(sample)
+        return (*self._pad(ids, labels), images)
 
-    def tokens(self, sample: dict[str, Any]) -> tuple[NDArray[np.int64], NDArray[np.int64], bytes | None]:
-        """(input_ids, labels, image) of one sample, unpadded and cut to ``seq_len``."""
+    def tokens(self, sample: dict[str, Any]) -> tuple[NDArray[np.int64], NDArray[np.int64], list[bytes]]:
+        """(input_ids, labels, images in token order) of one sample, unpadded and cut to ``seq_len``."""
         kind = self.kinds[int(sample.get("source_id", 0))]
-        image = None
+        images: list[bytes] = []
         if kind == "text":
             ids = np.asarray(sample["input_ids"], np.int64)
             labels = ids.copy()
         elif kind == "image_caption":
             caption = np.asarray(sample["caption_ids"], np.int64)[: self.seq_len - self.visual_tokens - 1]
             text = np.append(caption, self.vocab.eos_id)
-            ids, labels = self._with_image(text, text)
-            image = sample["image"]
+            ids, labels = self._with_images(text, text, [0])
+            images = [sample["image"]]
         elif kind == "instruction":
+            from streaming_data.instruction import sample_images
+
             ids = np.asarray(sample["input_ids"], np.int64)
             labels = np.where(np.asarray(sample["loss_mask"]) > 0, ids, IGNORE)
-            if sample.get("image"):
-                image = sample["image"]
-                ids, labels = self._with_image(ids[: self.seq_len - self.visual_tokens],
-                                               labels[: self.seq_len - self.visual_tokens])
+            placed = sample_images(sample)
+            fit = 0  # images whose visual tokens fit whole before seq_len, in order
+            while fit < len(placed) and placed[fit][1] + (fit + 1) * self.visual_tokens <= self.seq_len:
+                fit += 1
+            stop = self.seq_len - fit * self.visual_tokens
+            if fit < len(placed):  # nothing after the place of an image that did not fit
+                stop = min(stop, placed[fit][1])
+            images = [data for data, _ in placed[:fit]]
+            ids, labels = self._with_images(ids[:stop], labels[:stop], [offset for _, offset in placed[:fit]])
         else:
             raise ValueError(f"unknown source kind {kind!r}")
-        return ids[: self.seq_len], labels[: self.seq_len], image
+        return ids[: self.seq_len], labels[: self.seq_len], images
 
     def packed(self, samples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         """The samples packed in order into rows of ``seq_len`` by first fit (see the module docstring)."""
@@ -150,19 +160,38 @@ class Collator:
         row_of = first_fit(np.array([max(len(d[0]), 1) for d in docs], np.int64), self.seq_len)
         num_rows = int(row_of.max()) + 1 if len(docs) else 0
         slots = np.bincount(row_of, minlength=num_rows)
-        images = np.bincount(row_of, [d[2] is not None for d in docs], minlength=num_rows).astype(np.int64)
+        images = np.bincount(row_of, [len(d[2]) for d in docs], minlength=num_rows).astype(np.int64)
         out = _PackedRows(num_rows, self.seq_len, int(slots.max(initial=1)), int(images.max(initial=1)),
                           self.image_size, self.vocab.eos_id)
         budget = self.budget_tokens(samples)
-        for i, ((ids, labels, image), sample) in enumerate(zip(docs, samples)):
-            out.add(int(row_of[i]), ids, labels, None if image is None else self.pixels(image),
+        for i, ((ids, labels, doc_images), sample) in enumerate(zip(docs, samples)):
+            out.add(int(row_of[i]), ids, labels, [self.pixels(image) for image in doc_images],
                     int(sample.get("source_id", 0)), int(sample.get("position", -1)), int(budget[i]))
         return out.tensors()
 
-    def _with_image(self, ids: NDArray[np.int64], labels: NDArray[np.int64]) -> tuple[NDArray[np.int64],
-                                                                                      NDArray[np.int64]]:
-        prefix = np.full(self.visual_tokens, self.vocab.image_token_id, np.int64)
-        return np.concatenate([prefix, ids]), np.concatenate([np.full(self.visual_tokens, IGNORE), labels])
+    def _with_images(self, ids: NDArray[np.int64], labels: NDArray[np.int64],
+                     offsets: list[int]) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+        """``ids`` and ``labels`` with ``V`` image tokens (label IGNORE) inserted before each offset."""
+        image = np.full(self.visual_tokens, self.vocab.image_token_id, np.int64)
+        ignore = np.full(self.visual_tokens, IGNORE, np.int64)
+        bounds = [0, *offsets, len(ids)]
+        out_ids, out_labels = [ids[:offsets[0]] if offsets else ids], [labels[:offsets[0]] if offsets else labels]
+        for k in range(len(offsets)):
+            out_ids += [image, ids[bounds[k + 1]:bounds[k + 2]]]
+            out_labels += [ignore, labels[bounds[k + 1]:bounds[k + 2]]]
+        return np.concatenate(out_ids), np.concatenate(out_labels)
+
+    def _stack_images(self, per_row: list[list[bytes]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """``pixels`` and ``has_image`` of an unpacked batch (the layouts of the module docstring)."""
+        width = max((len(images) for images in per_row), default=0)
+        if width <= 1:
+            pixels = np.stack([self.pixels(images[0] if images else None) for images in per_row])
+            return torch.from_numpy(pixels), torch.tensor([bool(images) for images in per_row])
+        blank = self.pixels(None)
+        pixels = np.stack([np.stack([self.pixels(images[k]) if k < len(images) else blank for k in range(width)])
+                           for images in per_row])
+        has_image = torch.tensor([[k < len(images) for k in range(width)] for images in per_row])
+        return torch.from_numpy(pixels), has_image
 
     def _pad(self, ids: NDArray[np.int64], labels: NDArray[np.int64]) -> tuple[NDArray[np.int64], NDArray[np.int64],
                                                                                int]:
@@ -210,9 +239,9 @@ class _PackedRows:
         self.fill, self.docs = np.zeros(num_rows, np.int64), np.zeros(num_rows, np.int64)
         self.images = np.zeros(num_rows, np.int64)
 
-    def add(self, row: int, ids: NDArray[np.int64], labels: NDArray[np.int64], pixels: NDArray[np.uint8] | None,
+    def add(self, row: int, ids: NDArray[np.int64], labels: NDArray[np.int64], pixels: list[NDArray[np.uint8]],
             source_id: int, position: int, budget: int) -> None:
-        """Append one document to ``row``."""
+        """Append one document (with its images' pixels in token order) to ``row``."""
         start, stop, slot = int(self.fill[row]), int(self.fill[row]) + len(ids), int(self.docs[row])
         self.ids[row, start:stop], self.labels[row, start:stop] = ids, labels
         if stop > start:
@@ -220,8 +249,8 @@ class _PackedRows:
         self.position_ids[row, start:stop] = np.arange(len(ids))
         self.doc_ids[row, start:stop] = slot + 1
         self.source_id[row, slot], self.position[row, slot], self.budget[row, slot] = source_id, position, budget
-        if pixels is not None:
-            self.pixels[row, self.images[row]], self.has_image[row, self.images[row]] = pixels, True
+        for image in pixels:
+            self.pixels[row, self.images[row]], self.has_image[row, self.images[row]] = image, True
             self.images[row] += 1
         self.fill[row], self.docs[row] = stop, slot + 1
 

@@ -4,8 +4,10 @@
   ``LlavaProcessor`` (``AutoProcessor``): a SigLIP image processor with the encoder's size, bicubic resize
   and the ``(x / 255 - 0.5) / 0.5`` normalisation the trainer applies; the tokenizer with ``<image>`` added
   as the special token whose id is the model's image token; a chat template that renders the fine-tuning
-  format of :mod:`streaming_data.instruction` (the image's tokens first, then ``User: {text}\\n``,
-  ``Assistant: {text}<eos>``; ``add_generation_prompt`` ends with ``Assistant: ``).
+  format of :mod:`streaming_data.instruction` (one image: its tokens first, then ``User: {text}\\n``,
+  ``Assistant: {text}<eos>``; several images: each image part's ``<image>`` where it stands in its message,
+  which the processor expands to that image's tokens, in the order of ``images=[...]``;
+  ``add_generation_prompt`` ends with ``Assistant: ``).
 - ``DIR/language_model``: the text model alone (``LlamaForCausalLM``) with its tokenizer, which text
   benchmarks such as EleutherAI's lm-eval harness load directly.
 
@@ -27,17 +29,20 @@ from mixture.errors import MixtureError
 IMAGE_TOKEN = "<image>"
 BYTE_EOS = "<|endoftext|>"
 MODEL_INPUTS = ["input_ids", "attention_mask"]  # no token_type_ids: generate() refuses them
-# The training format (streaming_data/instruction.py); the image's tokens go first wherever it appears.
+# The training format (streaming_data/instruction.py): one image's tokens go first wherever it appears;
+# several images each go where their image part stands.
 CHAT_TEMPLATE = (
-    "{%- set ns = namespace(image=false) -%}"
+    "{%- set ns = namespace(images=0) -%}"
     "{%- for m in messages -%}{%- if m['content'] is not string -%}{%- for p in m['content'] -%}"
-    "{%- if p['type'] == 'image' -%}{%- set ns.image = true -%}{%- endif -%}{%- endfor -%}{%- endif -%}"
+    "{%- if p['type'] == 'image' -%}{%- set ns.images = ns.images + 1 -%}{%- endif -%}{%- endfor -%}{%- endif -%}"
     "{%- endfor -%}"
-    "{%- if ns.image -%}{{ '<image>' }}{%- endif -%}"
+    "{%- if ns.images == 1 -%}{{ '<image>' }}{%- endif -%}"
     "{%- for m in messages -%}"
     "{%- if m['content'] is string -%}{%- set text = m['content'] -%}"
-    "{%- else -%}{%- set text = m['content'] | selectattr('type', 'equalto', 'text') | map(attribute='text')"
-    " | join('') -%}{%- endif -%}"
+    "{%- else -%}{%- set text = namespace(s='') -%}{%- for p in m['content'] -%}"
+    "{%- if p['type'] == 'text' -%}{%- set text.s = text.s + p['text'] -%}"
+    "{%- elif p['type'] == 'image' and ns.images > 1 -%}{%- set text.s = text.s + '<image>' -%}{%- endif -%}"
+    "{%- endfor -%}{%- set text = text.s -%}{%- endif -%}"
     "{%- if m['role'] == 'assistant' -%}{{ 'Assistant: ' + text + eos_token }}"
     "{%- elif m['role'] == 'system' -%}{{ 'System: ' + text + '\n' }}"
     "{%- else -%}{{ 'User: ' + text + '\n' }}{%- endif -%}"

@@ -25,8 +25,10 @@ cross entropy; per-source sums are kept for the per-source loss metrics.
 A packed batch (:mod:`trainer.batch`) carries ``doc_ids`` and ``position_ids``: the decoder then gets an
 explicit 4D boolean mask (:func:`document_mask`: causal within each document, nothing across documents)
 and the per-document positions, which transformers' Llama passes to SDPA unchanged (a 4D mask is used
-as-is by ``create_causal_mask``). Several images per row need nothing special: features are scattered
-into the image-token positions in row-major token order, which is the order the collator stores images in.
+as-is by ``create_causal_mask``). Several images per row (packed rows, or an instruction sample with several
+images) need nothing special: features are scattered into the image-token positions in row-major token
+order, which is the order the collator stores images in; a count of image tokens other than images x V is
+refused rather than scattered wrongly.
 """
 
 from __future__ import annotations
@@ -146,10 +148,10 @@ class VLMCore(nn.Module):
                 has_image: torch.Tensor, doc_ids: torch.Tensor | None = None,
                 position_ids: torch.Tensor | None = None) -> torch.Tensor:
         """Next-token logits ``[batch, seq, vocab]``; ``pixels`` are uint8 ``[batch, 3, H, W]`` (or
-        ``[batch, images, 3, H, W]`` packed, with ``doc_ids`` and ``position_ids``)."""
+        ``[batch, images, 3, H, W]``: packed, with ``doc_ids`` and ``position_ids``, or several images a row)."""
         inner = self.hf.model
         embeds = inner.get_input_embeddings()(input_ids)
-        if pixels.dim() == 5:  # packed: images of every row, in token order
+        if pixels.dim() == 5:  # several images a row: every row's images, in token order
             pixels, has_image = pixels.flatten(0, 1), has_image.flatten()
         if doc_ids is not None:
             attention_mask = document_mask(doc_ids, self.hf.config.text_config._attn_implementation, embeds.dtype)
@@ -158,6 +160,9 @@ class VLMCore(nn.Module):
         features = self.image_features(pixel_values(chosen, embeds.dtype)).flatten(0, 1).to(embeds.dtype)
         if any_image:
             mask = (input_ids == self.hf.config.image_token_id).unsqueeze(-1).expand_as(embeds)
+            if int(mask.sum()) != features.numel():
+                raise ValueError(f"{int(mask[..., 0].sum())} image tokens for {len(chosen)} images of "
+                                 f"{features.numel() // len(chosen) // embeds.shape[-1]} visual tokens each")
             embeds = embeds.masked_scatter(mask, features)
         else:  # keep the tower and projector in the graph on every rank (see the module docstring)
             embeds = embeds + 0.0 * features.sum()

@@ -56,7 +56,7 @@ def test_loss_mask_covers_exactly_the_assistant_turns(tmp_path: Path, bpe_dir: s
     assert rows[0]["tokens"] == rows[0]["text_tokens"] + 729 and rows[1]["tokens"] == rows[1]["text_tokens"]
     assert [r["num_turns"] for r in rows] == [4, 3]
     assert json.loads(table.schema.metadata[b"mixture:dropped"]) == {
-        "missing_image": 1, "no_assistant_turn": 1, "multiple_images": 1}
+        "missing_image": 1, "no_assistant_turn": 1, "images_exceed_placeholders": 1}
     from tokenizers import Tokenizer
 
     decoded = Tokenizer.from_file(f"{bpe_dir}/tokenizer.json").decode(samples[0]["input_ids"].tolist())

@@ -134,7 +134,8 @@ def test_no_attention_across_documents() -> None:
     assert (packed["source_id"][row] >= 0).sum() >= 2
     changed = {k: v.clone() for k, v in packed.items()}
     first = packed["doc_ids"][row] == 1
-    changed["input_ids"][row, first] = (changed["input_ids"][row, first] + 7) % 256
+    text = first & (packed["input_ids"][row] < 256)  # its text tokens (its image tokens stay image tokens)
+    changed["input_ids"][row, text] = (changed["input_ids"][row, text] + 7) % 256
     with torch.no_grad():
         a, b = model(packed), model(changed)
     later = packed["doc_ids"][row] > 1
