@@ -139,6 +139,12 @@ def test_price_is_text_plus_images_times_visual_tokens_in_compile_explain_and_st
     rows = pq.read_table(f"{out}/samples.parquet").to_pylist()
     assert [r["num_images"] for r in rows[:4]] == [2, 3, 1, 0]
     assert all(r["tokens"] == r["text_tokens"] + VT * r["num_images"] for r in rows)
+    if visual == VT:  # `mixture index` reads the shards back to the same rows
+        assert main(["index", out, "--visual-tokens", str(VT), "--overwrite"]) == 0
+        again = pq.read_table(f"{out}/samples.parquet")
+        assert again.select(["tokens", "text_tokens", "num_images"]).to_pylist() == [
+            {k: r[k] for k in ("tokens", "text_tokens", "num_images")} for r in rows]
+        assert again.schema.metadata[b"mixture:kind"] == b"instruction"
     (tmp_path / "text.jsonl").write_text("".join(json.dumps({"text": "words " * 30}) + "\n" for _ in range(40)))
     assert main(["ingest", "text", str(tmp_path / "text.jsonl"), "-o", str(tmp_path / "text"), "--seq-len", "32",
                  "--no-progress"]) == 0

@@ -275,3 +275,29 @@ def test_image_tokens_that_do_not_match_the_images_are_refused() -> None:
     batch["has_image"][0, 1] = False  # two images' tokens, one image's pixels
     with pytest.raises(ValueError, match="32 image tokens for 1 images of 16 visual tokens each"):
         tiny_model()(batch)
+
+
+@pytest.mark.slow  # two 3-batch `mixture train` runs of the tiny model: about a minute on 2 cores
+def test_training_runs_on_several_image_conversations_packed_or_not(study: dict) -> None:
+    """Composer's trainer on the multi-image schedule: unpacked in microbatches of one row (the 5D pixels are
+    split with their rows) and packed give the same losses and counts; the export loads and holds the weights."""
+    from transformers import LlavaForConditionalGeneration
+
+    from trainer.run import train
+
+    root = study["root"]
+    runs = {}
+    for name, data, extra in (("plain", {"packing": False}, {"microbatch_size": 1}), ("packed", {}, {})):
+        config = {"schedule": str(study["schedule"]), "run_dir": str(root / name), "seed": 3,
+                  "model": {"lm": {"preset": "tiny"}, "vision": {"preset": "tiny"}}, "optimizer": {"lr": 1e-3},
+                  "loggers": {"console": False}, "data": data, **extra}
+        (root / f"{name}.yaml").write_text(yaml.safe_dump(config))
+        runs[name] = train(root / f"{name}.yaml")
+    lines = {name: [json.loads(x) for x in (root / name / "metrics.jsonl").read_text().splitlines()
+                    if "loss/train" in x] for name in runs}
+    assert len(lines["plain"]) == 3 and all(np.isfinite(m["loss/train"]) for m in lines["plain"])
+    assert [m["loss/train"] for m in lines["packed"]] == pytest.approx([m["loss/train"] for m in lines["plain"]],
+                                                                        rel=1e-4)
+    assert [m["tokens/train/chat"] for m in lines["packed"]] == [m["tokens/train/chat"] for m in lines["plain"]]
+    hf = LlavaForConditionalGeneration.from_pretrained(runs["packed"].export_dir)
+    assert hf.config.image_token_id == VOCAB.image_token_id
