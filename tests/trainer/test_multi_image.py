@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 torch = pytest.importorskip("torch")
@@ -228,6 +230,34 @@ def test_images_that_do_not_fit_are_left_out_whole() -> None:
     got_ids, _, images = short.tokens(sample)
     # the second image would end at 20 + 32 = 52 <= 60, the third does not fit: text stops at min(50, 60 - 32)
     assert images == [_png(0), _png(1)] and len(got_ids) == 28 + 2 * VT
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 60), st.lists(st.integers(0, 60), max_size=4), st.integers(20, 120), st.integers(1, 8))
+def test_collated_layout_keeps_text_order_and_whole_images(length: int, raw_offsets: list[int], seq_len: int,
+                                                           visual: int) -> None:
+    """For any offsets, V and seq_len: the text is a prefix of the sample's ids in order, each kept image is V
+    whole image tokens at offset + k V, kept images are a prefix of the sample's, nothing exceeds seq_len."""
+    offsets = sorted(min(o, length) for o in raw_offsets)
+    ids = (np.arange(length, dtype=np.int32) % 200) + 1
+    blobs = [bytes([k]) for k in range(len(offsets))]
+    sample = {"source_id": 0, "input_ids": ids, "loss_mask": np.ones(length, np.uint8),
+              "image": blobs[0] if blobs else b"", "extra_images": b"".join(blobs[1:]),
+              "image_layout": {"offsets": offsets, "extra_sizes": [1] * max(len(offsets) - 1, 0)}}
+    col = Collator(["instruction"], None, seq_len=seq_len, vocab=VOCAB, visual_tokens=visual, image_size=8)
+    got, labels, images = col.tokens(sample)
+    assert len(got) <= seq_len and images == blobs[:len(images)]
+    is_image = got == VOCAB.image_token_id
+    assert int(is_image.sum()) == len(images) * visual and (labels[is_image] == IGNORE).all()
+    text = got[~is_image]
+    assert text.tolist() == ids[:len(text)].tolist()
+    for k, offset in enumerate(offsets[:len(images)]):
+        assert is_image[offset + k * visual:offset + (k + 1) * visual].all()
+        assert offset + (k + 1) * visual <= seq_len
+    if len(images) < len(offsets):  # the first image left out did not fit, and no text follows its place
+        assert offsets[len(images)] + (len(images) + 1) * visual > seq_len and len(text) <= offsets[len(images)]
+    else:
+        assert len(text) == min(length, seq_len - len(images) * visual)
 
 
 def test_export_gives_our_logits_on_a_multi_image_sample(study: dict, tmp_path: Path) -> None:
