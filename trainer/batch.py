@@ -17,10 +17,11 @@ an image's visual tokens are never cut (a caption is shortened instead; an instr
 images whose tokens fit whole and ends where the first one that does not fit would have gone), so features
 and image tokens always match. A batch whose samples have one image at most has ``pixels [batch, 3, S, S]``
 and ``has_image [batch]``; one with a sample of several images has ``pixels [batch, images, 3, S, S]`` and
-``has_image [batch, images]``, each row's images in token order (the order the model scatters them in). Images are decoded with Pillow, converted to RGB and resized to the encoder's size; they stay
-uint8 until the model normalises them, which keeps worker-to-trainer transfers 4x smaller.
-The budget tokens of each sample (what the schedule charged for it) ride along for the per-source
-token counts; they come from the schedule, by position.
+``has_image [batch, images]``, each row's images in token order (the order the model scatters them in).
+Images are decoded with Pillow, converted to RGB and resized to the encoder's size; they stay uint8 until
+the model normalises them, which keeps worker-to-trainer transfers 4x smaller. The budget tokens of each
+sample (what the schedule charged for it) ride along for the per-source token counts; they come from the
+schedule, by position.
 
 **Packing** (``Collator(packing=True)``, the run config's ``data: {packing: true}``): the samples of the
 rank's slice of a global batch are laid out as above but unpadded, then placed in order into rows of
@@ -175,7 +176,7 @@ class Collator:
         image = np.full(self.visual_tokens, self.vocab.image_token_id, np.int64)
         ignore = np.full(self.visual_tokens, IGNORE, np.int64)
         bounds = [0, *offsets, len(ids)]
-        out_ids, out_labels = [ids[:offsets[0]] if offsets else ids], [labels[:offsets[0]] if offsets else labels]
+        out_ids, out_labels = [ids[:bounds[1]]], [labels[:bounds[1]]]
         for k in range(len(offsets)):
             out_ids += [image, ids[bounds[k + 1]:bounds[k + 2]]]
             out_labels += [ignore, labels[bounds[k + 1]:bounds[k + 2]]]
