@@ -422,6 +422,15 @@ class _BatchLoader(DataLoader):
     """A DataLoader of whole per-rank batches; its length is the schedule's global batches (what a loader
     with a fixed batch size over the whole order had), not the dataset's samples."""
 
+    @property
+    def batch_size(self) -> int:  # type: ignore[override]
+        """The largest per-rank batch (what Composer takes as the microbatch when none is given)."""
+        return int(self.dataset.batch_size)
+
+    @batch_size.setter
+    def batch_size(self, value: int | None) -> None:
+        """DataLoader's own ``None``: automatic batching is off, each item is already a batch."""
+
     def __len__(self) -> int:
         return int(self.dataset.schedule.num_batches)
 
