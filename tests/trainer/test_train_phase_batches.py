@@ -4,8 +4,8 @@ The schedule: 4 batches of text and 2 of text + images at 8 samples, then 4 fine
 samples. Composer's step counter is the global batch index throughout; each step trains its phase's batch
 (the dataloader yields one rank's slice of each global batch; the microbatch stays fixed and Composer's
 token-weighted accumulation makes the step's loss the mean over the batch's label tokens). Tested: what a
-run logs equals the schedule's counts and LR per step; stopping inside the second batch size and resuming
-is bit-identical to the uninterrupted run; gradient accumulation (microbatch 2) trains the same batches;
+run logs equals the schedule's counts and LR per step; stopping (or being killed) inside the second batch
+size and resuming is bit-identical to the uninterrupted run; gradient accumulation (microbatch 2) trains the same batches;
 2 ranks (FSDP2) train the same global batches as one process.
 """
 
@@ -78,6 +78,34 @@ def test_stop_inside_the_second_batch_size_and_resume_is_bit_identical(study: di
     assert [m["loss/train"] for m in h.metrics(root / "run_r")] == \
         [m["loss/train"] for m in h.metrics(root / "run_p")]
     assert [_counts(m) for m in h.metrics(root / "run_r")] == [_counts(m) for m in h.metrics(root / "run_p")]
+
+
+def test_kill_inside_the_second_batch_size_then_resume_equals_the_uninterrupted_run(study: dict) -> None:
+    """SIGKILL once the checkpoint after batch 7 (the first of 4 samples) exists; the rerun resumes from the
+    newest checkpoint and ends with the uninterrupted run's losses and counts."""
+    import signal
+    import time
+
+    root = study["root"]
+    config = h.run_config(root / "k_run.yaml", study["schedule"], root / "run_k", export=False,
+                          checkpoint={"interval": "1ba"})
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "mixture", "train", str(config)], env=env, cwd=root,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 600
+        while not (root / "run_k" / "checkpoints" / "ba7-rank0.pt").exists() and proc.poll() is None:
+            assert time.monotonic() < deadline, "no checkpoint at batch 7 within 600 s"
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert json.loads((root / "run_k" / "run.json").read_text())["status"] == "running"  # killed, not stopped
+    assert train(config).batches == 10
+    assert [m["loss/train"] for m in h.metrics(root / "run_k")] == \
+        [m["loss/train"] for m in h.metrics(root / "run_p")]
+    assert [_counts(m) for m in h.metrics(root / "run_k")] == [_counts(m) for m in h.metrics(root / "run_p")]
 
 
 def test_gradient_accumulation_trains_the_same_batches(study: dict) -> None:
