@@ -82,7 +82,7 @@ def analyse_schedule(schedule: Schedule, max_points: int = MAX_POINTS,
     m = schedule.manifest
     info = {k: getattr(m, k) for k in ("name", "fingerprint", "num_positions", "num_batches", "global_batch_size",
                                        "total_tokens", "seq_len")}
-    info.update(path=str(schedule.path), variant=m.variant)
+    info.update(path=str(schedule.path), variant=m.variant, batch_sizes=list(m.batch_sizes))
     data = {"schedule": info, "phases": [_phase_info(p) for p in an.plans], "rows": _rows(an),
             "sources": _source_rows(an), "curve": _curve(an), "zoom": [_zoom(an, p) for p in an.live if p.mixed]}
     data["checks"] = _checks(an, data)

@@ -58,16 +58,13 @@ class PhasePlan:
     ramp: float
     shape: str
     lag0: NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
+    start_batch: int = 0
+    """Global batch index of the phase's first batch (from the schedule's batch-start table)."""
 
     @property
     def num_batches(self) -> int:
         """Global batches in the phase."""
         return (self.stop - self.start) // self.batch
-
-    @property
-    def start_batch(self) -> int:
-        """Global batch index of the phase's first batch."""
-        return self.start // self.batch
 
 
 @dataclass
@@ -98,15 +95,16 @@ def phase_plans(schedule: Schedule) -> list[PhasePlan]:
     """Every phase with its sources, weights, ramp and carried rounding, as the compiler recorded them."""
     ids = {n: i for i, n in enumerate(schedule.source_names)}
     plans = []
-    for rec in schedule.phases:
+    for rec, seg in zip(schedule.phases, schedule.segments):
         names = list(rec.sources) or [str(rec.source)]
         q = np.array([rec.weights.get(n, 0.0) for n in names])
         ramp = rec.ramp
         p = np.array([ramp.weights_from.get(n, 0.0) for n in names]) if ramp else q.copy()
-        plans.append(PhasePlan(rec.name, rec.unit, rec.start, rec.stop, schedule.global_batch_size, rec.mixed,
+        plans.append(PhasePlan(rec.name, rec.unit, rec.start, rec.stop, seg.batch_size, rec.mixed,
                                names, [ids[n] for n in names], p, q, ramp.length if ramp else 0.0,
                                ramp.shape if ramp else "linear",
-                               np.array([rec.lag0.get(n, 0.0) for n in names]) if rec.mixed else np.zeros(0)))
+                               np.array([rec.lag0.get(n, 0.0) for n in names]) if rec.mixed else np.zeros(0),
+                               seg.first_batch))
     return plans
 
 

@@ -79,7 +79,7 @@ def _page(data: dict[str, Any]) -> Page:
     variant = s["variant"].get("name")
     page = Page(f"Schedule report: {s['name']}{' / ' + variant if variant else ''}",
                 f"{s['path']} - fingerprint {s['fingerprint']} - {fmt(s['num_positions'])} positions in "
-                f"{fmt(s['num_batches'])} batches of {s['global_batch_size']} - {fmt(s['total_tokens'])} budget tokens")
+                f"{fmt(s['num_batches'])} batches of {' then '.join(map(str, s['batch_sizes']))} - {fmt(s['total_tokens'])} budget tokens")
     page.notes(data["notes"])
     page.heading("Phases")
     page.table([{"phase": p["name"], "unit": p["unit"], "batches": p["batches"],

@@ -112,7 +112,7 @@ def _explain(args: argparse.Namespace) -> int:
             last = row["phase"]
         console.print(table)
         console.print(f"total: {m.num_positions:,} positions in {m.num_batches:,} batches of "
-                      f"{m.global_batch_size}, {m.total_tokens:,} tokens")
+                      f"{' then '.join(map(str, m.batch_sizes))}, {m.total_tokens:,} tokens")
         from mixture.padding import describe, estimate_padding
 
         for line in describe(estimate_padding(schedule)):

@@ -4,7 +4,9 @@ The directory's layout, file names and typed records live in :mod:`mixture.sched
 are mixed by the kernels of :mod:`mixture.kernels`.
 
 The work goes phase by phase and, inside a mixed phase, chunk by chunk of positions, so memory stays
-bounded at any schedule length. Phase ends are rounded up to whole global batches.
+bounded at any schedule length. Each phase ends on a whole number of its own global batches (a phase's
+``global_batch_size``, else the run's): its length rounds up to the next batch boundary, counted from the
+phase's start.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ Progress = Callable[[int], None]
 @dataclass
 class _State:
     pos: int = 0
+    batches: int = 0
     tokens: int = 0
     cursors: dict[str, int] = field(default_factory=dict)
     lag: dict[str, float] = field(default_factory=dict)
@@ -121,8 +124,8 @@ def _stop_rule(phase: ResolvedPhase, state: _State, data: dict[str, SourceData],
     kind, value = phase.stop.kind, phase.stop.value
     if kind == "positions_rel":
         return _ceil_batch(int(value), batch), math.inf
-    if kind == "positions_abs":
-        return max(_ceil_batch(int(value), batch) - state.pos, 0), math.inf
+    if kind == "positions_abs":  # whole batches of this phase from its start (as the run's: one batch size)
+        return _ceil_batch(max(int(value) - state.pos, 0), batch), math.inf
     if kind == "epochs":
         (only,) = [s for s, w in phase.weights.items() if w > 0]
         return epochs_to_positions(phase.stop, data[only].num_samples, batch), math.inf
@@ -283,8 +286,9 @@ def _phase_sources(phase: ResolvedPhase, state: _State) -> tuple[list[str], Ramp
     return names, ramp
 
 
-def _compile_phase(phase: ResolvedPhase, state: _State, data: dict[str, SourceData], batch: int, out: _Out,
+def _compile_phase(phase: ResolvedPhase, state: _State, data: dict[str, SourceData], out: _Out,
                    progress: Progress | None) -> PhaseRecord:
+    batch = phase.batch
     stop_pos, stop_tok = _stop_rule(phase, state, data, batch)
     names, ramp = _phase_sources(phase, state)
     _refuse_free_samples(phase, names, data)
@@ -302,8 +306,10 @@ def _compile_phase(phase: ResolvedPhase, state: _State, data: dict[str, SourceDa
         source=names[0] if len(names) == 1 else None, order_offset=mixed.offsets[0],
         ckpt_offset=mixed.offsets[1], sources=tuple(names), ramp=ramp, lag0=mixed.lag0, tokens=mixed.tokens,
         start_tokens=state.tokens, source_tokens=mixed.source_tokens, cursors=start_cursors,
-        draws={n: int(mixed.drawn.get(n, 0)) for n in out.names})
+        draws={n: int(mixed.drawn.get(n, 0)) for n in out.names}, global_batch_size=batch,
+        batch_offset=state.batches)
     state.pos += mixed.positions
+    state.batches += mixed.positions // batch
     state.tokens += mixed.tokens
     state.prev_weights = phase.weights
     return record
@@ -346,7 +352,6 @@ def compile_schedule(resolved: Resolved, data: dict[str, SourceData], out_dir: s
     Raises:
         MixtureError: If the schedule is infeasible (caps, overrun) or data is missing.
     """
-    batch = resolved.spec.run.global_batch_size
     names = sorted(data)
     out_dir = Path(out_dir)
     tmp = out_dir.with_name(out_dir.name + ".partial")
@@ -358,11 +363,11 @@ def compile_schedule(resolved: Resolved, data: dict[str, SourceData], out_dir: s
     with open(tmp / files.ORDER, "wb") as order:
         out = _Out(names, order, np.dtype(dtype))
         for phase in resolved.phases:
-            records.append(_compile_phase(phase, state, data, batch, out, progress))
+            records.append(_compile_phase(phase, state, data, out, progress))
     batch_tokens = np.concatenate([np.zeros(1, np.int64)] + out.batch_tokens)
     try:
         _check_caps(records, data)
-        _check_overrun(resolved, state, batch_tokens)
+        _check_overrun(resolved, state, records, batch_tokens)
     except MixtureError:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -392,8 +397,10 @@ def _write_arrays(tmp: Path, resolved: Resolved, data: dict[str, SourceData], re
         np.save(tmp / files.LR, lr)
 
 
-def _check_overrun(resolved: Resolved, state: _State, batch_tokens: NDArray[np.int64]) -> None:
-    """The phases may not run past run.duration by a whole batch (phase ends round up to batches)."""
+def _check_overrun(resolved: Resolved, state: _State, records: list[PhaseRecord],
+                   batch_tokens: NDArray[np.int64]) -> None:
+    """The phases may not run past run.duration by a whole batch (phase ends round up to batches): the last
+    batch must start before it."""
     run = resolved.spec.run
     if run.duration is None:
         return
@@ -401,9 +408,10 @@ def _check_overrun(resolved: Resolved, state: _State, batch_tokens: NDArray[np.i
     if d.unit is Unit.TOKENS:
         over = len(batch_tokens) >= 2 and batch_tokens[-2] >= d.value
         used, unit = state.tokens, "tokens"
-    elif d.unit in (Unit.SAMPLES, Unit.BATCHES):
+    elif d.unit in (Unit.SAMPLES, Unit.BATCHES):  # batches only at one batch size (resolve refuses others)
         limit = int(d.value) * (run.global_batch_size if d.unit is Unit.BATCHES else 1)
-        over = state.pos > _ceil_batch(limit, run.global_batch_size)
+        last = next((int(r.global_batch_size or 0) for r in reversed(records) if r.positions), 0)
+        over = last > 0 and state.pos - last >= limit
         used, unit = state.pos, "samples"
     else:
         return
@@ -413,13 +421,16 @@ def _check_overrun(resolved: Resolved, state: _State, batch_tokens: NDArray[np.i
 
 
 def _fingerprint(sources: list[SourceRecord], phases: list[PhaseRecord], order_digest: str,
-                 checkpoints: NDArray[np.int64]) -> str:
-    """Hash of exactly what determines the order: nothing else (names of phases, LR) enters it."""
+                 checkpoints: NDArray[np.int64], run_batch: int) -> str:
+    """Hash of exactly what determines the order and its batch boundaries: nothing else (names of phases,
+    LR) enters it. A phase's own batch size enters only where it differs from the run's, so schedules of one
+    batch size keep the fingerprints they had before per-phase batches existed."""
     digest = hashlib.sha256(ALGORITHM.encode())
     keyed = [{k: s.to_json()[k] for k in ("name", "num_samples", "key", "shuffle_block_samples", "fingerprint")}
              for s in sources]
-    shape = [{k: v for k, v in p.to_json().items() if k in ("start", "stop", "mixed", "source", "cursors")}
-             for p in phases]
+    own = any(p.global_batch_size not in (None, run_batch) for p in phases)
+    fields = ("start", "stop", "mixed", "source", "cursors") + (("global_batch_size",) if own else ())
+    shape = [{k: v for k, v in p.to_json().items() if k in fields} for p in phases]
     digest.update(json.dumps([keyed, shape], sort_keys=True).encode())
     digest.update(order_digest.encode())
     digest.update(np.ascontiguousarray(checkpoints).tobytes())
@@ -436,7 +447,7 @@ def _manifest(resolved: Resolved, data: dict[str, SourceData], records: list[Pha
                for i, name in enumerate(out.names)]
     return Manifest(
         files.FORMAT, ALGORITHM, __version__, spec.name, spec.seed,
-        _fingerprint(sources, records, out.digest.hexdigest(), checkpoints), spec.run.global_batch_size,
-        spec.run.seq_len, state.pos, state.pos // spec.run.global_batch_size, state.tokens, out.dtype.name,
+        _fingerprint(sources, records, out.digest.hexdigest(), checkpoints, spec.run.global_batch_size),
+        spec.run.global_batch_size, spec.run.seq_len, state.pos, state.batches, state.tokens, out.dtype.name,
         CHECKPOINT, tuple(sources), tuple(records), spec.run.lr is not None,
         spec.model_dump(mode="json", by_alias=True), dict(variant or {"name": "", "values": {}}))

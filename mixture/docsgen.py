@@ -63,8 +63,13 @@ weights are ordinary numbers (`1e-2` is fine).
   before any data exists. An image-caption sample costs `visual_tokens_per_image` per image plus, if
   `count_caption_tokens`, its caption tokens. Reading is without replacement and continues across phases.
 - **Phase**: a stretch of training with one mix, ending after a `duration` (from its own start) or at an
-  `end` (from the start of the run), rounded up to whole global batches; an `end` already reached makes
-  an empty phase.
+  `end` (from the start of the run), rounded up to a whole number of its global batches counted from the
+  phase's start; an `end` already reached makes an empty phase.
+- **Global batch**: samples per optimizer step, `run.global_batch_size`, or a phase's own
+  `global_batch_size` (fine-tuning at 128 after pre-training at 256). `ba` counts the batches of the phase
+  it is written in (`duration`, `ramp`, `rewarm`); an `end` or `run.duration` in `ba` needs every phase up
+  to it at the run's batch (after a change, a batch count is no position: give samples or tokens). The LR
+  plan's `ba` counts optimizer steps, whatever their size.
 - **Mix**: source name -> weight. Weights are shares of tokens (`unit: tokens`, the default) or of
   samples, and sum to 1 unless `normalize: true`. At every prefix of the order each source is within
   one sample of its share. A weight of 0 keeps a source listed but unread. One source of a mix may have

@@ -4,8 +4,10 @@ The plan (``run.lr``) is a function of the run's clocks: linear warm-up to ``pea
 decay to ``final`` at the end of ``plan`` (in tokens, samples or batches; the default is the whole run),
 constant afterwards. A phase either follows the plan (``continue``), decays from wherever the LR stands
 at its start (``cooldown``), restarts (``rewarm``: warm-up to a new peak, then decay within the phase), or
-holds a ``constant``. The result is one float64 per global batch, stored as ``lr.npy`` beside the order,
-so the trainer, reports and plots read the very same numbers.
+holds a ``constant``. The result is one float64 per global batch (per optimizer step), stored as ``lr.npy``
+beside the order, so the trainer, reports and plots read the very same numbers. With per-phase batch sizes
+the clocks stay per step: ``ba`` counts steps, ``samples`` are the positions before a step (the batch-start
+table), and a phase's ``rewarm`` in samples is converted with that phase's batch.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from numpy.typing import NDArray
 
-from mixture.schedule_files import PhaseRecord
+from mixture.schedule_files import PhaseRecord, batch_segments, batch_starts
 from mixture.spec import MixtureSpec
 from mixture.units import Duration, Unit
 
@@ -63,7 +65,7 @@ def lr_per_step(spec: MixtureSpec, phases: Sequence[PhaseRecord], batch_tokens: 
     plan = spec.run.lr
     if plan is None:
         return None
-    batch = spec.run.global_batch_size
+    segments = batch_segments(phases, spec.run.global_batch_size)
     num_steps = len(batch_tokens) - 1
     plan_d = _resolve_percent(durations, "run.lr.plan") if plan.plan else None
     plan_clock, plan_len = ("steps", float(num_steps)) if plan_d is None else _amount(plan_d, 0)
@@ -76,7 +78,8 @@ def lr_per_step(spec: MixtureSpec, phases: Sequence[PhaseRecord], batch_tokens: 
     for a in range(0, num_steps, _BLOCK):
         b = min(a + _BLOCK, num_steps)
         steps = np.arange(a, b, dtype=np.float64)
-        clocks = {"steps": steps, "samples": steps * batch, "tokens": batch_tokens[a:b].astype(np.float64)}
+        samples = batch_starts(segments, np.arange(a, b, dtype=np.int64)).astype(np.float64)
+        clocks = {"steps": steps, "samples": samples, "tokens": batch_tokens[a:b].astype(np.float64)}
         warm = clocks[warm_clock] / warm_len if warm_len > 0 else np.ones(b - a)
         if warm_len > 0 and warm_clock == plan_clock:
             progress = (clocks[plan_clock] - warm_len) / max(plan_len - warm_len, 1.0)
@@ -85,8 +88,8 @@ def lr_per_step(spec: MixtureSpec, phases: Sequence[PhaseRecord], batch_tokens: 
         after = plan.peak + (plan.final - plan.peak) * _decay(shape, progress)
         lr[a:b] = np.where(warm < 1.0, plan.peak * np.minimum(warm + 1.0 / max(warm_len, 1.0), 1.0), after)
     planned_first = lr[0] if num_steps else plan.peak
-    for i, (rec, phase) in enumerate(zip(phases, spec.phases)):
-        a, b = rec.start // batch, rec.stop // batch
+    for i, (seg, phase) in enumerate(zip(segments, spec.phases)):
+        a, b, batch = seg.first_batch, seg.stop_batch, seg.batch_size
         if b <= a:
             continue
         n = b - a

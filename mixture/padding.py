@@ -102,15 +102,17 @@ def sample_lengths(schedule: Schedule, start: int, stop: int, seq_len: int) -> N
 
 def estimate_span(schedule: Schedule, name: str, first: int, stop: int, max_batches: int) -> PaddingEstimate:
     """Padding of global batches ``[first, stop)``, examining at most ``max_batches`` evenly spaced ones."""
-    seq_len, size = int(schedule.manifest.seq_len), schedule.global_batch_size
+    seq_len = int(schedule.manifest.seq_len)
     count = max(stop - first, 0)
     picked = np.unique(np.linspace(first, stop - 1, min(count, max_batches)).round().astype(np.int64))
-    real = rows = 0
+    real = rows = samples = 0
     for b in picked.tolist():
-        lengths = sample_lengths(schedule, b * size, (b + 1) * size, seq_len)
+        a, z = schedule.batch_bounds(b)
+        lengths = sample_lengths(schedule, a, z, seq_len)
         real += int(lengths.sum())
         rows += int(first_fit(lengths, seq_len).max()) + 1
-    return PaddingEstimate(name, seq_len, len(picked), count, real, len(picked) * size, rows)
+        samples += z - a
+    return PaddingEstimate(name, seq_len, len(picked), count, real, samples, rows)
 
 
 def estimate_padding(schedule: Schedule, max_batches: int = MAX_BATCHES) -> list[PaddingEstimate]:
@@ -121,14 +123,11 @@ def estimate_padding(schedule: Schedule, max_batches: int = MAX_BATCHES) -> list
         schedule: A compiled schedule.
         max_batches: Examine at most this many global batches per phase, evenly spaced over the phase.
     """
-    size = schedule.global_batch_size
-    num_batches = len(schedule) // size
     out = []
-    for phase in schedule.phases:
-        first, stop = -(-phase.start // size), min(-(-phase.stop // size), num_batches)
-        if stop > first:
-            out.append(estimate_span(schedule, phase.name, first, stop, max_batches))
-    return out + [_weighted(out, num_batches)]
+    for seg in schedule.segments:
+        if seg.num_batches:
+            out.append(estimate_span(schedule, seg.phase, seg.first_batch, seg.stop_batch, max_batches))
+    return out + [_weighted(out, schedule.num_batches)]
 
 
 def _weighted(phases: list[PaddingEstimate], num_batches: int) -> PaddingEstimate:

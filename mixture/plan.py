@@ -41,9 +41,10 @@ class _View:
 
     def __init__(self, schedule: Schedule, registry: dict[tuple, int]) -> None:
         self.schedule = schedule
-        self.batch = schedule.global_batch_size
         self.seq_len = schedule.manifest.seq_len  # the trainer cuts sequences at it: it changes training
-        self.num_batches = len(schedule) // self.batch
+        self.num_batches = schedule.num_batches
+        # The batch-start table as (first batch, batch size) of each phase that holds batches.
+        self.sizes = [(s.first_batch, s.batch_size) for s in schedule.segments if s.num_batches]
         self.lr = schedule.lr()
         self.batch_tokens = schedule.batch_tokens()
         # Canonical id of each source: equal only for the same data read through the same permutation.
@@ -107,23 +108,41 @@ def _span_difference(a: _View, b: _View, start: int, stop: int) -> int:
     return stop
 
 
+def _first_size_difference(a: _View, b: _View) -> int:
+    """First global batch whose size differs between the two schedules (both start at position 0, so
+    batches before it have the same boundaries), or a number past both."""
+    cuts = sorted({first for first, _ in a.sizes} | {first for first, _ in b.sizes})
+    for cut in cuts:
+        if cut >= min(a.num_batches, b.num_batches):
+            break
+        if _size_at(a, cut) != _size_at(b, cut):
+            return cut
+    return max(a.num_batches, b.num_batches)
+
+
+def _size_at(view: _View, batch: int) -> int:
+    return view.sizes[bisect.bisect_right([f for f, _ in view.sizes], batch) - 1][1]
+
+
 def _prefix(a: _View, b: _View) -> int:
     """:func:`common_prefix` of two views."""
-    if a.batch != b.batch or a.seq_len != b.seq_len:
+    if a.seq_len != b.seq_len:
         return 0
-    limit = min(a.num_batches, b.num_batches)
+    limit = min(a.num_batches, b.num_batches, _first_size_difference(a, b))
     # batch_tokens[j] is the total before batch j: batches [0, k) agree only if entries 0..k do.
     limit = min(limit, _first_difference(a.batch_tokens[: limit + 1], b.batch_tokens[: limit + 1]) - 1)
     if (a.lr is None) != (b.lr is None):
         return 0
     if a.lr is not None and b.lr is not None:
         limit = min(limit, _first_difference(a.lr[:limit], b.lr[:limit]))
-    stop, pos = limit * a.batch, 0
+    stop, pos = a.schedule.batch_start(limit), 0
     while pos < stop:
         end = min(a.phase_at(pos).stop, b.phase_at(pos).stop, stop)
         diff = _span_difference(a, b, pos, end)
         if diff < end:
-            return diff // a.batch
+            seg = a.phase_at(diff)  # the phase's batch table row: the batch holding ``diff``
+            row = a.schedule.segments[a.schedule.phases.index(seg)]
+            return row.first_batch + (diff - row.start) // row.batch_size
         pos = end
     return limit
 
@@ -131,10 +150,10 @@ def _prefix(a: _View, b: _View) -> int:
 def common_prefix(a: Schedule, b: Schedule) -> int:
     """Number of leading global batches on which two compiled schedules agree exactly.
 
-    Batches ``[0, k)`` agree when both schedules have the same global batch size and sequence length (the
-    trainer cuts samples at it, so it changes what is trained even where the order is the same) and, at every
-    position
-    before ``k * global_batch_size``, the same sample of the same source (compared by source name, data
+    Batches ``[0, k)`` agree when both schedules have the same batch boundaries before ``k`` (the same
+    global batch size at every batch: per-phase batch sizes are compared batch by batch) and sequence length
+    (the trainer cuts samples at it, so it changes what is trained even where the order is the same) and, at
+    every position before batch ``k``'s start, the same sample of the same source (compared by source name, data
     fingerprint, size, permutation key and shuffle block: source ids may differ between schedules), the
     same learning rate at every step before ``k`` (no LR plan in either also agrees; in one only does
     not) and the same cumulative budget tokens at every batch boundary up to ``k``. A single position that

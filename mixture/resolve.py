@@ -48,6 +48,8 @@ class ResolvedPhase:
     stop: Stop
     ramp_clock: float
     ramp_shape: str
+    batch: int = 0
+    """Samples per global batch in the phase (its own ``global_batch_size``, else the run's)."""
 
 
 @dataclass(frozen=True)
@@ -123,7 +125,17 @@ def _positions(d: Duration, batch: int) -> Decimal:
     return d.value * batch if d.unit is Unit.BATCHES else d.value
 
 
-def _stop(ctx: _Ctx, phase: Phase, path: str) -> Stop | None:
+def phase_batch(spec: MixtureSpec, phase: Phase) -> int:
+    """Samples per global batch in ``phase``: its own ``global_batch_size``, else the run's."""
+    return phase.global_batch_size or spec.run.global_batch_size
+
+
+def _run_batch_until(spec: MixtureSpec, index: int) -> bool:
+    """Whether phases ``0..index`` all train at the run's batch (so run-level batches count positions)."""
+    return all(phase_batch(spec, p) == spec.run.global_batch_size for p in spec.phases[: index + 1])
+
+
+def _stop(ctx: _Ctx, phase: Phase, path: str, index: int) -> Stop | None:
     field = "duration" if phase.duration is not None else "end"
     d = ctx.absolute(f"{path}.{field}")  # the schema guarantees one of the two
     if d is None:
@@ -135,8 +147,14 @@ def _stop(ctx: _Ctx, phase: Phase, path: str) -> Stop | None:
         return None
     if d.unit is Unit.TOKENS:
         return Stop("tokens_rel" if rel else "tokens_abs", d.value)
+    if d.unit is Unit.BATCHES and not rel and not _run_batch_until(ctx.spec, index):
+        ctx.add(f"{path}.end", f"{brief(d.text)} is a point in batches, but phases up to this one change the "
+                "global batch size, so a batch count is not a position", "give the end in samples or tokens, or "
+                "this phase's length as 'duration' (batches of this phase)")
+        return None
     if d.unit in (Unit.SAMPLES, Unit.BATCHES):
-        return Stop("positions_rel" if rel else "positions_abs", _positions(d, ctx.spec.run.global_batch_size))
+        batch = phase_batch(ctx.spec, phase) if rel else ctx.spec.run.global_batch_size
+        return Stop("positions_rel" if rel else "positions_abs", _positions(d, batch))
     if d.unit is Unit.EPOCHS:
         if not rel:
             ctx.add(f"{path}.end", "an end point cannot be given in epochs", "use duration: N ep")
@@ -223,7 +241,7 @@ def _ramp(ctx: _Ctx, phase: Phase, index: int, path: str) -> float:
     if phase.unit == "samples" and d.unit not in (Unit.SAMPLES, Unit.BATCHES):
         ctx.add(f"{path}.ramp.length", "a sample-unit mix ramps over samples or batches", "write e.g. '500ba'")
         return 0.0
-    return float(_positions(d, ctx.spec.run.global_batch_size))
+    return float(_positions(d, phase_batch(ctx.spec, phase)))
 
 
 def _check_rewarm(ctx: _Ctx, phase: Phase, path: str) -> None:
@@ -276,6 +294,10 @@ def _check_lengths(ctx: _Ctx, stops: list[Stop | None]) -> list[tuple[str, Decim
     run = ctx.spec.run.duration
     if run is not None:
         total = ctx.absolute("run.duration")
+        if total is not None and total.unit is Unit.BATCHES and not _run_batch_until(ctx.spec, len(stops)):
+            ctx.add("run.duration", f"{brief(total.text)} is given in batches, but phases change the global batch "
+                    "size, so a batch count is not a length", "give run.duration in samples or tokens")
+            return lengths
         if total is not None and total.unit in (Unit.TOKENS, Unit.SAMPLES, Unit.BATCHES):
             clock = "tokens" if total.unit is Unit.TOKENS else "positions"
             limit = _positions(total, ctx.spec.run.global_batch_size)
@@ -315,6 +337,8 @@ def _length(ctx: _Ctx, path: str) -> tuple[str, Decimal] | None:
     d = ctx.absolute(path) if path in ctx.durations else None
     if d is None or d.unit not in (Unit.TOKENS, Unit.SAMPLES, Unit.BATCHES):
         return None
+    if d.unit is Unit.BATCHES and not _run_batch_until(ctx.spec, len(ctx.spec.phases)):
+        return None  # steps of several batch sizes are no number of positions
     return ("tokens", d.value) if d.unit is Unit.TOKENS else ("positions", _positions(d, ctx.spec.run.global_batch_size))
 
 
@@ -367,14 +391,15 @@ def resolve(spec: MixtureSpec, located: Located | None = None) -> Resolved:
     for i, phase in enumerate(spec.phases):
         path = f"phases[{i}]"
         weights = _weights(ctx, phase, path)
-        stop = _stop(ctx, phase, path)
+        stop = _stop(ctx, phase, path, i)
         stops.append(stop)
         ramp = _ramp(ctx, phase, i, path)
         ramps.append(ramp)
         _check_rewarm(ctx, phase, path)
         if weights is not None and stop is not None:
             shape = phase.ramp.shape if phase.ramp else "linear"
-            phases.append(ResolvedPhase(i, phase.name, phase.unit, weights, stop, ramp, shape))
+            phases.append(ResolvedPhase(i, phase.name, phase.unit, weights, stop, ramp, shape,
+                                        phase_batch(spec, phase)))
     lengths = _check_lengths(ctx, stops)
     _check_ramps(ctx, lengths, ramps)
     _check_lr(ctx, lengths)

@@ -18,7 +18,7 @@ from numpy.typing import NDArray
 from mixture import schedule_files as files
 from mixture.errors import MixtureError
 from mixture.permute import permute, permute_scalar
-from mixture.schedule_files import Manifest, PhaseRecord, SourceRecord
+from mixture.schedule_files import BatchSegment, Manifest, PhaseRecord, SourceRecord
 from mixture.sourcedata import Pricing
 
 
@@ -52,8 +52,13 @@ class Schedule:
         self.sources: tuple[SourceRecord, ...] = m.sources
         self.source_names = m.source_names
         self.fingerprint: str = m.fingerprint
-        self.global_batch_size: int = m.global_batch_size
+        self.global_batch_size: int = m.global_batch_size  # the run's; phases may have their own
         self.phases: tuple[PhaseRecord, ...] = m.phases
+        self.segments: tuple[BatchSegment, ...] = m.batch_segments()
+        self._seg_live = [s for s in self.segments if s.num_batches]
+        self._seg_firsts = [s.first_batch for s in self._seg_live]
+        self._seg_starts = [s.start for s in self._seg_live]
+        self.num_batches: int = self.segments[-1].stop_batch if self.segments else 0
         self._len: int = m.num_positions
         self._every: int = m.checkpoint_every
         order_file = self.path / files.ORDER
@@ -80,6 +85,61 @@ class Schedule:
         if not 0 <= i < self._len:
             raise IndexError(f"position {i} outside the schedule's {self._len} positions")
         return bisect.bisect_right(self._live_starts, i) - 1
+
+    def batch_segment(self, batch: int) -> BatchSegment:
+        """The batch-start table's row holding global batch ``batch`` (``0 <= batch < num_batches``)."""
+        if not 0 <= batch < self.num_batches:
+            raise IndexError(f"global batch {batch} outside the schedule's {self.num_batches} batches")
+        return self._seg_live[bisect.bisect_right(self._seg_firsts, batch) - 1]
+
+    def batch_bounds(self, batch: int) -> tuple[int, int]:
+        """Positions ``[start, stop)`` of global batch ``batch``."""
+        seg = self.batch_segment(batch)
+        start = seg.batch_start(batch)
+        return start, start + seg.batch_size
+
+    def batch_start(self, batch: int) -> int:
+        """First position of global batch ``batch``; ``num_batches`` gives the schedule's length."""
+        return len(self) if batch == self.num_batches else self.batch_bounds(batch)[0]
+
+    def batch_index(self, position: int) -> int | None:
+        """The global batch that starts at ``position`` (``num_batches`` at the end), None if none does."""
+        if position == len(self):
+            return self.num_batches
+        if not 0 <= position < len(self):
+            return None
+        seg = self._seg_live[bisect.bisect_right(self._seg_starts, position) - 1]
+        k, rest = divmod(position - seg.start, seg.batch_size)
+        return None if rest else seg.first_batch + k
+
+    def check_world_size(self, world_size: int) -> None:
+        """Refuse a world size that does not divide every phase's global batch (ranks get equal slices).
+
+        Raises:
+            MixtureError: Naming the first phase whose batch it does not divide (its mixture-file field).
+        """
+        for seg in self.segments:
+            if seg.num_batches and seg.batch_size % world_size:
+                own = seg.batch_size != self.global_batch_size
+                raise MixtureError(
+                    f"global batch size {seg.batch_size} (phase {seg.phase!r} of {self.path}) is not divisible "
+                    f"by the {world_size} ranks of this run",
+                    path=f"phases.{seg.phase}.global_batch_size" if own else "run.global_batch_size",
+                    hint="run on a number of ranks that divides every phase's global batch size")
+
+    def batches_before(self, position: int) -> int:
+        """The number of global batches it takes to train positions ``[0, position)`` (the first batch
+        boundary at or after ``position``; ``num_batches`` from the schedule's end on)."""
+        if position >= len(self):
+            return self.num_batches
+        if position <= 0:
+            return 0
+        seg = self._seg_live[bisect.bisect_right(self._seg_starts, position) - 1]
+        return seg.first_batch + -(-(position - seg.start) // seg.batch_size)
+
+    def batch_size_at(self, batch: int) -> int:
+        """Samples in global batch ``batch``."""
+        return self.batch_segment(batch).batch_size
 
     def phase_at(self, i: int) -> str:
         """Name of the phase that position ``i`` belongs to."""

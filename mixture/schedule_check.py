@@ -138,8 +138,7 @@ def _check_files(path: Path, m: dict) -> None:
     if order.stat().st_size != expected:
         raise _Damaged(f"order.bin has {order.stat().st_size:,} bytes, the manifest implies {expected:,} "
                        f"({sum(mixed):,} positions of mixed phases)")
-    if m["num_batches"] != m["num_positions"] // m["global_batch_size"]:
-        raise _Damaged("manifest.json: num_batches disagrees with num_positions and global_batch_size")
+    _check_batches(m)
     every = m["checkpoint_every"]
     _expect(path / "checkpoints.npy", (sum(-(-n // every) for n in mixed), len(m["sources"])))
     _expect(path / "batch_tokens.npy", (m["num_batches"] + 1,))
@@ -148,6 +147,20 @@ def _check_files(path: Path, m: dict) -> None:
     for s in m["sources"]:
         if isinstance(s["pricing"], dict) and s["pricing"].get("array"):
             _expect(path / "tokens" / f"{s['name']}.npy", (s["num_samples"],))
+
+
+def _check_batches(m: dict) -> None:
+    """Every phase is a whole number of its global batches, laid end to end, adding up to ``num_batches``."""
+    run_batch, count = m["global_batch_size"], 0
+    for p in m["phases"]:
+        size = p.get("global_batch_size", run_batch)
+        offset = p.get("batch_offset", count)
+        if not isinstance(size, int) or size < 1 or (p["stop"] - p["start"]) % size or offset != count:
+            raise _Damaged(f"manifest.json: phase {p.get('name')!r} is not a whole number of its global batches "
+                           "starting where the previous phase's end")
+        count += (p["stop"] - p["start"]) // size
+    if m["num_batches"] != count:
+        raise _Damaged("manifest.json: num_batches disagrees with the phases' positions and global batch sizes")
 
 
 def recomputed_fingerprint(path: str | Path, manifest: dict | None = None) -> str:
@@ -168,7 +181,8 @@ def recomputed_fingerprint(path: str | Path, manifest: dict | None = None) -> st
 
     sources = [SourceRecord.from_json(s) for s in m["sources"]]
     phases = [PhaseRecord.from_json(p) for p in m["phases"]]
-    return _fingerprint(sources, phases, digest.hexdigest(), np.load(path / "checkpoints.npy"))
+    return _fingerprint(sources, phases, digest.hexdigest(), np.load(path / "checkpoints.npy"),
+                        int(m["global_batch_size"]))
 
 
 def _check_fingerprint(path: Path, m: dict) -> None:

@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 FORMAT = "mixture-schedule/1"
 MANIFEST = "manifest.json"
@@ -116,6 +118,10 @@ class PhaseRecord:
         source_tokens: Budget tokens per source it drew.
         cursors: Draws per source before it (every source of the schedule).
         draws: Draws per source in it (every source of the schedule).
+        global_batch_size: Samples per global batch in this phase (its ``positions`` are a whole number of
+            them). None in schedules compiled before per-phase batches: then the run's.
+        batch_offset: Index of the phase's first global batch (None in those schedules: ``start`` over the
+            run's batch). Read both through :meth:`Manifest.batch_segments`, which fills them in.
     """
 
     name: str
@@ -135,6 +141,8 @@ class PhaseRecord:
     source_tokens: dict[str, int] = field(default_factory=dict)
     cursors: dict[str, int] = field(default_factory=dict)
     draws: dict[str, int] = field(default_factory=dict)
+    global_batch_size: int | None = None
+    batch_offset: int | None = None
 
     @property
     def positions(self) -> int:
@@ -158,7 +166,74 @@ class PhaseRecord:
                    RampRecord(dict(ramp["from"]), float(ramp["length"]), ramp["shape"]) if ramp else None,
                    dict(d.get("lag0", {})), int(d.get("tokens", 0)), int(d.get("start_tokens", 0)),
                    {k: int(v) for k, v in d.get("source_tokens", {}).items()}, dict(d.get("cursors", {})),
-                   dict(d.get("draws", {})))
+                   dict(d.get("draws", {})), _int_or_none(d.get("global_batch_size")),
+                   _int_or_none(d.get("batch_offset")))
+
+
+def _int_or_none(value: Any) -> int | None:  # noqa: ANN401 - a JSON value
+    return None if value is None else int(value)
+
+
+@dataclass(frozen=True)
+class BatchSegment:
+    """A run of global batches of one size: one phase's batches (the batch-start table's row).
+
+    Global batch ``first_batch + j`` (``0 <= j < num_batches``) is positions
+    ``[start + j * batch_size, start + (j + 1) * batch_size)``.
+
+    Attributes:
+        phase: The phase's name.
+        first_batch: Index of its first global batch.
+        num_batches: Global batches in it.
+        start: Its first position.
+        batch_size: Samples per global batch in it.
+    """
+
+    phase: str
+    first_batch: int
+    num_batches: int
+    start: int
+    batch_size: int
+
+    @property
+    def stop_batch(self) -> int:
+        """Index one past its last batch."""
+        return self.first_batch + self.num_batches
+
+    @property
+    def stop(self) -> int:
+        """Position one past its last."""
+        return self.start + self.num_batches * self.batch_size
+
+    def batch_start(self, batch: int) -> int:
+        """First position of global batch ``batch`` (inside this segment)."""
+        return self.start + (batch - self.first_batch) * self.batch_size
+
+
+def batch_segments(phases: Sequence[PhaseRecord], run_batch: int) -> tuple[BatchSegment, ...]:
+    """The batch-start table: one :class:`BatchSegment` per phase, in order (empty phases included).
+
+    A phase record without its own batch size (schedules compiled before per-phase batches) has the run's,
+    and its batches follow the previous phase's.
+    """
+    out, first = [], 0
+    for p in phases:
+        size = p.global_batch_size or run_batch
+        offset = p.batch_offset if p.batch_offset is not None else first
+        out.append(BatchSegment(p.name, offset, p.positions // size, p.start, size))
+        first = offset + p.positions // size
+    return tuple(out)
+
+
+def batch_starts(segments: Sequence[BatchSegment], batches: NDArray[np.int64]) -> NDArray[np.int64]:
+    """First position of each global batch in ``batches`` (indices up to the number of batches: the last
+    gives the end of the schedule), vectorised over the table."""
+    live = [s for s in segments if s.num_batches] or list(segments[:1])
+    firsts = np.array([s.first_batch for s in live], np.int64)
+    starts = np.array([s.start for s in live], np.int64)
+    sizes = np.array([s.batch_size for s in live], np.int64)
+    row = np.maximum(np.searchsorted(firsts, batches, side="right") - 1, 0)
+    return starts[row] + (np.asarray(batches, np.int64) - firsts[row]) * sizes[row]
 
 
 @dataclass(frozen=True)
@@ -171,7 +246,8 @@ class Manifest:
         toolkit_version: The toolkit that compiled it.
         name, seed: From the spec.
         fingerprint: Hash of exactly what determines the order.
-        global_batch_size, seq_len: From the run.
+        global_batch_size, seq_len: From the run (``global_batch_size``: the run's default; a phase may
+            set its own, see :meth:`batch_segments`).
         num_positions, num_batches, total_tokens: Totals.
         order_dtype: NumPy dtype name of ``order.bin``'s ids.
         checkpoint_every: Positions between rows of ``checkpoints.npy`` (a power of two).
@@ -204,6 +280,20 @@ class Manifest:
     def source_names(self) -> list[str]:
         """Source names in id order."""
         return [s.name for s in self.sources]
+
+    def batch_size_of(self, phase: PhaseRecord) -> int:
+        """Samples per global batch in ``phase`` (the run's for schedules without per-phase batches)."""
+        return phase.global_batch_size or self.global_batch_size
+
+    def batch_segments(self) -> tuple[BatchSegment, ...]:
+        """The batch-start table: one :class:`BatchSegment` per phase (see :func:`batch_segments`)."""
+        return batch_segments(self.phases, self.global_batch_size)
+
+    @property
+    def batch_sizes(self) -> tuple[int, ...]:
+        """The distinct global batch sizes of the phases that hold batches, in order of first use."""
+        seen = [s.batch_size for s in self.batch_segments() if s.num_batches]
+        return tuple(dict.fromkeys(seen)) or (self.global_batch_size,)
 
     @property
     def order_length(self) -> int:

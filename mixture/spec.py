@@ -231,6 +231,12 @@ class Phase(_Model):
     normalize: bool = Field(default=False, description="Divide the weights by their sum.")
     ramp: Ramp | None = Field(default=None, description="Ramp in from the previous phase's mix.")
     lr: LRDirective = Field(default_factory=LRDirective, description="Learning-rate directive.")
+    global_batch_size: int | None = Field(
+        default=None, ge=1, description="Samples per optimizer step in this phase (default: "
+        "`run.global_batch_size`), e.g. 128 for fine-tuning after pre-training at 256. The phase's length "
+        "rounds up to a whole number of its batches, and `ba` in its `duration`, `ramp` and `rewarm` counts "
+        "its batches. Every phase's batch must be divisible by the world size."
+    )
 
     @model_validator(mode="after")
     def _one_length(self) -> Phase:
@@ -243,7 +249,8 @@ class Run(_Model):
     """The training run the schedule is for."""
 
     seq_len: int = Field(ge=1, description="Tokens per packed text sequence (the model's context).")
-    global_batch_size: int = Field(ge=1, description="Samples per optimizer step across all ranks.")
+    global_batch_size: int = Field(ge=1, description="Samples per optimizer step across all ranks (a phase "
+                                   "may set its own `global_batch_size`).")
     duration: DurationStr | None = Field(
         default=None, description="Total length; default: the sum of the phases. Bare percentages refer to it."
     )

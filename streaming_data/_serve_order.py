@@ -1,6 +1,8 @@
 """Which positions of a compiled schedule each rank and dataloader worker serves, computed lazily.
 
-Global batch ``g`` is positions ``[g*B, (g+1)*B)`` of the schedule. Rank ``r`` of ``W`` (``W`` divides
+Global batch ``g`` is positions ``[g*B, (g+1)*B)`` of the schedule; with per-phase batch sizes, ``B`` and
+the batch's first position come from the schedule's batch-start table (one row per phase: first batch,
+first position, batch size), and everything below holds per batch with that batch's ``B``. Rank ``r`` of ``W`` (``W`` divides
 ``B``) serves the contiguous slice ``[g*B + r*b, g*B + (r+1)*b)``, ``b = B/W``, of every global batch, so
 concatenating the ranks' batches in rank order gives the global batch whatever ``W`` is. A PyTorch
 DataLoader with ``N`` workers over an IterableDataset takes its ``k``-th batch from worker ``k mod N``, so
@@ -16,9 +18,11 @@ Python lists per reading thread).
 
 from __future__ import annotations
 
+import bisect
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import NamedTuple
 
 import numpy as np
@@ -42,8 +46,10 @@ class WorkerShare:
         rank: This rank, ``0 <= rank < W``.
         num_workers: Dataloader workers of this rank (1 when the dataloader has none).
         worker: This worker, ``0 <= worker < num_workers``.
-        first_batch: First global batch not yet consumed (resume point divided by ``B``).
+        first_batch: First global batch not yet consumed (the batch the resume point starts).
         num_batches: Global batches in the schedule.
+        segments: The batch-start table, ``(first batch, first position, batch size)`` per run of batches of
+            one size, in order; empty: every batch has ``global_batch_size``. ``W`` must divide each size.
     """
 
     global_batch_size: int
@@ -53,28 +59,74 @@ class WorkerShare:
     worker: int
     first_batch: int
     num_batches: int
+    segments: tuple[tuple[int, int, int], ...] = ()
 
     @property
     def device_batch_size(self) -> int:
-        """Samples per batch on each rank: ``B / W``."""
+        """Samples per batch on each rank in a schedule of one batch size: ``B / W``."""
         return self.global_batch_size // self.num_ranks
+
+    @cached_property
+    def _rows(self) -> tuple[tuple[int, int, int], ...]:
+        return self.segments or ((0, 0, self.global_batch_size),)
+
+    @cached_property
+    def _firsts(self) -> list[int]:
+        return [row[0] for row in self._rows]
 
     @property
     def batches(self) -> range:
         """The global batches this worker serves, in the order it serves them."""
         return range(self.first_batch + self.worker, self.num_batches, self.num_workers)
 
+    @cached_property
+    def pieces(self) -> tuple[tuple[int, int, int, int], ...]:
+        """Runs of this worker's batches of one size: ``(first sample, first index in batches, batches,
+        samples per batch on this rank)``, in order."""
+        out, offset, served = [], 0, self.batches
+        for n, (first, _, size) in enumerate(self._rows):
+            stop = self._rows[n + 1][0] if n + 1 < len(self._rows) else self.num_batches
+            lo = _index_at(served, first)
+            hi = _index_at(served, stop)
+            if hi > lo:
+                d = size // self.num_ranks
+                out.append((offset, lo, hi - lo, d))
+                offset += (hi - lo) * d
+        return tuple(out)
+
     def __len__(self) -> int:
-        return len(self.batches) * self.device_batch_size
+        last = self.pieces[-1] if self.pieces else (0, 0, 0, 0)
+        return last[0] + last[2] * last[3]
+
+    def piece_of(self, i: int) -> tuple[int, int, int, int]:
+        """The :attr:`pieces` entry holding this worker's ``i``-th sample."""
+        return self.pieces[bisect.bisect_right([p[0] for p in self.pieces], i) - 1]
 
     def position(self, i: int) -> int:
         """Schedule position of this worker's ``i``-th sample."""
-        k, j = divmod(i, self.device_batch_size)
-        return self.batch_start(self.batches[k]) + j
+        offset, lo, _, d = self.piece_of(i)
+        k, j = divmod(i - offset, d)
+        return self.batch_start(self.batches[lo + k]) + j
+
+    def batch_size(self, global_batch: int) -> int:
+        """Samples in ``global_batch`` (all ranks)."""
+        return self._rows[bisect.bisect_right(self._firsts, global_batch) - 1][2]
 
     def batch_start(self, global_batch: int) -> int:
         """First position of this rank's slice of ``global_batch``."""
-        return global_batch * self.global_batch_size + self.rank * self.device_batch_size
+        first, start, size = self._rows[bisect.bisect_right(self._firsts, global_batch) - 1]
+        return start + (global_batch - first) * size + self.rank * (size // self.num_ranks)
+
+    def device_sizes(self) -> list[int]:
+        """Samples of each of this worker's batches on this rank, in serving order."""
+        return [d for _, _, count, d in self.pieces for _ in range(count)]
+
+
+def _index_at(r: range, value: int) -> int:
+    """Number of elements of the increasing range ``r`` below ``value``."""
+    if value <= r.start:
+        return 0
+    return min(len(r), -(-(value - r.start) // r.step))
 
 
 class _Chunk(NamedTuple):
@@ -116,8 +168,7 @@ class WorkerOrder:
         self._offsets = np.asarray(stream_offsets, np.int64)
         self._sizes = np.asarray(stream_sizes, np.int64)
         self._names = source_names
-        self._batches_per_chunk = max(1, -(-chunk_samples // share.device_batch_size))
-        self._chunk_samples = self._batches_per_chunk * share.device_batch_size
+        self._chunk_target = chunk_samples
         self._len = len(share)
         self._local = threading.local()
 
@@ -141,19 +192,22 @@ class WorkerOrder:
     def _load(self, i: int) -> _Chunk:
         if not 0 <= i < self._len:
             raise IndexError(f"worker sample {i} out of range [0, {self._len})")
-        c = i // self._chunk_samples
-        batches = self.share.batches[c * self._batches_per_chunk : (c + 1) * self._batches_per_chunk]
+        offset, first, count, d = self.share.piece_of(i)  # a run of batches of one size
+        per_chunk = max(1, -(-self._chunk_target // d))
+        c = (i - offset) // (per_chunk * d)
+        k0 = first + c * per_chunk
+        batches = self.share.batches[k0: first + min(count, (c + 1) * per_chunk)]
         starts = np.array([self.share.batch_start(g) for g in batches], np.int64)
-        sources, samples = self._take_slices(starts)
+        sources, samples = self._take_slices(starts, d)
         self._check(sources, samples, int(starts[0]))
-        positions = (starts[:, None] + np.arange(self.share.device_batch_size)).reshape(-1)
-        lo = c * self._chunk_samples
+        positions = (starts[:, None] + np.arange(d)).reshape(-1)
+        lo = offset + c * per_chunk * d
         chunk = _Chunk(lo, lo + len(positions), (self._offsets[sources] + samples).tolist(), sources.tolist(),
                        positions.tolist())
         self._local.chunk = chunk
         return chunk
 
-    def _take_slices(self, starts: NDArray[np.int64]) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    def _take_slices(self, starts: NDArray[np.int64], b: int) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
         """Positions ``[s, s + b)`` for each start ``s``, concatenated.
 
         A compiled schedule's ``take`` costs a fixed overhead (about 40 us here, hundreds of positions' worth)
@@ -161,7 +215,6 @@ class WorkerOrder:
         :data:`SPAN_WASTE` times what this worker needs (ranks x workers <= 16); beyond that, one take
         per batch.
         """
-        b = self.share.device_batch_size
         first, stop = int(starts[0]), int(starts[-1]) + b
         if stop - first <= SPAN_WASTE * len(starts) * b:
             src, smp = self._take(first, stop)

@@ -3,14 +3,15 @@
 :class:`ScheduledDataset` is a ``StreamingDataset`` (download, local cache, ``cache_limit`` eviction,
 remote schemes, shared-memory coordination are all Streaming's) whose sample order is the schedule's:
 
-- global batch ``b`` is exactly ``order[b*B:(b+1)*B]``; rank ``r`` of ``W`` gets the ``r``-th of ``W``
-  equal contiguous slices of it, and dataloader worker ``w`` of ``N`` serves the rank's batches
-  ``w, w+N, ...`` (which is the round-robin order a PyTorch DataLoader reads them in);
+- global batch ``b`` is exactly ``order[b*B:(b+1)*B]`` (with per-phase batch sizes, the positions the
+  schedule's batch-start table gives it, ``B`` being its phase's batch); rank ``r`` of ``W`` gets the
+  ``r``-th of ``W`` equal contiguous slices of it, and dataloader worker ``w`` of ``N`` serves the rank's
+  batches ``w, w+N, ...`` (which is the round-robin order a PyTorch DataLoader reads them in);
 - one schedule spans several MDS sources: source id ``i`` of the schedule is Streaming stream ``i``;
 - the resume state is one integer (samples consumed) plus the schedule fingerprint; a state made with
   another schedule is refused unless ``ignore_schedule_fingerprint=True``;
-- any ``W`` dividing ``B`` gives the same global batches, so resuming on a different number of ranks is
-  exact;
+- any ``W`` dividing every phase's ``B`` gives the same global batches, so resuming on a different number
+  of ranks is exact;
 - before anything is served, each source's fingerprint (``index.json`` + ``samples.parquet``) is checked
   against the schedule's manifest, each remote source's cached ``index.json`` against the remote one, and
   every shard of every source for presence, size and recorded hash (:mod:`streaming_data.shards`).
@@ -61,14 +62,26 @@ class SourceRecordLike(Protocol):
     num_samples: int
 
 
+class SegmentLike(Protocol):
+    first_batch: int
+    start: int
+    batch_size: int
+
+
 class ScheduleLike(Protocol):
     """The part of ``mixture.schedule.Schedule`` that serving uses."""
 
     fingerprint: str
     global_batch_size: int
+    num_batches: int
+    segments: Sequence[SegmentLike]
     sources: Sequence[SourceRecordLike]
 
     def __len__(self) -> int: ...
+
+    def batch_index(self, position: int) -> int | None: ...
+
+    def check_world_size(self, world_size: int) -> None: ...
 
     def take(self, start: int, stop: int) -> tuple[NDArray[np.int32], NDArray[np.int64]]: ...
 
@@ -222,7 +235,7 @@ class ScheduledDataset(OrderDrivenDataset):
         sched = self.schedule
         self._check_shape(sched)
         streams = checked_streams(sched, cache_dir, storage_options, download_retry)
-        batch_size = self.global_batch_size // self._num_ranks
+        batch_size = max(s.batch_size for s in sched.segments) // self._num_ranks  # the largest device batch
         if cache_limit is not None and predownload is None:
             predownload = batch_size
         super().__init__(streams=streams, batch_size=batch_size, cache_limit=cache_limit,
@@ -234,6 +247,7 @@ class ScheduledDataset(OrderDrivenDataset):
         self.chunk_samples = chunk_samples
         self._resume_samples: int | None = None
         self._work: WorkerOrder | None = None
+        self.yield_batches = False  # build_dataloader sets it: each item is then one batch (a list)
 
     @property
     def schedule(self) -> ScheduleLike:
@@ -247,14 +261,7 @@ class ScheduledDataset(OrderDrivenDataset):
         self.global_batch_size = int(sched.global_batch_size)
         self.num_positions = len(sched)
         _, self._num_ranks = detect_ranks()
-        if self.num_positions % self.global_batch_size:
-            raise MixtureError(f"schedule {self.schedule_path} has {self.num_positions} positions, not a "
-                               f"multiple of its global batch size {self.global_batch_size}",
-                               hint="recompile the schedule")
-        if self.global_batch_size % self._num_ranks:
-            raise MixtureError(f"global batch size {self.global_batch_size} is not divisible by the "
-                               f"{self._num_ranks} ranks of this run",
-                               hint="run on a number of ranks that divides the global batch size")
+        sched.check_world_size(self._num_ranks)
 
     def _check_streams(self, sched: ScheduleLike) -> None:
         _, sizes = self._stream_offsets()
@@ -281,15 +288,39 @@ class ScheduledDataset(OrderDrivenDataset):
     # --- the order ---
 
     def _worker_order(self, epoch: int, sample_in_epoch: int, place: Placement) -> WorkerOrder:
+        sched = self.schedule
+        first = sched.batch_index(sample_in_epoch)
+        if first is None:  # load_state_dict checked the resume point; Streaming's own arithmetic did not
+            raise MixtureError(f"position {sample_in_epoch} is not the start of a global batch of {self.schedule_path}")
+        table = tuple((s.first_batch, s.start, s.batch_size) for s in sched.segments if s.num_batches)
         share = WorkerShare(self.global_batch_size, place.num_ranks, place.rank, place.num_workers,
-                            place.worker, sample_in_epoch // self.global_batch_size,
-                            self.num_positions // self.global_batch_size)
+                            place.worker, first, sched.num_batches, table)
         offsets, sizes = self._stream_offsets()
         self._work = WorkerOrder(share, self.schedule.take, offsets, sizes, self.source_names, self.chunk_samples)
         return self._work
 
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        """This worker's samples, in schedule order, each with ``source``, ``source_id`` and ``position``."""
+    def __iter__(self) -> Iterator[Any]:
+        """This worker's samples, in schedule order, each with ``source``, ``source_id`` and ``position``;
+        with ``yield_batches`` (what :func:`build_dataloader` sets), one list per global batch: this rank's
+        slice of it, whatever its phase's batch size."""
+        if not self.yield_batches:
+            return self._samples()
+        return self._batches()
+
+    def _batches(self) -> Iterator[list[dict[str, Any]]]:
+        samples = self._samples()
+        first = next(samples, None)  # the worker's share is known once iteration has started
+        if first is None:
+            return
+        batch = [first]
+        for size in self._work.share.device_sizes():
+            batch.extend(sample for _, sample in zip(range(size - len(batch)), samples))
+            yield batch
+            batch = []
+        for _ in samples:  # nothing is left; this runs the sample generator's end-of-share check
+            raise MixtureError("serving yielded more samples than this worker's batches hold")
+
+    def _samples(self) -> Iterator[dict[str, Any]]:
         self._work = None
         served = 0
         names = self.source_names
@@ -332,7 +363,7 @@ class ScheduledDataset(OrderDrivenDataset):
             num_samples += resumed_at if resumed_epoch == epoch else 0
         return {"samples_consumed": epoch * self.num_positions + num_samples,
                 "schedule_fingerprint": self.schedule_fingerprint,
-                "global_batch_size": self.global_batch_size}
+                "global_batch_size": self.global_batch_size}  # the run's, for reference only
 
     def load_state_dict(self, obj: dict[str, Any]) -> None:
         """Resume from a state made by :meth:`state_dict` (call before iterating).
@@ -341,13 +372,13 @@ class ScheduledDataset(OrderDrivenDataset):
             MixtureError: If the state is not ours, was made with another schedule (unless
                 ``ignore_schedule_fingerprint``), or is not on a global batch boundary.
         """
-        self._resume_samples = resume_samples(obj, self.schedule_fingerprint, self.global_batch_size,
-                                              self.schedule_path, self.ignore_schedule_fingerprint)
+        self._resume_samples = resume_samples(obj, self.schedule, self.schedule_path,
+                                              self.ignore_schedule_fingerprint)
 
 
-def resume_samples(obj: dict[str, Any], fingerprint: str, global_batch_size: int, schedule_path: str,
-                   ignore_fingerprint: bool) -> int:
+def resume_samples(obj: dict[str, Any], schedule: ScheduleLike, schedule_path: str, ignore_fingerprint: bool) -> int:
     """Validate a saved serving state against the schedule being served; return samples consumed."""
+    fingerprint = schedule.fingerprint
     if "samples_consumed" not in obj:
         kind = "Streaming's own dataset state" if set(streaming_state_keys()) <= set(obj) else "not a serving state"
         raise MixtureError(f"cannot resume a scheduled dataset from {sorted(obj)} ({kind})",
@@ -360,15 +391,17 @@ def resume_samples(obj: dict[str, Any], fingerprint: str, global_batch_size: int
             f"resuming at sample {consumed} would serve a different order than the run so far",
             hint=f"resume with the schedule the run started with, or pass {OVERRIDE_FLAG}=True to switch "
             "schedules at this point on purpose")
-    if consumed < 0 or consumed % global_batch_size:
+    if consumed < 0 or schedule.batch_index(consumed % len(schedule)) is None:
+        sizes = sorted({s.batch_size for s in schedule.segments if s.num_batches}) or [schedule.global_batch_size]
         raise MixtureError(f"resume point {consumed} samples is negative or not a whole number of global batches of "
-                           f"{global_batch_size}", hint="resume from a checkpoint saved at a batch boundary")
+                           f"{' and '.join(map(str, sizes))}", hint="resume from a checkpoint saved at a batch boundary")
     return consumed
 
 
 def build_dataloader(dataset: ScheduledDataset, *, num_workers: int = 0,
                      collate_fn: Callable[[list[dict[str, Any]]], Any] | None = None, **kwargs: Any) -> DataLoader:
-    """A DataLoader over ``dataset`` with the per-rank batch size ``B / W`` it needs.
+    """A DataLoader over ``dataset`` that yields each global batch's slice of this rank (``B / W`` samples,
+    ``B`` the batch's phase's batch size) as one item; ``len`` is the schedule's number of global batches.
 
     Args:
         dataset: The scheduled dataset.
@@ -380,8 +413,26 @@ def build_dataloader(dataset: ScheduledDataset, *, num_workers: int = 0,
     fixed = {"batch_size", "shuffle", "sampler", "batch_sampler", "drop_last"} & set(kwargs)
     if fixed:
         raise MixtureError(f"{', '.join(sorted(fixed))}: fixed by the schedule", hint="remove them")
-    return DataLoader(dataset, batch_size=dataset.batch_size, num_workers=num_workers,
-                      collate_fn=collate_fn or _as_list, drop_last=False, **kwargs)
+    dataset.yield_batches = True
+    return _BatchLoader(dataset, batch_size=None, num_workers=num_workers, collate_fn=collate_fn or _as_list,
+                        **kwargs)
+
+
+class _BatchLoader(DataLoader):
+    """A DataLoader of whole per-rank batches; its length is the schedule's global batches (what a loader
+    with a fixed batch size over the whole order had), not the dataset's samples."""
+
+    @property
+    def batch_size(self) -> int:  # type: ignore[override]
+        """The largest per-rank batch (what Composer takes as the microbatch when none is given)."""
+        return int(self.dataset.batch_size)
+
+    @batch_size.setter
+    def batch_size(self, value: int | None) -> None:
+        """DataLoader's own ``None``: automatic batching is off, each item is already a batch."""
+
+    def __len__(self) -> int:
+        return int(self.dataset.schedule.num_batches)
 
 
 def _as_list(samples: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -2,7 +2,7 @@
 
 A branch starts from a trunk run's checkpoint with this run's schedule. It is allowed when the checkpoint
 is the trunk schedule's (its scheduled-dataset state names the trunk's fingerprint) and both schedules agree
-on every position, learning rate and batch size before the checkpoint's position
+on every position, learning rate and batch boundary before the checkpoint's position
 (:func:`mixture.plan.common_prefix`).
 """
 
@@ -38,7 +38,7 @@ def branch_check(trunk_schedule: str, checkpoint: str, schedule: Schedule) -> in
     require(state.get("schedule_fingerprint") == trunk.fingerprint,
             f"{checkpoint} was made with schedule {state.get('schedule_fingerprint')}, not the trunk schedule "
             f"{trunk_schedule} ({trunk.fingerprint})", "name the schedule the trunk run trained on")
-    agree = common_prefix(trunk, schedule) * schedule.global_batch_size
+    agree = schedule.batch_start(common_prefix(trunk, schedule))
     require(agree >= position,
             f"cannot branch at position {position:,}: this run's schedule and the trunk's agree only on the "
             f"first {agree:,} positions (orders, learning rates and batch size must be identical before the "

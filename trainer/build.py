@@ -133,7 +133,7 @@ def learning_rates(config: RunConfig, schedule: Schedule) -> list[float]:
     if lr is None:
         require(config.optimizer.lr is not None, "the schedule has no learning-rate plan (run.lr in the mixture "
                 "file) and the run config sets no optimizer.lr", "set one of them")
-        return [float(config.optimizer.lr)] * (len(schedule) // schedule.global_batch_size)
+        return [float(config.optimizer.lr)] * schedule.num_batches
     require(config.optimizer.lr is None, "optimizer.lr is set, but the schedule has its own learning-rate plan",
             "remove optimizer.lr: the mixture file's run.lr is the learning rate")
     return [float(x) for x in lr]
@@ -231,7 +231,7 @@ def trainer_args(ctx: RunContext, model: VLM, loader: Any, lr: list[float], eval
         "save_folder": ctx.checkpoint_folder, "save_interval": _save_when(config, ctx.stop_batch),
         "save_filename": "ba{batch}-rank{rank}.pt", "save_num_checkpoints_to_keep": config.checkpoint.keep,
         "save_overwrite": True, "autoresume": config.checkpoint.autoresume,
-        "load_path": ctx.path(load), "device_train_microbatch_size": config.microbatch_size or loader.batch_size,
+        "load_path": ctx.path(load), "device_train_microbatch_size": config.microbatch_size or ctx.device_batch_size,
     }
     if opt.grad_clip_norm is not None:
         from composer.algorithms import GradientClipping

@@ -30,7 +30,7 @@ class RunContext:
         run_dir: The run directory.
         schedule_path: The compiled schedule's directory.
         schedule: The compiled schedule.
-        num_batches: Global batches in the schedule.
+        num_batches: Global batches (optimizer steps) in the schedule, over every phase's batch size.
         stop_batch: The batch count this invocation trains to (the schedule's end unless ``stop_at``).
         world_size: Ranks training.
     """
@@ -46,8 +46,13 @@ class RunContext:
 
     @property
     def global_batch_size(self) -> int:
-        """Samples per global batch (the schedule's)."""
+        """Samples per global batch (the run's; a phase may have its own: ``schedule.segments``)."""
         return self.schedule.global_batch_size
+
+    @property
+    def device_batch_size(self) -> int:
+        """The largest batch one rank trains in a step (the default microbatch: no accumulation)."""
+        return max(s.batch_size for s in self.schedule.segments) // self.world_size
 
     def path(self, value: str | None) -> str | None:
         """A path from the config, relative to its file unless absolute or a URL."""
@@ -72,10 +77,12 @@ def open_run(config: RunConfig, base: Path) -> RunContext:
     run_dir = run_dir_of(config, base)
     schedule_path = _schedule_dir(config, base, run_dir)
     schedule = load_schedule(schedule_path)
-    num_batches = len(schedule) // schedule.global_batch_size
+    world_size = dist.get_world_size()
+    schedule.check_world_size(world_size)
+    num_batches = schedule.num_batches
     stop = num_batches if config.stop_at is None else stop_batch(parse_duration(config.stop_at), schedule,
                                                                   num_batches)
-    return RunContext(config, base, run_dir, schedule_path, schedule, num_batches, stop, dist.get_world_size())
+    return RunContext(config, base, run_dir, schedule_path, schedule, num_batches, stop, world_size)
 
 
 def run_dir_of(config: RunConfig, base: Path) -> Path:
@@ -120,7 +127,7 @@ def stop_batch(duration: Duration, schedule: Schedule, total: int) -> int:
     elif duration.unit is Unit.TOKENS:
         stop = int(np.searchsorted(schedule.batch_tokens(), int(duration.value), side="left"))
     elif duration.unit is Unit.SAMPLES:
-        stop = -(-int(duration.value) // schedule.global_batch_size)
+        stop = schedule.batches_before(int(duration.value))
     else:
         raise MixtureError(f"stop_at {duration.text!r}: write batches (`40ba`), a percentage (`50%`), tokens or "
                            "samples")

@@ -119,6 +119,19 @@ def test_paper_1b_finetunes_one_epoch_of_llava_about_1b_tokens(paper_1b: Schedul
     assert row["epochs"] == pytest.approx(1.0, abs=1e-3)
 
 
+def test_paper_1b_finetunes_at_its_own_global_batch_of_128(paper_1b: Schedule) -> None:
+    """Pre-training at 256 sequences per step, fine-tuning at 128 (issue 18's example): the batch-start
+    table holds both, the re-warm spans 3% of the fine-tuning steps, and one LR per step."""
+    text, cooldown, finetune = paper_1b.segments
+    assert (text.batch_size, cooldown.batch_size, finetune.batch_size) == (256, 256, 128)
+    assert finetune.first_batch == cooldown.stop_batch and finetune.start == cooldown.stop
+    assert finetune.num_batches == -(-665_000 // 128) and finetune.stop == len(paper_1b)  # one epoch, rounded up
+    lr = paper_1b.lr()
+    assert lr is not None and len(lr) == paper_1b.num_batches == finetune.stop_batch
+    assert int(np.argmax(lr[finetune.first_batch:])) == round(0.03 * finetune.num_batches) - 1
+    assert paper_1b.manifest.batch_sizes == (256, 128)
+
+
 def test_paper_1b_lr_plan_continues_into_the_cooldown_then_rewarms(paper_1b: Schedule) -> None:
     lr = paper_1b.lr()
     assert lr is not None

@@ -29,7 +29,7 @@ def main(schedule: str, out: str, state_from_one_rank: str, stop: int) -> None:
     results = {f"full_w{w}": served_batches(dataset(), kinds, w) for w in (0, 2)}
     stopped = dataset()
     results["stop"] = served_batches(stopped, kinds, 2, stop=stop)
-    state = stopped.state_dict(stop * stopped.global_batch_size, from_beginning=True)
+    state = stopped.state_dict(stopped.schedule.batch_start(stop), from_beginning=True)
     if rank == 0:
         with open(os.path.join(out, "state_two_ranks.json"), "w") as f:
             json.dump(state, f)

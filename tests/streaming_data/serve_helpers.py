@@ -124,10 +124,9 @@ def compile_mixture(out_dir: str, sources: list[SourceRef], global_batch_size: i
 
 def expected_batches(schedule: Any, first_batch: int = 0) -> list[list[tuple[int, int]]]:
     """The global batches a schedule must serve from ``first_batch`` on, as (source id, sample id)."""
-    b = schedule.global_batch_size
     out = []
-    for g in range(first_batch, len(schedule) // b):
-        src, smp = schedule.take(g * b, (g + 1) * b)
+    for g in range(first_batch, schedule.num_batches):  # per-phase batch sizes: the batch-start table
+        src, smp = schedule.take(*schedule.batch_bounds(g))
         out.append(list(zip(src.tolist(), smp.tolist())))
     return out
 

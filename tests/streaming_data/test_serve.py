@@ -199,7 +199,7 @@ def test_refuses_streaming_ordering_options(world: dict) -> None:
 def test_refuses_ranks_not_dividing_batch(world: dict, monkeypatch: pytest.MonkeyPatch) -> None:
     for key, value in {"RANK": "0", "WORLD_SIZE": "3", "LOCAL_RANK": "0", "LOCAL_WORLD_SIZE": "3"}.items():
         monkeypatch.setenv(key, value)
-    with pytest.raises(MixtureError, match="global batch size 8 is not divisible by the 3 ranks"):
+    with pytest.raises(MixtureError, match="global batch size 8 .* is not divisible by the 3 ranks"):
         dataset(world["path"])
 
 

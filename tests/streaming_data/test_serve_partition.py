@@ -67,3 +67,54 @@ def test_sample_beyond_source_is_refused() -> None:
                         np.array([0, 5]), np.array([5, 5]), ["web", "caps"])
     with pytest.raises(MixtureError, match="sample 9 of source 'caps', which has 5 samples"):
         order[0]
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(sizes=st.lists(st.sampled_from([2, 4, 6, 8, 12, 24]), min_size=1, max_size=4),
+       counts=st.lists(st.integers(0, 5), min_size=4, max_size=4), W=st.sampled_from([1, 2, 3, 4, 6]),
+       N=st.integers(1, 5), first=st.integers(0, 20), chunk=st.sampled_from([1, 5, 64, 4096]),
+       seed=st.integers(0, 2**16))
+def test_per_phase_batch_sizes_any_world_serves_the_order(sizes: list[int], counts: list[int], W: int, N: int,
+                                                          first: int, chunk: int, seed: int) -> None:
+    """Phases with their own global batch sizes (the batch-start table): for any W dividing every size, any
+    N and any resume batch, the ranks' batches read round-robin concatenate to the order's batches."""
+    assume(all(b % W == 0 for b in sizes))
+    counts = counts[: len(sizes)]
+    assume(sum(counts) > 0)
+    table, bounds, pos, batch = [], [], 0, 0
+    for b, n in zip(sizes, counts):
+        if n:
+            table.append((batch, pos, b))
+        bounds += [(pos + j * b, pos + (j + 1) * b) for j in range(n)]
+        pos, batch = pos + n * b, batch + n
+    first = min(first, batch)
+    rng = np.random.default_rng(seed)
+    src_sizes = np.array([5, 7, 3], np.int64)
+    offsets = np.concatenate([[0], np.cumsum(src_sizes)[:-1]])
+    src = rng.integers(0, 3, pos).astype(np.int32)
+    smp = (rng.integers(0, 1000, pos) % src_sizes[src]).astype(np.int64)
+
+    def take(a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
+        return src[a:b], smp[a:b]
+
+    per_rank = []
+    for r in range(W):
+        workers = [WorkerOrder(WorkerShare(sizes[0], W, r, N, w, first, batch, tuple(table)), take, offsets,
+                               src_sizes, ["s"] * 3, chunk) for w in range(N)]
+        cursors, batches = [0] * N, []
+        sizes_served = [iter(o.share.device_sizes()) for o in workers]
+        for k in range(batch - first):
+            w = k % N
+            a, b = bounds[first + k]
+            d = (b - a) // W
+            assert next(sizes_served[w]) == d
+            got = [workers[w][i] for i in range(cursors[w], cursors[w] + d)]
+            assert [workers[w].share.position(i) for i in range(cursors[w], cursors[w] + d)] == \
+                list(range(a + r * d, a + (r + 1) * d))
+            cursors[w] += d
+            batches.append(got)
+        assert cursors == [len(o) for o in workers]
+        per_rank.append(batches)
+    flat = (offsets[src] + smp).tolist()
+    assert [sum((per_rank[r][k] for r in range(W)), []) for k in range(batch - first)] == \
+        [flat[a:b] for a, b in bounds[first:]]

@@ -154,9 +154,9 @@ def _prepare(data: Any, base: Path, sweep_dir: Path, step: Say) -> Path:  # noqa
 
 def finetune_start(schedule_dir: Path) -> int:
     """The global batch at which a variant's fine-tuning phase starts (its first whole fine-tuning batch)."""
-    manifest = json.loads((schedule_dir / "manifest.json").read_text())
-    phase = next(p for p in manifest["phases"] if p["name"] == "finetune")
-    return int(phase["start"]) // int(manifest["global_batch_size"])
+    from mixture.schedule import Schedule
+
+    return next(s.first_batch for s in Schedule(schedule_dir).segments if s.phase == "finetune")
 
 
 def finetune_checkpoints(sweep_dir: Path) -> dict[str, tuple[int, Path]]:
