@@ -17,7 +17,9 @@ with ``N0 = N / 32``, so set-up cancels. Rows:
 * ``static samples``: three declared text sources, sample-unit mix 0.5/0.3/0.2: Megatron's own problem.
 * ``static tokens``: the same weights as token shares over samples of varying size (mean 2048, std 600).
 * ``ramp samples`` / ``ramp tokens``: a cosine ramp from (1, 0, 0) to 0.5/0.3/0.2 over the first half.
-* ``kernel``: :func:`mixture.kernels.mix_samples` alone on the static sample-unit mix (no I/O).
+* ``static samples, 1 thread``: the same with ``numba.set_num_threads(1)``; the default row uses every
+  thread numba has (``NUMBA_NUM_THREADS``, the cores), mixing chunks side by side (the order is the same).
+* ``kernel``: :func:`mixture.kernels.mix_samples` alone on the static sample-unit mix (no I/O), one thread.
 
 Every case runs once per round, rounds alternate the cases (A B C ... A B C ...) because the machine is
 shared; medians over rounds, ratios against Megatron's median, and the load average are reported.
@@ -39,6 +41,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
+import numba
 import numpy as np
 import yaml
 
@@ -124,9 +127,16 @@ def _cases(helper: ModuleType, size: int, work: Path) -> dict[str, Callable[[], 
     """Each case returns the seconds its ``size - size // 32`` marginal positions took."""
     small = size // 32
 
-    def marginal(unit: str, ramp: bool) -> Callable[[], float]:
+    def marginal(unit: str, ramp: bool, threads: int | None = None) -> Callable[[], float]:
         big, little = mixture_file(work, size, unit, ramp), mixture_file(work, small, unit, ramp)
-        return lambda: compile_seconds(big, work / "o") - compile_seconds(little, work / "o")
+
+        def run() -> float:
+            numba.set_num_threads(threads or numba.config.NUMBA_NUM_THREADS)
+            try:
+                return compile_seconds(big, work / "o") - compile_seconds(little, work / "o")
+            finally:
+                numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+        return run
 
     def timed(fn: Callable[[], None]) -> Callable[[], float]:
         def run() -> float:
@@ -138,6 +148,7 @@ def _cases(helper: ModuleType, size: int, work: Path) -> dict[str, Callable[[], 
     return {"megatron build_blending_indices (C++), static samples":
             timed(lambda: megatron(helper, size - small)),
             "ours compile, static samples": marginal("samples", False),
+            "ours compile, static samples, 1 thread": marginal("samples", False, threads=1),
             "ours compile, static tokens": marginal("tokens", False),
             "ours compile, ramp samples": marginal("samples", True),
             "ours compile, ramp tokens": marginal("tokens", True),
@@ -167,7 +178,7 @@ def run(size: int, rounds: int) -> dict[str, object]:
     anchor = rows[0]["positions_per_s"]
     for row in rows:
         row["vs_megatron"] = row["positions_per_s"] / anchor
-    return {"rows": rows, "loadavg_per_round": loads, "batch": BATCH}
+    return {"rows": rows, "loadavg_per_round": loads, "batch": BATCH, "threads": numba.config.NUMBA_NUM_THREADS}
 
 
 def main() -> None:
@@ -177,7 +188,7 @@ def main() -> None:
     args = parser.parse_args()
     result = run(args.positions, args.rounds)
     print(table(result["rows"], ["method", "positions", "seconds_median", "positions_per_s", "vs_megatron"]))
-    print("load average per round:", result["loadavg_per_round"])
+    print("load average per round:", result["loadavg_per_round"], "threads:", result["threads"])
     print("written", write_json("compile_megatron", result))
 
 

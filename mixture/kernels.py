@@ -35,7 +35,7 @@ import math
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 from numpy.typing import NDArray
 
 LINEAR, COSINE = 0, 1
@@ -209,19 +209,22 @@ def _batch_bounds(c: Curve, ua: float, batch: int, lo: NDArray[np.int64], hi: ND
 
 
 @njit(cache=True, inline="always")
-def _pick_in_batch(release: NDArray[np.float64], deadline: NDArray[np.float64], tie: NDArray[np.int64],
-                   now: float, end: float, count: NDArray[np.int64], lo: NDArray[np.int64],
-                   hi: NDArray[np.int64]) -> int:
-    """EDF among sources below their batch ceiling; a source below its batch floor is due by ``end``."""
+def _picks(release: NDArray[np.float64], deadline: NDArray[np.float64], tie: NDArray[np.int64], now: float,
+           end: float, count: NDArray[np.int64], lo: NDArray[np.int64], hi: NDArray[np.int64]) -> tuple[int, int]:
+    """(EDF among sources below their batch ceiling, a source below its batch floor being due by ``end``;
+    :func:`_edf_pick` over all sources), in one pass."""
     best, best_released, best_due = -1, False, 0.0
+    edf, edf_released, edf_due = -1, False, 0.0
     for s in range(release.shape[0]):
+        released = release[s] < now
+        if _better(s, released, deadline[s], edf, edf_released, edf_due, tie):
+            edf, edf_released, edf_due = s, released, deadline[s]
         if count[s] >= hi[s]:
             continue
         due = deadline[s] if count[s] >= lo[s] else min(deadline[s], end)
-        released = release[s] < now
         if _better(s, released, due, best, best_released, best_due, tie):
             best, best_released, best_due = s, released, due
-    return best
+    return best, edf
 
 
 @njit(cache=True, inline="always")
@@ -247,7 +250,7 @@ def _record(ch: Chunk, s: int, t: int, written: int, every: int) -> None:
     ch.realised[s] += t
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True, error_model="numpy")  # every division is guarded: no zero checks
 def mix_samples(c: Curve, ch: Chunk) -> int:
     """Sample-unit EDF apportionment, per global batch: floor/ceil counts with carried lag, then EDF.
 
@@ -261,6 +264,11 @@ def mix_samples(c: Curve, ch: Chunk) -> int:
     for s in range(k):
         if np.isnan(deadline[s]):  # the phase's first draw
             release[s], deadline[s] = _sample_window(c, s, ch.drawn[s] + 1.0)
+    # after[s]: the deadline source s's next draw after the pending one will get, computed one draw early
+    # (same arguments as when it is needed) so the division or Newton iteration is off the critical path.
+    after = np.empty(k)
+    for s in range(k):
+        after[s] = _inverse(c.p[s], c.q[s], c.ramp, c.shape, (ch.drawn[s] + 1) + 1.0 - c.lag0[s], deadline[s])
     lo, hi, count = np.zeros(k, np.int64), np.zeros(k, np.int64), np.zeros(k, np.int64)
     look, last = ch.look, ch.look.shape[1] - 1
     pos = int(ch.clock[0])
@@ -273,15 +281,15 @@ def mix_samples(c: Curve, ch: Chunk) -> int:
         end = float(pos + batch)
         batch_tok = 0
         for _ in range(batch):
-            s = _pick_in_batch(release, deadline, c.tie, pos + 1.0, end, count, lo, hi)
-            e = _edf_pick(release, deadline, c.tie, pos + 1.0)
+            s, e = _picks(release, deadline, c.tie, pos + 1.0, end, count, lo, hi)
             if s != e and (deadline[e] <= pos + 1.0 or not release[s] < pos + 1.0):
                 s = e  # the batch bounds would break the prefix bound: the prefix bound wins
             t = look[s, min(ch.drawn[s] - start[s], last)]  # the driver sizes look to what a chunk draws
             _record(ch, s, t, written, every)
             # Draw j's deadline is draw j + 1's release (same float expression): one inverse per draw.
             release[s] = deadline[s]
-            deadline[s] = _inverse(c.p[s], c.q[s], c.ramp, c.shape, ch.drawn[s] + 1.0 - c.lag0[s], release[s])
+            deadline[s] = after[s]
+            after[s] = _inverse(c.p[s], c.q[s], c.ramp, c.shape, (ch.drawn[s] + 1) + 1.0 - c.lag0[s], after[s])
             count[s] += 1
             batch_tok += t
             pos += 1
@@ -304,7 +312,7 @@ def _token_window(c: Curve, s: int, have: float, t: int) -> tuple[float, float]:
     return at - t, due
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def mix_tokens(c: Curve, ch: Chunk) -> int:
     """Token-unit EDF apportionment, per position; the clock moves by each drawn sample's tokens.
 
@@ -346,3 +354,26 @@ def mix_tokens(c: Curve, ch: Chunk) -> int:
     ch.clock[0] = pos
     ch.clock[1] = clock
     return written
+
+
+@njit(cache=True)
+def sample_state(c: Curve, drawn: NDArray[np.int64], release: NDArray[np.float64],
+                 deadline: NDArray[np.float64]) -> None:
+    """The (release, deadline) :func:`mix_samples` holds once each source has ``drawn`` draws, written in
+    place (past a ramp they depend on ``drawn`` alone; inside one, only up to the last bits)."""
+    for s in range(drawn.shape[0]):
+        release[s], deadline[s] = _sample_window(c, s, drawn[s] + 1.0)
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def mix_samples_chunks(c: Curve, look: NDArray[np.int64], gid: NDArray[np.int64], drawn: NDArray[np.int64],
+                       realised: NDArray[np.float64], clock: NDArray[np.float64], limits: NDArray[np.float64],
+                       out: NDArray[np.uint8], batch_tokens: NDArray[np.int64], ckpt: NDArray[np.int64],
+                       release: NDArray[np.float64], deadline: NDArray[np.float64],
+                       written: NDArray[np.int64]) -> None:
+    """:func:`mix_samples` over independent chunks on every thread, row ``i`` of each array being chunk
+    ``i``'s :class:`Chunk` (``gid`` and ``limits`` shared). Each chunk is a pure function of its own rows,
+    so the result is the same for any number of threads."""
+    for i in prange(out.shape[0]):
+        written[i] = mix_samples(c, Chunk(look[i], gid, drawn[i], realised[i], clock[i], limits, out[i],
+                                          batch_tokens[i], ckpt[i], release[i], deadline[i]))
