@@ -209,22 +209,27 @@ def _batch_bounds(c: Curve, ua: float, batch: int, lo: NDArray[np.int64], hi: ND
 
 
 @njit(cache=True, inline="always")
-def _picks(release: NDArray[np.float64], deadline: NDArray[np.float64], tie: NDArray[np.int64], now: float,
-           end: float, count: NDArray[np.int64], lo: NDArray[np.int64], hi: NDArray[np.int64]) -> tuple[int, int]:
-    """(EDF among sources below their batch ceiling, a source below its batch floor being due by ``end``;
-    :func:`_edf_pick` over all sources), in one pass."""
+def _min(x: NDArray[np.float64]) -> float:
+    m = x[0]
+    for i in range(1, x.shape[0]):
+        m = min(m, x[i])
+    return m
+
+
+@njit(cache=True, inline="always")
+def _pick_in_batch(release: NDArray[np.float64], deadline: NDArray[np.float64], tie: NDArray[np.int64],
+                   now: float, end: float, count: NDArray[np.int64], lo: NDArray[np.int64],
+                   hi: NDArray[np.int64]) -> int:
+    """EDF among sources below their batch ceiling; a source below its batch floor is due by ``end``."""
     best, best_released, best_due = -1, False, 0.0
-    edf, edf_released, edf_due = -1, False, 0.0
     for s in range(release.shape[0]):
-        released = release[s] < now
-        if _better(s, released, deadline[s], edf, edf_released, edf_due, tie):
-            edf, edf_released, edf_due = s, released, deadline[s]
         if count[s] >= hi[s]:
             continue
         due = deadline[s] if count[s] >= lo[s] else min(deadline[s], end)
+        released = release[s] < now
         if _better(s, released, due, best, best_released, best_due, tie):
             best, best_released, best_due = s, released, due
-    return best, edf
+    return best
 
 
 @njit(cache=True, inline="always")
@@ -248,6 +253,17 @@ def _record(ch: Chunk, s: int, t: int, written: int, every: int) -> None:
     ch.out[written] = ch.gid[s]
     ch.drawn[s] += 1
     ch.realised[s] += t
+
+
+@njit(cache=True, inline="always")
+def _look_sum(look: NDArray[np.int64], s: int, a: int, b: int, last: int) -> int:
+    """Tokens of source s's draws ``a`` to ``b - 1`` of the chunk (columns past ``last`` repeat it)."""
+    if a >= last:
+        return (b - a) * look[s, last]
+    total = 0
+    for j in range(a, min(b, last)):
+        total += look[s, j]
+    return total + max(b - last, 0) * look[s, last]
 
 
 @njit(cache=True, nogil=True, error_model="numpy")  # every division is guarded: no zero checks
@@ -279,21 +295,35 @@ def mix_samples(c: Curve, ch: Chunk) -> int:
         _batch_bounds(c, float(pos), batch, lo, hi)
         count[:] = 0
         end = float(pos + batch)
-        batch_tok = 0
         for _ in range(batch):
-            s, e = _picks(release, deadline, c.tie, pos + 1.0, end, count, lo, hi)
-            if s != e and (deadline[e] <= pos + 1.0 or not release[s] < pos + 1.0):
-                s = e  # the batch bounds would break the prefix bound: the prefix bound wins
-            t = look[s, min(ch.drawn[s] - start[s], last)]  # the driver sizes look to what a chunk draws
-            _record(ch, s, t, written, every)
+            now = pos + 1.0
+            s = _pick_in_batch(release, deadline, c.tie, now, end, count, lo, hi)
+            # The batch bounds would break the prefix bound (plain EDF picks a source due now, or s is not
+            # released): the prefix bound wins. Plain EDF only matters when some deadline has come or s is
+            # unreleased; otherwise the override cannot fire and EDF is not computed.
+            if not release[s] < now or _min(deadline) <= now:
+                e = _edf_pick(release, deadline, c.tie, now)
+                if s != e and (deadline[e] <= now or not release[s] < now):
+                    s = e
+            if written & (every - 1) == 0:  # chunks start at multiples of every: checkpoint rows align
+                ch.ckpt[written // every] = ch.drawn
+            ch.out[written] = ch.gid[s]
+            ch.drawn[s] += 1
             # Draw j's deadline is draw j + 1's release (same float expression): one inverse per draw.
             release[s] = deadline[s]
             deadline[s] = after[s]
             after[s] = _inverse(c.p[s], c.q[s], c.ramp, c.shape, (ch.drawn[s] + 1) + 1.0 - c.lag0[s], after[s])
             count[s] += 1
-            batch_tok += t
             pos += 1
             written += 1
+        # The batch's tokens, per source: its draws' sizes (the same integers, summed out of the pick loop;
+        # exact in float64, so realised is what adding them one by one gave).
+        batch_tok = 0
+        for s in range(k):
+            j = ch.drawn[s] - start[s]
+            t = _look_sum(look, s, j - count[s], j, last)
+            ch.realised[s] += t
+            batch_tok += t
         ch.batch_tokens[written // batch - 1] = batch_tok
         ch.clock[1] += batch_tok
     ch.clock[0] = pos
