@@ -223,7 +223,8 @@ def _mixed(phase: ResolvedPhase, names: list[str], state: _State, data: dict[str
     gid = np.array([out.names.index(n) for n in names], np.int64)
     limits = np.array([stop[0], stop[1], batch, CHECKPOINT], np.float64)
     priced = [i for i, n in enumerate(names) if data[n].pricing.constant is None]
-    look_columns = int(width.max()) if priced else 1  # constant prices only: one column (the kernels clamp)
+    # Constant prices only, in samples: one column (mix_samples clamps; mix_tokens reads ahead, so not there).
+    look_columns = int(width.max()) if priced or token_unit else 1
     ch = Chunk(np.zeros((k, look_columns), np.int64), gid, np.zeros(k, np.int64), np.zeros(k),
                np.zeros(2), limits, np.zeros(chunk, out.dtype), np.zeros(chunk // batch, np.int64),
                np.zeros((chunk // CHECKPOINT, k), np.int64), np.full(k, np.nan), np.full(k, np.nan))

@@ -33,6 +33,9 @@ CASES = {
          {"name": "ramp", "duration": "90000sp", "unit": "samples", "mix": {"a": 0.05, "b": 0.1, "c": 0.15,
                                                                            "d": 0.3, "e": 0.4},
           "ramp": {"length": "20000sp", "shape": "cosine"}}], sources=FIVE, batch=3), 3),
+    "token units, constant prices, 2 chunks": (spec_text(
+        [{"name": "mix", "duration": "24576sp", "unit": "tokens", "mix": {"a": 0.9, "c": 0.1}}],
+        sources=FIVE, batch=4), 4),
     "tokens stop, batch 1": (spec_text(
         [{"name": "mix", "duration": "9M tok", "unit": "samples", "mix": {"web": 0.6, "img": 0.25, "chat": 0.15}}],
         sources=PRICED, batch=1), 1),
@@ -67,7 +70,8 @@ def test_order_and_fingerprint_identical_for_any_threads_group_and_chunk(tmp_pat
         assert _compiled(tmp_path, "two_threads", text, 2) == reference
     monkeypatch.setattr(compiler, "_threads", lambda: 5)  # groups of 5 chunks on however many threads run
     assert _compiled(tmp_path, "groups_of_five", text, numba.config.NUMBA_NUM_THREADS) == reference
-    assert sum(tried) > 0, "no chunk was mixed from a predicted state: the test exercises nothing"
+    if "token units" not in case:  # token-unit phases are mixed one chunk at a time (nothing predicted)
+        assert sum(tried) > 0, "no chunk was mixed from a predicted state: the test exercises nothing"
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -100,4 +104,5 @@ def test_a_wrong_prediction_is_dropped_and_mixed_again(tmp_path, monkeypatch, ca
     monkeypatch.setattr(_Speculative, "_predict", off_by_one)
     monkeypatch.setattr(_Speculative, "run", counting_run)
     assert _compiled(tmp_path, "wrong", text, numba.config.NUMBA_NUM_THREADS) == reference
-    assert wrong and sum(dropped) >= 1
+    if "token units" not in case:
+        assert wrong and sum(dropped) >= 1
