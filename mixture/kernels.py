@@ -342,7 +342,7 @@ def _token_window(c: Curve, s: int, have: float, t: int) -> tuple[float, float]:
     return at - t, due
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")  # every division is guarded
 def mix_tokens(c: Curve, ch: Chunk) -> int:
     """Token-unit EDF apportionment, per position; the clock moves by each drawn sample's tokens.
 
@@ -357,6 +357,14 @@ def mix_tokens(c: Curve, ch: Chunk) -> int:
     for s in range(k):
         if np.isnan(deadline[s]):  # the phase's first draw
             release[s], deadline[s] = _token_window(c, s, ch.realised[s], ch.look[s, 0])
+    # after[s]: the deadline of the draw after the pending one, computed one draw early with the same
+    # arguments it gets when it is needed (the realised tokens then: these two sizes added in order).
+    cols = ch.look.shape[1]
+    after = np.full(k, np.nan)
+    for s in range(k):
+        if cols > 1:
+            after[s] = _inverse(c.p[s], c.q[s], c.ramp, c.shape,
+                                (ch.realised[s] + ch.look[s, 0]) + ch.look[s, 1] - c.lag0[s], deadline[s])
     pos = int(ch.clock[0])
     clock = ch.clock[1]
     written = 0
@@ -375,7 +383,10 @@ def mix_tokens(c: Curve, ch: Chunk) -> int:
             reached = deadline[s]
             t_next = ch.look[s, j + 1]
             release[s] = reached - t_next
-            deadline[s] = _inverse(c.p[s], c.q[s], c.ramp, c.shape, ch.realised[s] + t_next - c.lag0[s], reached)
+            deadline[s] = after[s]
+            if j + 2 < cols:  # else this chunk cannot take another draw of s (that would raise above)
+                after[s] = _inverse(c.p[s], c.q[s], c.ramp, c.shape,
+                                    (ch.realised[s] + t_next) + ch.look[s, j + 2] - c.lag0[s], after[s])
             batch_tok += t
             clock += t
             pos += 1
