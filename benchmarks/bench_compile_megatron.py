@@ -17,10 +17,15 @@ with ``N0 = N / 32``, so set-up cancels. Rows:
 * ``static samples``: three declared text sources, sample-unit mix 0.5/0.3/0.2: Megatron's own problem.
 * ``static tokens``: the same weights as token shares over samples of varying size (mean 2048, std 600).
 * ``ramp samples`` / ``ramp tokens``: a cosine ramp from (1, 0, 0) to 0.5/0.3/0.2 over the first half.
-* ``kernel``: :func:`mixture.kernels.mix_samples` alone on the static sample-unit mix (no I/O).
+* ``static samples, 1 thread``: the same with ``numba.set_num_threads(1)``; the default row uses every
+  thread numba has (``NUMBA_NUM_THREADS``, the cores), mixing chunks side by side (the order is the same).
+* ``kernel``: :func:`mixture.kernels.mix_samples` alone on the static sample-unit mix (no I/O), one thread.
 
 Every case runs once per round, rounds alternate the cases (A B C ... A B C ...) because the machine is
-shared; medians over rounds, ratios against Megatron's median, and the load average are reported.
+shared; medians over rounds, ratios against Megatron's median, and the load average are reported. Each
+case is timed in wall seconds and in CPU seconds of the process (``time.process_time``: every thread,
+user + system), whose ratios move less with the machine's load; a multi-threaded row costs more CPU than
+its wall time.
 Usage: .venv/bin/python benchmarks/bench_compile_megatron.py [--positions N] [--rounds R]
 Results: a table on stdout and benchmarks/results/compile_megatron.json.
 """
@@ -39,6 +44,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
+import numba
 import numpy as np
 import yaml
 
@@ -92,12 +98,12 @@ def mixture_file(directory: Path, size: int, unit: str, ramp: bool) -> Path:
     return path
 
 
-def compile_seconds(path: Path, out: Path) -> float:
-    """Wall seconds of one in-process compile of ``path``."""
+def compile_seconds(path: Path, out: Path) -> np.ndarray:
+    """(wall, CPU) seconds of one in-process compile of ``path`` (CPU: every thread of the process)."""
     (variant,) = variants(path)
-    start = time.perf_counter()
+    start = np.array([time.perf_counter(), time.process_time()])
     compile_variant(variant, out)
-    seconds = time.perf_counter() - start
+    seconds = np.array([time.perf_counter(), time.process_time()]) - start
     shutil.rmtree(out, ignore_errors=True)
     return seconds
 
@@ -120,24 +126,32 @@ def kernel_case(size: int) -> Callable[[], None]:
     return run
 
 
-def _cases(helper: ModuleType, size: int, work: Path) -> dict[str, Callable[[], float]]:
-    """Each case returns the seconds its ``size - size // 32`` marginal positions took."""
+def _cases(helper: ModuleType, size: int, work: Path) -> dict[str, Callable[[], np.ndarray]]:
+    """Each case returns the (wall, CPU) seconds its ``size - size // 32`` marginal positions took."""
     small = size // 32
 
-    def marginal(unit: str, ramp: bool) -> Callable[[], float]:
+    def marginal(unit: str, ramp: bool, threads: int | None = None) -> Callable[[], float]:
         big, little = mixture_file(work, size, unit, ramp), mixture_file(work, small, unit, ramp)
-        return lambda: compile_seconds(big, work / "o") - compile_seconds(little, work / "o")
 
-    def timed(fn: Callable[[], None]) -> Callable[[], float]:
-        def run() -> float:
-            start = time.perf_counter()
+        def run() -> np.ndarray:
+            numba.set_num_threads(threads or numba.config.NUMBA_NUM_THREADS)
+            try:
+                return compile_seconds(big, work / "o") - compile_seconds(little, work / "o")
+            finally:
+                numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+        return run
+
+    def timed(fn: Callable[[], None]) -> Callable[[], np.ndarray]:
+        def run() -> np.ndarray:
+            start = np.array([time.perf_counter(), time.process_time()])
             fn()
-            return time.perf_counter() - start
+            return np.array([time.perf_counter(), time.process_time()]) - start
         return run
 
     return {"megatron build_blending_indices (C++), static samples":
             timed(lambda: megatron(helper, size - small)),
             "ours compile, static samples": marginal("samples", False),
+            "ours compile, static samples, 1 thread": marginal("samples", False, threads=1),
             "ours compile, static tokens": marginal("tokens", False),
             "ours compile, ramp samples": marginal("samples", True),
             "ours compile, ramp tokens": marginal("tokens", True),
@@ -152,7 +166,7 @@ def run(size: int, rounds: int) -> dict[str, object]:
         cases = _cases(helper, size, work)
         for fn in cases.values():  # warm-up: numba's compiled kernels load, page cache fills
             fn()
-        times: dict[str, list[float]] = {name: [] for name in cases}
+        times: dict[str, list[np.ndarray]] = {name: [] for name in cases}
         loads = []
         for _ in range(rounds):
             for name, fn in cases.items():
@@ -161,13 +175,18 @@ def run(size: int, rounds: int) -> dict[str, object]:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     positions = size - size // 32
-    rows = [{"method": name, "positions": positions, "seconds_median": median(t),
-             "positions_per_s": positions / median(t), "all_seconds": [round(x, 4) for x in t]}
-            for name, t in times.items()]
-    anchor = rows[0]["positions_per_s"]
-    for row in rows:
-        row["vs_megatron"] = row["positions_per_s"] / anchor
-    return {"rows": rows, "loadavg_per_round": loads, "batch": BATCH}
+    rows = []
+    for name, t in times.items():
+        wall, cpu = median([x[0] for x in t]), median([x[1] for x in t])
+        rows.append({"method": name, "positions": positions, "seconds_median": wall,
+                     "positions_per_s": positions / wall, "cpu_seconds_median": cpu,
+                     "positions_per_cpu_s": positions / cpu, "all_seconds": [round(float(x[0]), 4) for x in t],
+                     "all_cpu_seconds": [round(float(x[1]), 4) for x in t]})
+    for key, ratio in (("positions_per_s", "vs_megatron"), ("positions_per_cpu_s", "vs_megatron_cpu")):
+        anchor = rows[0][key]
+        for row in rows:
+            row[ratio] = row[key] / anchor
+    return {"rows": rows, "loadavg_per_round": loads, "batch": BATCH, "threads": numba.config.NUMBA_NUM_THREADS}
 
 
 def main() -> None:
@@ -176,8 +195,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     result = run(args.positions, args.rounds)
-    print(table(result["rows"], ["method", "positions", "seconds_median", "positions_per_s", "vs_megatron"]))
-    print("load average per round:", result["loadavg_per_round"])
+    print(table(result["rows"], ["method", "positions", "seconds_median", "positions_per_s", "vs_megatron",
+                                 "cpu_seconds_median", "vs_megatron_cpu"]))
+    print("load average per round:", result["loadavg_per_round"], "threads:", result["threads"])
     print("written", write_json("compile_megatron", result))
 
 

@@ -17,18 +17,21 @@ import math
 import os
 import shutil
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import BinaryIO
 
+import numba
 import numpy as np
 from numpy.typing import NDArray
 
 from mixture import __version__
 from mixture import schedule_files as files
 from mixture.errors import MixtureError
-from mixture.kernels import COSINE, LINEAR, Chunk, Curve, _integral, mix_samples, mix_tokens
+from mixture.kernels import (COSINE, LINEAR, Chunk, Curve, _integral, mix_samples, mix_samples_chunks, mix_tokens,
+                             sample_state)
 from mixture.lr import lr_per_step
 from mixture.permute import derive_key, permute
 from mixture.resolve import Resolved, ResolvedPhase, epochs_to_positions
@@ -69,6 +72,9 @@ class _MixedResult:
 
 @dataclass
 class _Out:
+    """What the phases append to. ``order.bin`` bytes are written and hashed by one background thread, in
+    the order they are emitted, while the next chunk is mixed (the kernels release the GIL)."""
+
     names: list[str]
     order: BinaryIO
     dtype: np.dtype
@@ -76,6 +82,27 @@ class _Out:
     checkpoints: list[NDArray[np.int64]] = field(default_factory=list)
     batch_tokens: list[NDArray[np.int64]] = field(default_factory=list)
     digest: object = field(default_factory=hashlib.sha256)
+    writer: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1, "order-writer"))
+    pending: list[Future[None]] = field(default_factory=list)
+
+    def emit(self, raw: bytes) -> None:
+        """Append ``raw`` to order.bin and its hash (in the background; at most two chunks queued)."""
+        while len(self.pending) >= 2:
+            self.pending.pop(0).result()
+        self.pending.append(self.writer.submit(self._write, raw))
+
+    def _write(self, raw: bytes) -> None:
+        self.order.write(raw)
+        self.digest.update(raw)
+
+    def finish(self) -> None:
+        """Wait for every emitted byte (re-raising a write error) and stop the writer thread."""
+        try:
+            for future in self.pending:
+                future.result()
+        finally:
+            self.pending.clear()
+            self.writer.shutdown(wait=True)
 
 
 def _ceil_batch(n: int, batch: int) -> int:
@@ -198,16 +225,23 @@ def _mixed(phase: ResolvedPhase, names: list[str], state: _State, data: dict[str
     width = _look_width(curve, token_unit, chunk)
     gid = np.array([out.names.index(n) for n in names], np.int64)
     limits = np.array([stop[0], stop[1], batch, CHECKPOINT], np.float64)
-    ch = Chunk(np.zeros((k, int(width.max())), np.int64), gid, np.zeros(k, np.int64), np.zeros(k),
+    priced = [i for i, n in enumerate(names) if data[n].pricing.constant is None]
+    # Constant prices only, in samples: one column (mix_samples clamps; mix_tokens reads ahead, so not there).
+    look_columns = int(width.max()) if priced or token_unit else 1
+    ch = Chunk(np.zeros((k, look_columns), np.int64), gid, np.zeros(k, np.int64), np.zeros(k),
                np.zeros(2), limits, np.zeros(chunk, out.dtype), np.zeros(chunk // batch, np.int64),
                np.zeros((chunk // CHECKPOINT, k), np.int64), np.full(k, np.nan), np.full(k, np.nan))
     start_cursor = np.array([state.cursors.get(n, 0) for n in names], dtype=np.int64)
     ckpt_offset = sum(len(c) for c in out.checkpoints)
     order_offset = out.order_len
-    priced = [i for i, n in enumerate(names) if data[n].pricing.constant is None]
     for i, n in enumerate(names):  # every draw of a constant-priced source costs the same: fill once
         if i not in priced:
             ch.look[i, : width[i]] = data[n].pricing.constant
+    group = _threads() if not token_unit else 1
+    if group > 1 and not 0 <= stop[0] <= chunk:  # a phase of one chunk or less has nothing to share
+        speculative = _Speculative(curve, ch, width, chunk, group, lookahead, priced, start_cursor)
+        speculative.run(lambda c, written: _store_chunk(out, c, written, batch, start_cursor), progress)
+        return _close_mixed(phase, names, state, curve, ch, (order_offset, ckpt_offset))
     while True:
         for i in priced:
             ch.look[i, : width[i]] = lookahead[i].get(int(start_cursor[i] + ch.drawn[i]), int(width[i]))
@@ -225,14 +259,128 @@ def _mixed(phase: ResolvedPhase, names: list[str], state: _State, data: dict[str
     return _close_mixed(phase, names, state, curve, ch, (order_offset, ckpt_offset))
 
 
+def _threads() -> int:
+    """Chunks a sample-unit mixed phase mixes side by side: numba's thread count (``NUMBA_NUM_THREADS``,
+    ``numba.set_num_threads``). The order does not depend on it."""
+    return int(numba.get_num_threads())
+
+
+class _Speculative:
+    """Mixes a sample-unit phase ``group`` chunks at a time, on every thread, identical to one at a time.
+
+    The first chunk of a group starts from the true state. Each later one starts from a *predicted*
+    state: the draws per source at its first position, guessed from the targets (floor of each, the
+    remaining ceilings to the earliest next deadlines as the kernel computes them, ties to the tie rank;
+    right at 92% of 400 random chunk boundaries),
+    and the release, deadline and tokens those draws imply. After the group, a chunk is kept only if
+    its start state equals, bit for bit, the state the chunk before it ended in; from the first that does
+    not, the rest are dropped and mixed again from the true state. A chunk is a pure function of its
+    start state, so the order is the same for any thread count. Only chunks that start past the ramp
+    are predicted (inside a ramp the deadlines carry the Newton iteration's last bits).
+    """
+
+    def __init__(self, curve: Curve, ch: Chunk, width: NDArray[np.int64], chunk: int, group: int,
+                 lookahead: list[_Lookahead], priced: list[int], start_cursor: NDArray[np.int64]) -> None:
+        self.curve, self.ch, self.width, self.chunk, self.group = curve, ch, width, chunk, group
+        self.lookahead, self.priced, self.start_cursor = lookahead, priced, start_cursor
+        k = len(curve.q)
+        self.const = ch.look[:, 0].copy()  # tokens per draw of the constant-priced sources
+        self.look = np.zeros((group,) + ch.look.shape, np.int64)
+        for s in range(k):
+            if s not in priced:
+                self.look[:, s, : width[s]] = self.const[s]
+        self.drawn, self.realised = np.zeros((group, k), np.int64), np.zeros((group, k))
+        self.clock = np.zeros((group, 2))
+        self.release, self.deadline = np.zeros((group, k)), np.zeros((group, k))
+        self.out = np.zeros((group, chunk), ch.out.dtype)
+        self.batch_tokens = np.zeros((group,) + ch.batch_tokens.shape, np.int64)
+        self.ckpt = np.zeros((group,) + ch.ckpt.shape, np.int64)
+        self.written = np.zeros(group, np.int64)
+        self.mispredicted = 0
+
+    def _state(self, i: int) -> tuple[NDArray, ...]:
+        return self.drawn[i], self.realised[i], self.clock[i], self.release[i], self.deadline[i]
+
+    def _fill_look(self, i: int) -> None:
+        for s in self.priced:
+            w = int(self.width[s])
+            self.look[i, s, :w] = self.lookahead[s].get(int(self.start_cursor[s] + self.drawn[i, s]), w)
+
+    def _predict(self, i: int) -> bool:
+        """Set slot ``i``'s start state from slot ``i - 1``'s start, one chunk later; False if implausible."""
+        c, before = self.curve, self.drawn[i - 1]
+        at = float(self.clock[i - 1, 0] + self.chunk)
+        if c.ramp > 0.0 and at < c.ramp:
+            return False
+        target = c.lag0 + np.array([_integral(c.p[s], c.q[s], c.ramp, c.shape, at) for s in range(len(c.q))])
+        drawn = np.floor(target).astype(np.int64)
+        ceilings = int(at) - int(drawn.sum())
+        release, due = np.zeros(len(drawn)), np.zeros(len(drawn))
+        sample_state(c, drawn, release, due)  # the next draws' deadlines, as the kernel computes them
+        drawn[np.lexsort((c.tie, due))[:max(ceilings, 0)]] += 1
+        step = drawn - before
+        if not 0 <= ceilings <= len(drawn) or np.any(step < 0) or np.any(step > self.width):
+            return False
+        self.drawn[i] = drawn
+        self.realised[i] = self.realised[i - 1] + np.array(
+            [self.look[i - 1, s, : step[s]].sum() if s in self.priced else step[s] * self.const[s]
+             for s in range(len(drawn))], np.float64)
+        self.clock[i] = at, self.realised[i].sum()
+        sample_state(c, self.drawn[i], self.release[i], self.deadline[i])
+        return True
+
+    def run(self, store: Callable[[Chunk, int], None], progress: Progress | None) -> None:
+        """Mix the phase to its stop; ``store`` each chunk in order; leave the end state in ``ch``."""
+        ch, true_state = self.ch, (self.ch.drawn, self.ch.realised, self.ch.clock, self.ch.release,
+                                   self.ch.deadline)
+        while True:
+            for row, value in zip(self._state(0), true_state):
+                row[:] = value
+            self._fill_look(0)
+            n = 1
+            while n < self.group and (ch.limits[0] < 0 or self.clock[n - 1, 0] + self.chunk < ch.limits[0]):
+                if not self._predict(n):
+                    break
+                self._fill_look(n)
+                n += 1
+            starts = [tuple(a.copy() for a in self._state(i)) for i in range(n)]
+            mix_samples_chunks(self.curve, self.look[:n], ch.gid, self.drawn[:n], self.realised[:n],
+                               self.clock[:n], ch.limits, self.out[:n], self.batch_tokens[:n], self.ckpt[:n],
+                               self.release[:n], self.deadline[:n], self.written[:n])
+            done = False
+            for i in range(n):
+                if i and not all(_same_bits(a, b) for a, b in zip(starts[i], true_state)):
+                    self.mispredicted += 1
+                    break
+                if np.any(self.drawn[i] - starts[i][0] > self.width):
+                    raise RuntimeError("a chunk drew more than its token lookahead holds")
+                written = int(self.written[i])
+                true_state = self._state(i)
+                done = written < self.chunk
+                if written:
+                    store(Chunk(self.look[i], ch.gid, *true_state[:3], ch.limits, self.out[i],
+                                self.batch_tokens[i], self.ckpt[i], *true_state[3:]), written)
+                    if progress:
+                        progress(written)
+                if done:
+                    break
+            for row, value in zip((ch.drawn, ch.realised, ch.clock, ch.release, ch.deadline), true_state):
+                row[:] = value
+            if done:
+                return
+            true_state = (ch.drawn, ch.realised, ch.clock, ch.release, ch.deadline)
+
+
+def _same_bits(a: NDArray, b: NDArray) -> bool:
+    return a.shape == b.shape and a.tobytes() == b.tobytes()
+
+
 def _store_chunk(out: _Out, ch: Chunk, written: int, batch: int, start_cursor: NDArray[np.int64]) -> None:
     """Append a chunk's order, checkpoints (absolute draws per source) and batch tokens to ``out``."""
     full = np.zeros((-(-written // CHECKPOINT), len(out.names)), np.int64)
     full[:, ch.gid] = ch.ckpt[: len(full)] + start_cursor
     out.checkpoints.append(full)
-    raw = ch.out[:written].tobytes()
-    out.order.write(raw)
-    out.digest.update(raw)
+    out.emit(ch.out[:written].tobytes())  # a copy: the kernel refills ch.out while it is written
     out.order_len += written
     base = out.batch_tokens[-1][-1] if out.batch_tokens else 0
     out.batch_tokens.append(np.cumsum(ch.batch_tokens[: written // batch]) + base)
@@ -362,8 +510,11 @@ def compile_schedule(resolved: Resolved, data: dict[str, SourceData], out_dir: s
     records: list[PhaseRecord] = []
     with open(tmp / files.ORDER, "wb") as order:
         out = _Out(names, order, np.dtype(dtype))
-        for phase in resolved.phases:
-            records.append(_compile_phase(phase, state, data, out, progress))
+        try:
+            for phase in resolved.phases:
+                records.append(_compile_phase(phase, state, data, out, progress))
+        finally:
+            out.finish()
     batch_tokens = np.concatenate([np.zeros(1, np.int64)] + out.batch_tokens)
     try:
         _check_caps(records, data)

@@ -35,7 +35,7 @@ import math
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 from numpy.typing import NDArray
 
 LINEAR, COSINE = 0, 1
@@ -209,6 +209,14 @@ def _batch_bounds(c: Curve, ua: float, batch: int, lo: NDArray[np.int64], hi: ND
 
 
 @njit(cache=True, inline="always")
+def _min(x: NDArray[np.float64]) -> float:
+    m = x[0]
+    for i in range(1, x.shape[0]):
+        m = min(m, x[i])
+    return m
+
+
+@njit(cache=True, inline="always")
 def _pick_in_batch(release: NDArray[np.float64], deadline: NDArray[np.float64], tie: NDArray[np.int64],
                    now: float, end: float, count: NDArray[np.int64], lo: NDArray[np.int64],
                    hi: NDArray[np.int64]) -> int:
@@ -247,7 +255,18 @@ def _record(ch: Chunk, s: int, t: int, written: int, every: int) -> None:
     ch.realised[s] += t
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
+def _look_sum(look: NDArray[np.int64], s: int, a: int, b: int, last: int) -> int:
+    """Tokens of source s's draws ``a`` to ``b - 1`` of the chunk (columns past ``last`` repeat it)."""
+    if a >= last:
+        return (b - a) * look[s, last]
+    total = 0
+    for j in range(a, min(b, last)):
+        total += look[s, j]
+    return total + max(b - last, 0) * look[s, last]
+
+
+@njit(cache=True, nogil=True, error_model="numpy")  # every division is guarded: no zero checks
 def mix_samples(c: Curve, ch: Chunk) -> int:
     """Sample-unit EDF apportionment, per global batch: floor/ceil counts with carried lag, then EDF.
 
@@ -261,6 +280,11 @@ def mix_samples(c: Curve, ch: Chunk) -> int:
     for s in range(k):
         if np.isnan(deadline[s]):  # the phase's first draw
             release[s], deadline[s] = _sample_window(c, s, ch.drawn[s] + 1.0)
+    # after[s]: the deadline source s's next draw after the pending one will get, computed one draw early
+    # (same arguments as when it is needed) so the division or Newton iteration is off the critical path.
+    after = np.empty(k)
+    for s in range(k):
+        after[s] = _inverse(c.p[s], c.q[s], c.ramp, c.shape, (ch.drawn[s] + 1) + 1.0 - c.lag0[s], deadline[s])
     lo, hi, count = np.zeros(k, np.int64), np.zeros(k, np.int64), np.zeros(k, np.int64)
     look, last = ch.look, ch.look.shape[1] - 1
     pos = int(ch.clock[0])
@@ -271,21 +295,35 @@ def mix_samples(c: Curve, ch: Chunk) -> int:
         _batch_bounds(c, float(pos), batch, lo, hi)
         count[:] = 0
         end = float(pos + batch)
-        batch_tok = 0
         for _ in range(batch):
-            s = _pick_in_batch(release, deadline, c.tie, pos + 1.0, end, count, lo, hi)
-            e = _edf_pick(release, deadline, c.tie, pos + 1.0)
-            if s != e and (deadline[e] <= pos + 1.0 or not release[s] < pos + 1.0):
-                s = e  # the batch bounds would break the prefix bound: the prefix bound wins
-            t = look[s, min(ch.drawn[s] - start[s], last)]  # the driver sizes look to what a chunk draws
-            _record(ch, s, t, written, every)
+            now = pos + 1.0
+            s = _pick_in_batch(release, deadline, c.tie, now, end, count, lo, hi)
+            # The batch bounds would break the prefix bound (plain EDF picks a source due now, or s is not
+            # released): the prefix bound wins. Plain EDF only matters when some deadline has come or s is
+            # unreleased; otherwise the override cannot fire and EDF is not computed.
+            if not release[s] < now or _min(deadline) <= now:
+                e = _edf_pick(release, deadline, c.tie, now)
+                if s != e and (deadline[e] <= now or not release[s] < now):
+                    s = e
+            if written & (every - 1) == 0:  # chunks start at multiples of every: checkpoint rows align
+                ch.ckpt[written // every] = ch.drawn
+            ch.out[written] = ch.gid[s]
+            ch.drawn[s] += 1
             # Draw j's deadline is draw j + 1's release (same float expression): one inverse per draw.
             release[s] = deadline[s]
-            deadline[s] = _inverse(c.p[s], c.q[s], c.ramp, c.shape, ch.drawn[s] + 1.0 - c.lag0[s], release[s])
+            deadline[s] = after[s]
+            after[s] = _inverse(c.p[s], c.q[s], c.ramp, c.shape, (ch.drawn[s] + 1) + 1.0 - c.lag0[s], after[s])
             count[s] += 1
-            batch_tok += t
             pos += 1
             written += 1
+        # The batch's tokens, per source: its draws' sizes (the same integers, summed out of the pick loop;
+        # exact in float64, so realised is what adding them one by one gave).
+        batch_tok = 0
+        for s in range(k):
+            j = ch.drawn[s] - start[s]
+            t = _look_sum(look, s, j - count[s], j, last)
+            ch.realised[s] += t
+            batch_tok += t
         ch.batch_tokens[written // batch - 1] = batch_tok
         ch.clock[1] += batch_tok
     ch.clock[0] = pos
@@ -304,7 +342,7 @@ def _token_window(c: Curve, s: int, have: float, t: int) -> tuple[float, float]:
     return at - t, due
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True, error_model="numpy")  # every division is guarded
 def mix_tokens(c: Curve, ch: Chunk) -> int:
     """Token-unit EDF apportionment, per position; the clock moves by each drawn sample's tokens.
 
@@ -319,6 +357,14 @@ def mix_tokens(c: Curve, ch: Chunk) -> int:
     for s in range(k):
         if np.isnan(deadline[s]):  # the phase's first draw
             release[s], deadline[s] = _token_window(c, s, ch.realised[s], ch.look[s, 0])
+    # after[s]: the deadline of the draw after the pending one, computed one draw early with the same
+    # arguments it gets when it is needed (the realised tokens then: these two sizes added in order).
+    cols = ch.look.shape[1]
+    after = np.full(k, np.nan)
+    for s in range(k):
+        if cols > 1:
+            after[s] = _inverse(c.p[s], c.q[s], c.ramp, c.shape,
+                                (ch.realised[s] + ch.look[s, 0]) + ch.look[s, 1] - c.lag0[s], deadline[s])
     pos = int(ch.clock[0])
     clock = ch.clock[1]
     written = 0
@@ -337,7 +383,10 @@ def mix_tokens(c: Curve, ch: Chunk) -> int:
             reached = deadline[s]
             t_next = ch.look[s, j + 1]
             release[s] = reached - t_next
-            deadline[s] = _inverse(c.p[s], c.q[s], c.ramp, c.shape, ch.realised[s] + t_next - c.lag0[s], reached)
+            deadline[s] = after[s]
+            if j + 2 < cols:  # else this chunk cannot take another draw of s (that would raise above)
+                after[s] = _inverse(c.p[s], c.q[s], c.ramp, c.shape,
+                                    (ch.realised[s] + t_next) + ch.look[s, j + 2] - c.lag0[s], after[s])
             batch_tok += t
             clock += t
             pos += 1
@@ -346,3 +395,26 @@ def mix_tokens(c: Curve, ch: Chunk) -> int:
     ch.clock[0] = pos
     ch.clock[1] = clock
     return written
+
+
+@njit(cache=True)
+def sample_state(c: Curve, drawn: NDArray[np.int64], release: NDArray[np.float64],
+                 deadline: NDArray[np.float64]) -> None:
+    """The (release, deadline) :func:`mix_samples` holds once each source has ``drawn`` draws, written in
+    place (past a ramp they depend on ``drawn`` alone; inside one, only up to the last bits)."""
+    for s in range(drawn.shape[0]):
+        release[s], deadline[s] = _sample_window(c, s, drawn[s] + 1.0)
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def mix_samples_chunks(c: Curve, look: NDArray[np.int64], gid: NDArray[np.int64], drawn: NDArray[np.int64],
+                       realised: NDArray[np.float64], clock: NDArray[np.float64], limits: NDArray[np.float64],
+                       out: NDArray[np.uint8], batch_tokens: NDArray[np.int64], ckpt: NDArray[np.int64],
+                       release: NDArray[np.float64], deadline: NDArray[np.float64],
+                       written: NDArray[np.int64]) -> None:
+    """:func:`mix_samples` over independent chunks on every thread, row ``i`` of each array being chunk
+    ``i``'s :class:`Chunk` (``gid`` and ``limits`` shared). Each chunk is a pure function of its own rows,
+    so the result is the same for any number of threads."""
+    for i in prange(out.shape[0]):
+        written[i] = mix_samples(c, Chunk(look[i], gid, drawn[i], realised[i], clock[i], limits, out[i],
+                                          batch_tokens[i], ckpt[i], release[i], deadline[i]))
