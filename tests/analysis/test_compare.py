@@ -14,7 +14,7 @@ from tests.analysis.fixtures import assert_self_contained
 
 
 def _run(root: Path, name: str, values: dict[str, Any], scores: dict[str, float] | None, status: str = "done",
-         in_manifest: bool = False) -> Path:
+         in_manifest: bool = False, baselines: dict[str, Any] | None = None) -> Path:
     out = root / name
     out.mkdir(parents=True)
     info: dict[str, Any] = {"name": name, "schedule": str(out / "schedule"), "schedule_fingerprint": "f" * 32,
@@ -28,7 +28,8 @@ def _run(root: Path, name: str, values: dict[str, Any], scores: dict[str, float]
     evals = [{"batch": b, "eval/vqa/accuracy": 0.2 + b / 100, "eval/vqa/num_questions": 10} for b in (10, 20, 40)]
     (out / "metrics.jsonl").write_text("".join(json.dumps(e) + "\n" for e in evals))
     if scores is not None:
-        (out / "results.json").write_text(json.dumps({"batch": 40, "eval": scores}))
+        (out / "results.json").write_text(json.dumps({"batch": 40, "eval": scores,
+                                                       **({"baselines": baselines} if baselines else {})}))
     return out
 
 
@@ -97,3 +98,24 @@ def test_zip_companions_follow_their_axis(tmp_path: Path) -> None:
     assert {p.name for p in paths["figures"].iterdir()} == {"compare_intro.png", "compare_eval_curves.png"}
     assert [companion_of(data["runs"], a, data["axes"]) for a in data["axes"]] == [None, "intro", "intro"]
     assert "warmup, peak change with it" in paths["html"].read_text()
+
+
+def test_baselines_from_results_are_drawn_and_tabled(tmp_path: Path) -> None:
+    prior = {"value": 0.31, "se": 0.02, "name": "answer prior", "what": "each kind's most common answer"}
+    uniform = {"value": 8.318, "se": 0.0, "name": "uniform guess", "what": "ln(4,096)"}
+    runs = [_run(tmp_path, f"i{p}_s{seed}", {"intro": f"{p}% of text_plan", "seed": seed}, _scores(p, 0.1),
+                 baselines={"eval/vqa/accuracy": prior, "eval/loss/web": uniform} if p else None)
+            for p in (0, 40, 80) for seed in (1, 2)]  # the intro 0 runs: results.json from before baselines
+    data, paths = compare([str(r) for r in runs], tmp_path / "out", figures=True)
+    assert data["baselines"] == {"eval/vqa/accuracy": prior, "eval/loss/web": uniform}
+    last = data["table"][-1]
+    assert last["run"] == "baseline" and last["eval/vqa/accuracy"] == "0.310 ± 0.020 (answer prior)"
+    assert last["eval/loss/web"] == "8.318 (uniform guess)" and last["eval/text/hellaswag"] == ""
+    html = paths["html"].read_text()
+    assert "Dashed grey lines: the answer prior (each kind&#x27;s most common answer)" in html or \
+        "Dashed grey lines: the answer prior (each kind's most common answer)" in html
+    assert json.loads(paths["json"].read_text())["baselines"]["eval/loss/web"]["value"] == 8.318
+    other = _run(tmp_path, "odd", {"intro": "20% of text_plan", "seed": 1}, _scores(20, 0.1),
+                 baselines={"eval/vqa/accuracy": {**prior, "value": 0.5}})
+    data, _ = compare([str(r) for r in runs] + [str(other)], tmp_path / "out2")
+    assert any("recorded different baselines (0.31 and 0.5)" in n for n in data["notes"])

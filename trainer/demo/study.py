@@ -22,7 +22,6 @@ so an interrupted demo continues from its newest checkpoint. The base run config
 from __future__ import annotations
 
 import json
-import math
 import os
 import resource
 import time
@@ -99,9 +98,10 @@ def run_demo(out_dir: str | Path = DEFAULT_OUT, *, scale: float = 1.0, questions
     report = _report(out, sweeps[0][1])
     lap("report")  # summary.json and the figure (a second) are written after the timings are known
     timings["total"] = time.monotonic() - start
+    from trainer.baselines import uniform_loss
     from trainer.demo.summary import DemoResult, write_outputs
 
-    result = DemoResult(out, report, variants, _prior(data, num_questions), math.log(data.vocab_size),
+    result = DemoResult(out, report, variants, _prior(data, num_questions), uniform_loss(data.vocab_size),
                         [s for s, _ in sweeps], num_questions, timings, _cpu_seconds() - cpu_start,
                         _scope(out / f"run-seed-{FIRST_SEED}.yaml", data))
     write_outputs(result)
