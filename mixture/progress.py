@@ -112,9 +112,11 @@ class Task:
         return ", ".join(p.strip() for p in parts if p)
 
     def done(self) -> None:
-        """Print the final plain line (terminal bars stay on screen by themselves)."""
+        """Print the final plain line (terminal bars stay on screen by themselves): ``- done``, or
+        ``- stopped`` short of a known total (an interrupted run)."""
         if self.board.plain:
-            self.board.line(self.summary() + " - done")
+            short = self.total is not None and self.completed < self.total
+            self.board.line(self.summary() + (" - stopped" if short else " - done"))
 
 
 class Board:
@@ -157,6 +159,7 @@ class Board:
         self.stream.flush()
 
     def __enter__(self) -> Board:
+        end_starting()  # a command's first progress display replaces its start-up spinner
         if self._rich is not None:
             self._rich.start()
         return self
@@ -212,6 +215,23 @@ def busy(label: str, **board: Any) -> Iterator[Board]:
                 shown._rich.update(rich_id, total=1, completed=1)
         if shown.plain:
             shown.line(f"{label}: done in {duration(shown.clock() - start)}")
+
+
+_STARTING: list[Callable[[], None]] = []
+
+
+def starting(label: str, **board: Any) -> None:
+    """Show that a command is starting (imports, building) as :func:`busy` does, until the next progress
+    board opens (the first training batch's) or :func:`end_starting` is called, whichever comes first."""
+    shown = busy(label, **board)
+    shown.__enter__()
+    _STARTING.append(lambda: shown.__exit__(None, None, None))
+
+
+def end_starting() -> None:
+    """End the start-up display of :func:`starting`, if one is shown."""
+    while _STARTING:
+        _STARTING.pop()()
 
 
 @contextmanager

@@ -98,7 +98,7 @@ def test_plain_progress_lines_have_time_rate_and_eta() -> None:
     lines = out.getvalue().splitlines()
     assert all(LINE.match(line) for line in lines) and len(lines) == 6  # every 10 s of 50, and the end
     assert lines[0].endswith("train: 20/400 batches (5.0%), 2 batches/s, ETA 3m10s, loss 3.81")
-    assert lines[-1].endswith("train: 100/400 batches (25.0%), 2 batches/s, ETA 2m30s, loss 3.01 - done")
+    assert lines[-1].endswith("train: 100/400 batches (25.0%), 2 batches/s, ETA 2m30s, loss 3.01 - stopped")
 
 
 def test_quiet_and_terminal_progress() -> None:
@@ -184,3 +184,16 @@ def test_sweep_lines_count_runs() -> None:
     assert lines[1].endswith("sweep: 1/3 runs (33.3%), train b")
     assert lines[2].endswith("sweep: 2/3 runs (66.7%), 0.0167 runs/s, ETA 1m00s")  # one run in 60 s
     assert lines[-1].endswith("sweep: 2/3 runs (66.7%), 0.0111 runs/s, ETA 1m30s, train c - done")
+
+
+def test_a_start_up_display_ends_when_the_first_board_opens() -> None:
+    from mixture.progress import end_starting, starting
+
+    out = io.StringIO()
+    starting("train x: starting", stream=out, quiet=False, interval=60)
+    with Board(stream=out, quiet=False, interval=0) as board:
+        board.task("train x", 2, "batches").advance(2)
+    end_starting()  # nothing left to end
+    lines = [line[20:] for line in out.getvalue().splitlines()]
+    assert lines[0] == "train x: starting: started" and re.fullmatch(r"train x: starting: done in \d+s", lines[1])
+    assert lines[2].startswith("train x: 2/2 batches (100.0%)") and lines[-1].endswith(" - done")
