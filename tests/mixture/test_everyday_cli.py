@@ -183,7 +183,7 @@ def test_sweep_lines_count_runs() -> None:
     lines = out.getvalue().splitlines()
     assert lines[1].endswith("sweep: 1/3 runs (33.3%), train b")
     assert lines[2].endswith("sweep: 2/3 runs (66.7%), 0.0167 runs/s, ETA 1m00s")  # one run in 60 s
-    assert lines[-1].endswith("sweep: 2/3 runs (66.7%), 0.0111 runs/s, ETA 1m30s, train c - done")
+    assert lines[-1].endswith("sweep: 2/3 runs (66.7%), 0.0111 runs/s, ETA 1m30s, train c - stopped")  # c never finished
 
 
 def test_a_start_up_display_ends_when_the_first_board_opens() -> None:
