@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from analysis.html import Page, write_report
 from analysis.plots import colors, count_axis, grid
 from analysis.runs import Run, load_run
 from mixture.errors import MixtureError
+from mixture.run_dir import Baseline
 
 VISION, TEXT_MEAN = "eval/vqa/accuracy", "eval/text/mean"
 BENCHMARKS = "benchmarks.json"  # written into each run directory by `mixture eval SWEEP_DIR`
@@ -77,8 +79,12 @@ def _scores(run: Run) -> dict[str, float]:
     return scores
 
 
-def compare(run_dirs: list[str], out_dir: str | Path, figures: bool = False) -> tuple[dict[str, Any], dict[str, Path]]:
+def compare(run_dirs: list[str], out_dir: str | Path, figures: bool = False,
+            baselines: dict[str, Baseline] | None = None) -> tuple[dict[str, Any], dict[str, Path]]:
     """Write the comparison report of several runs (a sweep) into ``out_dir``.
+
+    ``baselines`` (by score name) replace those the runs recorded in ``results.json`` (the demo gives the
+    answer prior of its fine-tuning conversations).
 
     Returns:
         The report's data (``runs``, ``axes``, ``scores``, ``table``, ``notes``) and the paths written.
@@ -101,11 +107,13 @@ def compare(run_dirs: list[str], out_dir: str | Path, figures: bool = False) -> 
     order = sorted(range(len(runs)), key=lambda i: ([axis_key(values[i].get(a)) for a in axes], runs[i].name))
     table = [{"run": runs[i].name, **{a: axis_label(values[i].get(a, "")) for a in axes},
               "status": runs[i].info.status, "batches": runs[i].info.last_batch,
-              **{k: _cell(scores[i], k) for k in keys if not k.endswith("/se")}} for i in order]
-    found, baseline_notes = baselines(runs)
+              **{k: _cell(scores[i], k, standard_error(counts[i], k)) for k in keys if not k.endswith("/se")}}
+             for i in order]
+    found, baseline_notes = recorded_baselines(runs)
+    found.update({k: asdict(b) for k, b in (baselines or {}).items()})
     if found:
         table.append({"run": "baseline", **{a: "" for a in axes}, "status": "", "batches": "",
-                      **{k: _baseline_cell(found.get(k)) for k in keys if not k.endswith("/se")}})
+                      **{k: baseline_cell(found.get(k)) for k in keys if not k.endswith("/se")}})
     data = {"kind": "compare", "axes": axes, "scores": keys, "table": table, "notes": notes + baseline_notes,
             "baselines": found,
             "runs": [{"name": runs[i].name, "path": str(runs[i].path), "values": values[i], "scores": scores[i],
@@ -114,7 +122,7 @@ def compare(run_dirs: list[str], out_dir: str | Path, figures: bool = False) -> 
     return data, write_report(out_dir, _page(data), data, figures)
 
 
-def baselines(runs: list[Run]) -> tuple[dict[str, dict[str, Any]], list[str]]:
+def recorded_baselines(runs: list[Run]) -> tuple[dict[str, dict[str, Any]], list[str]]:
     """The baseline of each score (``results.json``'s ``baselines``: the answer prior, the uniform guess) and
     notes: a score whose runs recorded different baselines (other evaluation files) keeps the first run's."""
     found: dict[str, dict[str, Any]] = {}
@@ -129,12 +137,17 @@ def baselines(runs: list[Run]) -> tuple[dict[str, dict[str, Any]], list[str]]:
     return found, notes
 
 
-def _baseline_cell(base: dict[str, Any] | None) -> str:
+def baseline_cell(base: dict[str, Any] | None) -> str:
     """``0.312 ± 0.013 (answer prior)`` or ``8.318 (uniform guess)``; empty without a baseline."""
     if base is None:
         return ""
     se = f" ± {base['se']:.3f}" if base["se"] else ""
     return f"{base['value']:.3f}{se} ({base['name']})"
+
+
+def _band(base: dict[str, Any] | None) -> list[float]:
+    """The top of a baseline's band (value + SE), for the axis scale to hold it; nothing without one."""
+    return [base["value"] + base["se"]] if base else []
 
 
 def draw_baseline(ax: Any, base: dict[str, Any] | None) -> None:  # noqa: ANN401 - a matplotlib axis
@@ -148,9 +161,11 @@ def draw_baseline(ax: Any, base: dict[str, Any] | None) -> None:  # noqa: ANN401
                    zorder=0)
 
 
-def _cell(scores: dict[str, float], key: str) -> float | str | None:
-    """A table cell: the score, with its standard error where there is one (``0.512 ± 0.010``)."""
-    value, se = scores.get(key), scores.get(f"{key}/se")
+def _cell(scores: dict[str, float], key: str, se: float | None = None) -> float | str | None:
+    """A table cell: the score, with its standard error where there is one (``0.512 ± 0.010``): a
+    benchmark's own (``KEY/se``), else ``se`` (an accuracy's over its questions)."""
+    value = scores.get(key)
+    se = scores.get(f"{key}/se", se)
     return value if value is None or se is None else f"{value:.3f} ± {se:.3f}"
 
 
@@ -253,7 +268,7 @@ def _axis_figure(page: Page, data: dict[str, Any], axis: str) -> None:
         base = data.get("baselines", {}).get(key)
         draw_baseline(ax, base)
         if key.endswith("/accuracy"):
-            accuracy_scale(ax, [r["scores"].get(key, 0.0) for r in data["runs"]] + ([base["value"]] if base else []))
+            accuracy_scale(ax, [r["scores"].get(key, 0.0) for r in data["runs"]] + _band(base))
         ax.set_xticks(list(position.values()), [label.split(" of ")[0] for label in position], fontsize=8,
                       rotation=30 if len(position) > 6 else 0)
         ax.set_title(key, fontsize=10)
@@ -368,7 +383,7 @@ def _curve_figure(page: Page, data: dict[str, Any]) -> None:
     draw_baseline(ax, base)
     count_axis(ax, "batch")
     ax.set_ylabel(VISION)
-    accuracy_scale(ax, [v for r in runs for v in r["eval_curve"][VISION]] + ([base["value"]] if base else []))
+    accuracy_scale(ax, [v for r in runs for v in r["eval_curve"][VISION]] + _band(base))
     ax.legend(frameon=False, fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
     page.heading("Vision score during training")
     page.text(f"{VISION} at every evaluation the runs logged.")

@@ -3,8 +3,10 @@
 - **Answer prior**: the VQA accuracy of answering every question with its kind's most common answer,
   without looking at the image. The kind of an evaluation question is its row's ``kind`` (one kind for a
   file without it). Where the answers come from is the caller's: the trainer counts the human answers of
-  the evaluation file itself (nothing else is known to every run); the demo counts the answers of its
-  fine-tuning conversations (:func:`trainer.demo.measure.answer_prior`). Ties: the answer seen first.
+  the evaluation file itself (nothing else is known to every run), which is the most a model that ignores
+  the image could reach on that file; the demo counts the answers of its fine-tuning conversations
+  (:func:`trainer.demo.measure.answer_prior`: what such a model can learn) and gives that prior to its
+  comparison report, so its report and summary.json show one number. Ties: the answer seen first.
 - **Uniform guess**: ``ln(V)`` nats per token, the loss of spreading probability evenly over the ``V``
   entries of the tokenizer.
 
@@ -54,15 +56,21 @@ def eval_answers(rows: Sequence[Mapping[str, Any]]) -> dict[str, str]:
     return most_common_answers((row_kind(row), str(a).strip()) for row in rows for a in row["answers"])
 
 
+def prior_baseline(scores: Sequence[float], answers_from: str) -> Baseline:
+    """The answer prior as a :class:`Baseline`: the mean of its per-question ``scores`` ± their standard error."""
+    value, se = mean_se(scores)
+    return Baseline(value, se, ANSWER_PRIOR, f"each question kind's most common answer in {answers_from} "
+                                             f"({len(scores):,} questions)")
+
+
 def run_baselines(vqa_rows: Sequence[Mapping[str, Any]] | None, loss_keys: Iterable[str],
                   vocab_size: int) -> dict[str, Baseline]:
     """The baselines a run records: the answer prior of its VQA file (from that file's answers) under
     ``eval/vqa/accuracy``, and the uniform guess under every held-out loss key."""
     out: dict[str, Baseline] = {}
     if vqa_rows:
-        value, se = mean_se(answer_prior(vqa_rows, eval_answers(vqa_rows)))
-        out["eval/vqa/accuracy"] = Baseline(value, se, ANSWER_PRIOR, "each question kind's most common answer "
-                                            f"in the evaluation file ({len(vqa_rows)} questions)")
+        out["eval/vqa/accuracy"] = prior_baseline(answer_prior(vqa_rows, eval_answers(vqa_rows)),
+                                                  "the evaluation file")
     for key in loss_keys:
         out[key] = Baseline(uniform_loss(vocab_size), 0.0, UNIFORM_GUESS,
                             f"ln({vocab_size:,}): equal odds for every tokenizer entry")

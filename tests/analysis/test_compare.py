@@ -50,7 +50,7 @@ def test_sweep_is_ordered_and_plotted_by_axis(tmp_path: Path) -> None:
     assert [row["run"] for row in data["table"]] == ["i20_s0.05", "i20_s0.1", "i40_s0.05", "i40_s0.1",
                                                      "i80_s0.05", "i80_s0.1"]
     first = data["table"][0]
-    assert first["eval/vqa/accuracy"] == pytest.approx(0.5 + 0.02 + 0.05)
+    assert first["eval/vqa/accuracy"] == "0.570 ± 0.050"  # sqrt(0.57 * 0.43 / 100 questions)
     assert first["eval/text/mean"] == pytest.approx((0.55 + 0.4) / 2)
     assert "eval/vqa/num_questions" not in first
     assert data["scores"][:2] == ["eval/vqa/accuracy", "eval/text/mean"]
@@ -75,7 +75,7 @@ def test_runs_without_a_sweep_get_bars_and_notes(tmp_path: Path, capsys: pytest.
     assert "b: status 'running'" in out
     assert (tmp_path / "out" / "figures" / "compare_runs.png").exists()
     data = json.loads((tmp_path / "out" / "report.json").read_text())
-    assert data["table"][1]["eval/vqa/accuracy"] == pytest.approx(0.6)
+    assert data["table"][1]["eval/vqa/accuracy"] == "0.600 ± 0.155"  # the last eval line: 0.6 over 10 questions
 
 
 def test_nothing_to_compare_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -119,3 +119,16 @@ def test_baselines_from_results_are_drawn_and_tabled(tmp_path: Path) -> None:
                  baselines={"eval/vqa/accuracy": {**prior, "value": 0.5}})
     data, _ = compare([str(r) for r in runs] + [str(other)], tmp_path / "out2")
     assert any("recorded different baselines (0.31 and 0.5)" in n for n in data["notes"])
+
+
+def test_given_baselines_replace_the_recorded_ones(tmp_path: Path) -> None:
+    from mixture.run_dir import Baseline
+
+    recorded = {"value": 0.5, "se": 0.05, "name": "answer prior", "what": "the evaluation file"}
+    runs = [_run(tmp_path, f"i{p}", {"intro": f"{p}% of text_plan"}, _scores(p, 0.1),
+                 baselines={"eval/vqa/accuracy": recorded}) for p in (20, 40)]
+    given = Baseline(0.27, 0.06, "answer prior", "the fine-tuning conversations")
+    data, _ = compare([str(r) for r in runs], tmp_path / "out", baselines={"eval/vqa/accuracy": given})
+    assert data["baselines"]["eval/vqa/accuracy"] == {"value": 0.27, "se": 0.06, "name": "answer prior",
+                                                      "what": "the fine-tuning conversations"}
+    assert data["table"][-1]["eval/vqa/accuracy"] == "0.270 ± 0.060 (answer prior)"

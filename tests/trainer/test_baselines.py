@@ -27,3 +27,4 @@ def test_run_baselines_name_the_scores_they_belong_to() -> None:
     assert prior.value == pytest.approx(2 / 3) and prior.se == pytest.approx(math.sqrt(1 / 3 / 3))
     assert found["eval/loss/text"].value == pytest.approx(math.log(4096)) == uniform_loss(4096)
     assert run_baselines(None, [], 10) == {}
+    assert "(3 questions)" in prior.what and "evaluation file" in prior.what
