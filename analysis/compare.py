@@ -111,9 +111,6 @@ def compare(run_dirs: list[str], out_dir: str | Path, figures: bool = False,
              for i in order]
     found, baseline_notes = recorded_baselines(runs)
     found.update({k: asdict(b) for k, b in (baselines or {}).items()})
-    if found:
-        table.append({"run": "baseline", **{a: "" for a in axes}, "status": "", "batches": "",
-                      **{k: baseline_cell(found.get(k)) for k in keys if not k.endswith("/se")}})
     data = {"kind": "compare", "axes": axes, "scores": keys, "table": table, "notes": notes + baseline_notes,
             "baselines": found,
             "runs": [{"name": runs[i].name, "path": str(runs[i].path), "values": values[i], "scores": scores[i],
@@ -202,7 +199,10 @@ def _page(data: dict[str, Any]) -> Page:
               "error." + (" The last row, baseline, is what each score is read against: "
               + "; ".join(f"{b['name']}: {b['what']}" for b in {b['name']: b for b in data["baselines"].values()}
                           .values()) + "." if data.get("baselines") else ""))
-    page.table(data["table"], left=("run", "status", *data["axes"]))
+    found = data.get("baselines") or {}
+    row = {"run": "baseline", **{a: "" for a in data["axes"]}, "status": "", "batches": "",
+           **{k: baseline_cell(found.get(k)) for k in data["scores"] if not k.endswith("/se")}}
+    page.table(data["table"] + ([row] if found else []), left=("run", "status", *data["axes"]))
     varied = [a for a in data["axes"] if len({axis_label(r["values"].get(a)) for r in data["runs"]}) > 1]
     for axis in varied:
         if not companion_of(data["runs"], axis, varied) and not is_seed_axis(axis):
