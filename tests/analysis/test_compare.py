@@ -69,11 +69,13 @@ def test_axis_values_sort_numerically_and_label_compactly() -> None:
 
 
 def test_runs_without_a_sweep_get_bars_and_notes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    a = _run(tmp_path, "a", {}, _scores(0, 0.1))
+    uniform = {"value": 8.318, "se": 0.0, "name": "uniform guess", "what": "ln(4,096)"}
+    a = _run(tmp_path, "a", {}, _scores(0, 0.1), baselines={"eval/loss/web": uniform})
     b = _run(tmp_path, "b", {}, None, status="running")  # no results yet: its last eval line counts
     assert main(["compare", str(a), str(b), "-o", str(tmp_path / "out"), "--figures"]) == 0
     out = capsys.readouterr().out
     assert "b: status 'running'" in out
+    assert "baseline eval/loss/web: 8.318 (uniform guess): ln(4,096)" in out
     assert (tmp_path / "out" / "figures" / "compare_runs.png").exists()
     data = json.loads((tmp_path / "out" / "report.json").read_text())
     assert data["table"][1]["eval/vqa/accuracy"] == "0.600 ± 0.155"  # the last eval line: 0.6 over 10 questions
