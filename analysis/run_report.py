@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from analysis.compare import baseline_cell
+from analysis.compare import baseline_cell, draw_baseline
 from analysis.html import Page
 from analysis.plan import Analysis
 from analysis.plots import batch_axis, colors, grid
@@ -155,6 +155,9 @@ def _loss_figure(page: Page, data: dict[str, Any]) -> None:
         if prefix in data[key]["series"]:
             ax.plot(data[key]["batch"], data[key]["series"][prefix], color="#1d232b", label="all", linewidth=1.0,
                     alpha=0.6, **sparse)
+        if key == "eval":  # the uniform guess (one value for every held-out source of a tokenizer)
+            draw_baseline(ax, next((b for k, b in sorted((data.get("baselines") or {}).items())
+                                    if k.startswith("eval/loss/")), None))
         ax.set_title(title, fontsize=10)
         batch_axis(ax, data[key]["batch"])
         ax.legend(frameon=False, fontsize=8)
