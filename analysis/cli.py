@@ -68,6 +68,10 @@ def _compare(args: argparse.Namespace) -> int:
     with busy(f"compare of {len(args.runs)} runs"):
         data, paths = compare(args.runs, args.out, figures=args.figures)
     _print_table("runs", data["table"], left=("run", "status", *data["axes"]))
+    from analysis.compare import baseline_cell
+
+    for key, base in data["baselines"].items():
+        print(f"baseline {key}: {baseline_cell(base)}: {base['what']}")
     _print_written(paths, data["notes"])
     return 0
 

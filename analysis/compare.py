@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from analysis.html import Page, write_report
 from analysis.plots import colors, count_axis, grid
 from analysis.runs import Run, load_run
 from mixture.errors import MixtureError
+from mixture.run_dir import Baseline
 
 VISION, TEXT_MEAN = "eval/vqa/accuracy", "eval/text/mean"
 BENCHMARKS = "benchmarks.json"  # written into each run directory by `mixture eval SWEEP_DIR`
@@ -77,8 +79,12 @@ def _scores(run: Run) -> dict[str, float]:
     return scores
 
 
-def compare(run_dirs: list[str], out_dir: str | Path, figures: bool = False) -> tuple[dict[str, Any], dict[str, Path]]:
+def compare(run_dirs: list[str], out_dir: str | Path, figures: bool = False,
+            baselines: dict[str, Baseline] | None = None) -> tuple[dict[str, Any], dict[str, Path]]:
     """Write the comparison report of several runs (a sweep) into ``out_dir``.
+
+    ``baselines`` (by score name) replace those the runs recorded in ``results.json`` (the demo gives the
+    answer prior of its fine-tuning conversations).
 
     Returns:
         The report's data (``runs``, ``axes``, ``scores``, ``table``, ``notes``) and the paths written.
@@ -101,17 +107,62 @@ def compare(run_dirs: list[str], out_dir: str | Path, figures: bool = False) -> 
     order = sorted(range(len(runs)), key=lambda i: ([axis_key(values[i].get(a)) for a in axes], runs[i].name))
     table = [{"run": runs[i].name, **{a: axis_label(values[i].get(a, "")) for a in axes},
               "status": runs[i].info.status, "batches": runs[i].info.last_batch,
-              **{k: _cell(scores[i], k) for k in keys if not k.endswith("/se")}} for i in order]
-    data = {"kind": "compare", "axes": axes, "scores": keys, "table": table, "notes": notes,
+              **{k: _cell(scores[i], k, standard_error(counts[i], k)) for k in keys if not k.endswith("/se")}}
+             for i in order]
+    found, baseline_notes = recorded_baselines(runs)
+    found.update({k: asdict(b) for k, b in (baselines or {}).items()})
+    data = {"kind": "compare", "axes": axes, "scores": keys, "table": table, "notes": notes + baseline_notes,
+            "baselines": found,
             "runs": [{"name": runs[i].name, "path": str(runs[i].path), "values": values[i], "scores": scores[i],
                       "se": {k: se for k in keys if (se := standard_error(counts[i], k)) is not None},
                       "eval_curve": _eval_curve(runs[i])} for i in order]}
     return data, write_report(out_dir, _page(data), data, figures)
 
 
-def _cell(scores: dict[str, float], key: str) -> float | str | None:
-    """A table cell: the score, with its standard error where there is one (``0.512 ± 0.010``)."""
-    value, se = scores.get(key), scores.get(f"{key}/se")
+def recorded_baselines(runs: list[Run]) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """The baseline of each score (``results.json``'s ``baselines``: the answer prior, the uniform guess) and
+    notes: a score whose runs recorded different baselines (other evaluation files) keeps the first run's."""
+    found: dict[str, dict[str, Any]] = {}
+    notes = []
+    for run in runs:
+        for key, base in (run.results.baselines if run.results else {}).items():
+            record = {"value": base.value, "se": base.se, "name": base.name, "what": base.what}
+            first = found.setdefault(key, record)
+            if abs(first["value"] - base.value) > 1e-9 and not any(key in n for n in notes):
+                notes.append(f"{key}: the runs recorded different baselines ({first['value']:.4g} and "
+                             f"{base.value:.4g}); the figures show the first")
+    return found, notes
+
+
+def baseline_cell(base: dict[str, Any] | None) -> str:
+    """``0.312 ± 0.013 (answer prior)`` or ``8.318 (uniform guess)``; empty without a baseline."""
+    if base is None:
+        return ""
+    se = f" ± {base['se']:.3f}" if base["se"] else ""
+    return f"{base['value']:.3f}{se} ({base['name']})"
+
+
+def _band(base: dict[str, Any] | None) -> list[float]:
+    """The top of a baseline's band (value + SE), for the axis scale to hold it; nothing without one."""
+    return [base["value"] + base["se"]] if base else []
+
+
+def draw_baseline(ax: Any, base: dict[str, Any] | None) -> None:  # noqa: ANN401 - a matplotlib axis
+    """A score's baseline as a grey dashed line (± its standard error as a band), labelled in the legend."""
+    if base is None:
+        return
+    ax.axhline(base["value"], color="0.35", linestyle="--", linewidth=1.1, label=base["name"] or "baseline",
+               zorder=1)
+    if base["se"]:
+        ax.axhspan(base["value"] - base["se"], base["value"] + base["se"], color="0.6", alpha=0.25, linewidth=0,
+                   zorder=0)
+
+
+def _cell(scores: dict[str, float], key: str, se: float | None = None) -> float | str | None:
+    """A table cell: the score, with its standard error where there is one (``0.512 ± 0.010``): a
+    benchmark's own (``KEY/se``), else ``se`` (an accuracy's over its questions)."""
+    value = scores.get(key)
+    se = scores.get(f"{key}/se", se)
     return value if value is None or se is None else f"{value:.3f} ± {se:.3f}"
 
 
@@ -128,6 +179,15 @@ def _eval_curve(run: Run) -> dict[str, list[float]]:
     return {"batch": [line["batch"] for line in lines], VISION: [float(line[VISION]) for line in lines]}
 
 
+def _baseline_text(data: dict[str, Any]) -> str:
+    """What the dashed lines are (from the runs' ``results.json``)."""
+    found = data.get("baselines") or {}
+    if not found:
+        return ""
+    kinds = {b["name"]: b["what"] for b in found.values()}
+    return " Dashed grey lines: " + "; ".join(f"the {n} ({w})" for n, w in kinds.items()) + "."
+
+
 def _page(data: dict[str, Any]) -> Page:
     names = [r["name"] for r in data["runs"]]
     page = Page("Sweep comparison", f"{len(names)} runs: {', '.join(names)}")
@@ -136,8 +196,13 @@ def _page(data: dict[str, Any]) -> Page:
     page.text("Final evaluation scores per run (results.json), runs ordered by their sweep axis values. "
               f"{VISION}: the vision score; {TEXT_MEAN}: the mean of the text scores where there are several; "
               "bench/NAME: the accuracy `mixture eval` measured (benchmarks.json) ± its question-level standard "
-              "error.")
-    page.table(data["table"], left=("run", "status", *data["axes"]))
+              "error." + (" The last row, baseline, is what each score is read against: "
+              + "; ".join(f"{b['name']}: {b['what']}" for b in {b['name']: b for b in data["baselines"].values()}
+                          .values()) + "." if data.get("baselines") else ""))
+    found = data.get("baselines") or {}
+    row = {"run": "baseline", **{a: "" for a in data["axes"]}, "status": "", "batches": "",
+           **{k: baseline_cell(found.get(k)) for k in data["scores"] if not k.endswith("/se")}}
+    page.table(data["table"] + ([row] if found else []), left=("run", "status", *data["axes"]))
     varied = [a for a in data["axes"] if len({axis_label(r["values"].get(a)) for r in data["runs"]}) > 1]
     for axis in varied:
         if not companion_of(data["runs"], axis, varied) and not is_seed_axis(axis):
@@ -200,14 +265,19 @@ def _axis_figure(page: Page, data: dict[str, Any], axis: str) -> None:
             points = seed_points(runs, key, lambda r: position[axis_label(r["values"].get(axis))])
             if points:
                 plot_points(ax, points, palette[group], group)
+        base = data.get("baselines", {}).get(key)
+        draw_baseline(ax, base)
         if key.endswith("/accuracy"):
-            accuracy_scale(ax, [r["scores"].get(key, 0.0) for r in data["runs"]])
+            accuracy_scale(ax, [r["scores"].get(key, 0.0) for r in data["runs"]] + _band(base))
         ax.set_xticks(list(position.values()), [label.split(" of ")[0] for label in position], fontsize=8,
                       rotation=30 if len(position) > 6 else 0)
         ax.set_title(key, fontsize=10)
         ax.set_xlabel(axis + _reference(list(position)))
-    if len(groups) > 1:
-        axs[0].legend(frameon=False, fontsize=8)
+    for i, ax in enumerate(axs[:len(keys)]):  # the groups once (first panel), each panel's baseline
+        shown = [(h, label) for h, label in zip(*ax.get_legend_handles_labels())
+                 if label not in groups or (i == 0 and len(groups) > 1)]
+        if shown:
+            ax.legend([h for h, _ in shown], [label for _, label in shown], frameon=False, fontsize=8)
     page.heading(f"Scores against {axis}")
     page.text(f"Each final score against the sweep axis {axis!r}"
               + (f", one line per value of {', '.join(others)}." if others else ".")
@@ -215,7 +285,7 @@ def _axis_figure(page: Page, data: dict[str, Any], axis: str) -> None:
                  "error of the mean over runs (bars)." if seeds else " Bars: the standard error of an accuracy "
                  "(sqrt(p(1-p)/n) over its n questions).")
               + (f" {', '.join(follow)} change{'s' if len(follow) == 1 else ''} with it (each {axis} value has one)."
-                 if follow else ""))
+                 if follow else "") + _baseline_text(data))
     page.figure(fig, f"compare_{re.sub(r'[^A-Za-z0-9_]+', '_', axis)}", f"Scores against {axis}.")
 
 
@@ -287,11 +357,16 @@ def _bar_figure(page: Page, data: dict[str, Any]) -> None:
     names = [r["name"] for r in data["runs"]]
     palette = colors(names)
     for ax, key in zip(axs, keys):
-        ax.bar(names, [r["scores"].get(key, 0.0) for r in data["runs"]], color=[palette[n] for n in names])
+        ax.bar(names, [r["scores"].get(key, 0.0) for r in data["runs"]], color=[palette[n] for n in names],
+               yerr=[r["se"].get(key, 0.0) for r in data["runs"]], capsize=3)
+        draw_baseline(ax, data.get("baselines", {}).get(key))
+        if ax.get_legend_handles_labels()[1]:
+            ax.legend(frameon=False, fontsize=8)
         ax.set_title(key, fontsize=10)
         ax.tick_params(axis="x", labelrotation=30, labelsize=8)
     page.heading("Scores per run")
-    page.text("The runs have no sweep axis that varies, so each score is shown per run.")
+    page.text("The runs have no sweep axis that varies, so each score is shown per run (bars: the standard error "
+              "of an accuracy over its questions)." + _baseline_text(data))
     page.figure(fig, "compare_runs", "Final scores per run.")
 
 
@@ -304,9 +379,11 @@ def _curve_figure(page: Page, data: dict[str, Any]) -> None:
     for r in runs:
         ax.plot(r["eval_curve"]["batch"], r["eval_curve"][VISION], marker=".", color=palette[r["name"]],
                 label=r["name"], linewidth=1.2)
+    base = data.get("baselines", {}).get(VISION)
+    draw_baseline(ax, base)
     count_axis(ax, "batch")
     ax.set_ylabel(VISION)
-    accuracy_scale(ax, [v for r in runs for v in r["eval_curve"][VISION]])
+    accuracy_scale(ax, [v for r in runs for v in r["eval_curve"][VISION]] + _band(base))
     ax.legend(frameon=False, fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
     page.heading("Vision score during training")
     page.text(f"{VISION} at every evaluation the runs logged.")

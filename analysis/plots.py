@@ -79,6 +79,9 @@ def histogram(ax: Any, hist: dict[str, list], color: str, label: str | None = No
         ax.xaxis.set_major_locator(MaxNLocator(8, integer=True))
     else:
         ax.stairs(counts, edges, color=color, fill=True, alpha=0.75, label=label)
+    if not step and max(counts) >= 50 * min(counts[i] for i in filled):  # one value dominates: the rest
+        ax.set_yscale("log")                                           # would be invisible on a linear axis
+        ax.set_ylim(bottom=0.7)
 
 
 def steps(ax: Any, edges: Sequence[float], values: Sequence[float], **style: Any) -> None:  # noqa: ANN401

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from analysis.compare import baseline_cell, draw_baseline
 from analysis.html import Page
 from analysis.plan import Analysis
 from analysis.plots import batch_axis, colors, grid
@@ -44,7 +45,9 @@ def run_data(run: Run, an: Analysis, checked: list[int], max_points: int) -> dic
             **_agreement(run, an, [b for b in checked if b <= m.num_batches]),
             "losses": _curves(run.train, "loss/train", max_points), "eval": _curves(run.evals, "eval", max_points),
             "lr": _lr(run, an, max_points), "notes": notes,
-            "final_eval": {k: v for k, v in run.final_eval().items() if k != "batch"}}
+            "final_eval": {k: v for k, v in run.final_eval().items() if k != "batch"},
+            "baselines": {k: {"value": b.value, "se": b.se, "name": b.name, "what": b.what}
+                          for k, b in (run.results.baselines if run.results else {}).items()}}
     if checked and checked[-1] > m.num_batches:
         data["notes"].append(f"{run.name} logged batch {checked[-1]:,}, beyond the schedule's {m.num_batches:,}")
     return data
@@ -124,9 +127,13 @@ def run_section(page: Page, data: dict[str, Any]) -> None:
         page.table(data["consumed"], left=("source", "difference"))
     if data.get("final_eval"):
         page.heading("Final evaluation", level=3)
+        base = data.get("baselines") or {}
         page.text("The run's last evaluation (results.json): held-out loss per source (eval/loss/SRC), VQA "
-                  "accuracy and the number of questions it is measured on.")
-        page.table([{"metric": k, "value": v} for k, v in sorted(data["final_eval"].items())], left=("metric",))
+                  "accuracy and the number of questions it is measured on"
+                  + ("; baseline: what the score is read against (the answer prior: each question kind's most "
+                     "common answer; the uniform guess: ln of the tokenizer's size)." if base else "."))
+        page.table([{"metric": k, "value": v, **({"baseline": baseline_cell(base.get(k))} if base else {})}
+                    for k, v in sorted(data["final_eval"].items())], left=("metric", "baseline"))
     _loss_figure(page, data)
 
 
@@ -148,6 +155,9 @@ def _loss_figure(page: Page, data: dict[str, Any]) -> None:
         if prefix in data[key]["series"]:
             ax.plot(data[key]["batch"], data[key]["series"][prefix], color="#1d232b", label="all", linewidth=1.0,
                     alpha=0.6, **sparse)
+        if key == "eval":  # the uniform guess (one value for every held-out source of a tokenizer)
+            draw_baseline(ax, next((b for k, b in sorted((data.get("baselines") or {}).items())
+                                    if k.startswith("eval/loss/")), None))
         ax.set_title(title, fontsize=10)
         batch_axis(ax, data[key]["batch"])
         ax.legend(frameon=False, fontsize=8)

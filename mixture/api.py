@@ -20,6 +20,7 @@ from mixture.yaml_loader import Located
 
 if TYPE_CHECKING:  # numpy, numba and pyarrow stay out of `mixture validate`'s start-up
     from mixture.schedule import Schedule
+    from mixture.sourcedata import SourceData
 
 Progress = Callable[[int], None]
 
@@ -71,8 +72,14 @@ def _in_variant(problem: Problem, name: str, origins: dict[str, str], located: L
     return Problem(f"in variant {name}: {problem.message}", problem.path, file, line, col, problem.hint)
 
 
-def compile_variant(variant: Variant, out_dir: str | Path, progress: Progress | None = None) -> Schedule:
-    """Load the sources a variant uses and compile it into ``out_dir``."""
+def compile_variant(variant: Variant, out_dir: str | Path, progress: Progress | None = None,
+                    expect: Progress | None = None) -> Schedule:
+    """Load the sources a variant uses and compile it into ``out_dir``.
+
+    ``progress`` is called with the positions each step of the compiler added; ``expect``, once the sources
+    are read, with the positions the schedule is expected to have (:func:`expected_positions`), so that a
+    progress display can show a fraction and an ETA.
+    """
     from mixture.compiler import compile_schedule
     from mixture.schedule import load_schedule
     from mixture.sourcedata import load_source
@@ -90,12 +97,47 @@ def compile_variant(variant: Variant, out_dir: str | Path, progress: Progress | 
                                             "token columns and visual_tokens_per_image"), variant, f"sources.{n}"))
     if problems:
         raise MixtureError(problems)
+    if expect:
+        expect(expected_positions(variant.resolved, data))
     try:
         compile_schedule(variant.resolved, data, out_dir, progress,
                          variant={"name": variant.name, "values": variant.values})
     except MixtureError as exc:
         raise MixtureError([_locate(p, variant, "") for p in exc.problems]) from None
     return load_schedule(out_dir)
+
+
+def expected_positions(resolved: Resolved, data: dict[str, SourceData]) -> int:
+    """About how many positions a compile of ``resolved`` writes (for progress; the compiler decides).
+
+    Phases measured in positions, batches or epochs are exact (rounded up to whole batches, as the compiler
+    does); a phase measured in tokens divides them by the mean budget tokens per position of its mix (a
+    token-unit mix: ``1 / sum(w / mean)``, a sample-unit one: ``sum(w * mean)``; a ramp counts as its end mix).
+    """
+    from mixture.resolve import epochs_to_positions
+
+    batch = resolved.spec.run.global_batch_size
+    pos, tokens, total = 0, 0.0, 0
+    for phase in resolved.phases:
+        weights = {n: w for n, w in phase.weights.items() if w > 0 and n in data}
+        share = sum(weights.values()) or 1.0
+        means = {n: max(data[n].pricing.mean_tokens, 1e-9) for n in weights}
+        if phase.unit == "tokens":
+            per_position = share / max(sum(w / means[n] for n, w in weights.items()), 1e-12)
+        else:
+            per_position = sum(w * means[n] for n, w in weights.items()) / share
+        kind, value = phase.stop.kind, float(phase.stop.value)
+        if kind == "positions_rel":
+            n = value
+        elif kind == "positions_abs":
+            n = max(value - pos, 0)
+        elif kind == "epochs" and len(weights) == 1:
+            n = epochs_to_positions(phase.stop, data[next(iter(weights))].num_samples, batch)
+        else:
+            n = max(value - (tokens if kind == "tokens_abs" else 0.0), 0.0) / max(per_position, 1e-9)
+        n = -(-int(n) // batch) * batch
+        pos, tokens, total = pos + n, tokens + n * per_position, total + n
+    return total
 
 
 def _locate(problem: Problem, variant: Variant, default_path: str) -> Problem:

@@ -27,6 +27,18 @@ def _progress(total: int, label: str) -> Iterator[object]:
         yield task.advance
 
 
+@contextlib.contextmanager
+def _compile_progress(label: str) -> Iterator[tuple[object, object, object]]:
+    """Progress of one compile over positions: ``(advance, expect, finish)``. ``expect`` sets the expected
+    total (known once the sources are read), ``finish`` the count and total that the compile wrote, so the
+    last line says 100% even where the expectation (a phase measured in tokens) was off."""
+    from mixture.progress import track
+
+    with track(label, None, "positions") as task:
+        yield (task.advance, lambda total: task.update(task.completed, total=total),
+               lambda positions: task.update(positions, total=positions))
+
+
 def _validate(args: argparse.Namespace) -> int:
     from mixture.api import variants
     from mixture.cli import validate_run_config  # the one module that reaches into the trainer
@@ -64,8 +76,9 @@ def _compile(args: argparse.Namespace) -> int:
     for variant in found:
         target = out / variant.name if variant.name else out
         _check_output_dir(target, args.out)
-        with _progress(0, f"compiling {variant.name or args.file}") as advance:
-            schedule = compile_variant(variant, target, advance)
+        with _compile_progress(f"compiling {variant.name or args.file}") as (advance, expect, finish):
+            schedule = compile_variant(variant, target, advance, expect)
+            finish(schedule.manifest.num_positions)
         m = schedule.manifest
         print(f"{target}: {m.num_positions:,} positions, {m.num_batches:,} batches, "
               f"{m.total_tokens:,} tokens, fingerprint {m.fingerprint}")

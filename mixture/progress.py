@@ -61,7 +61,7 @@ class Task:
         self.info = ""
         self._first: tuple[float, int] | None = None  # (time, count) at the first advance: rates exclude start-up
         self._last_line = board.clock()
-        self._rich_id: Any = (board._rich.add_task(label, total=total, info="", rate="")
+        self._rich_id: Any = (board._rich.add_task(label, total=total, info="", rate="", eta="")
                               if board._rich is not None else None)
 
     def advance(self, amount: int = 1, info: str | None = None) -> None:
@@ -72,14 +72,14 @@ class Task:
         """Set the count (and the total, the free-text field) and show it if it is time to."""
         now = self.board.clock()
         self.completed = completed
-        if self._first is None:
+        if self._first is None and completed:  # a total set before any work (update(0, total=N)) is no start
             self._first = (now, completed)
         self.total = total if total is not None else self.total
         self.info = info if info is not None else self.info
         if self.board._rich is not None:
             rate = self.rate(now)
             self.board._rich.update(self._rich_id, completed=completed, total=self.total, info=self.info,
-                                    rate=f"{human(rate)} {self.unit}/s" if rate else "")
+                                    rate=f"{human(rate)} {self.unit}/s" if rate else "", eta=self.eta(now))
         elif self.board.plain and now - self._last_line >= self.board.interval:
             self._last_line = now
             self.board.line(self.summary(now))
@@ -91,6 +91,14 @@ class Task:
             return None
         return (self.completed - self._first[1]) / (now - self._first[0])
 
+    def eta(self, now: float | None = None) -> str:
+        """``ETA 1m56s`` at the rate since the first advance (the same text on a terminal and in a log), or
+        ``""`` without a total or a rate."""
+        rate = self.rate(now)
+        if not rate or not self.total or self.completed >= self.total:
+            return ""
+        return f"ETA {duration((self.total - self.completed) / rate)}"
+
     def summary(self, now: float | None = None) -> str:
         """``label: done/total unit (pct), rate, ETA, info`` as plain text."""
         rate = self.rate(now)
@@ -98,16 +106,17 @@ class Task:
                  + (f" ({100 * self.completed / self.total:.1f}%)" if self.total else "")]
         if rate:
             parts.append(f"{human(rate)} {self.unit}/s")
-            if self.total and self.completed < self.total:
-                parts.append(f"ETA {duration((self.total - self.completed) / rate)}")
+            parts.append(self.eta(now))
         if self.info:
             parts.append(self.info)
-        return ", ".join(p.strip() for p in parts)
+        return ", ".join(p.strip() for p in parts if p)
 
     def done(self) -> None:
-        """Print the final plain line (terminal bars stay on screen by themselves)."""
+        """Print the final plain line (terminal bars stay on screen by themselves): ``- done``, or
+        ``- stopped`` short of a known total (an interrupted run)."""
         if self.board.plain:
-            self.board.line(self.summary() + " - done")
+            short = self.total is not None and self.completed < self.total
+            self.board.line(self.summary() + (" - stopped" if short else " - done"))
 
 
 class Board:
@@ -150,6 +159,7 @@ class Board:
         self.stream.flush()
 
     def __enter__(self) -> Board:
+        end_starting()  # a command's first progress display replaces its start-up spinner
         if self._rich is not None:
             self._rich.start()
         return self
@@ -185,7 +195,7 @@ def busy(label: str, **board: Any) -> Iterator[Board]:
 
     with Board(**board) as shown:
         start, stop = shown.clock(), threading.Event()
-        rich_id = shown._rich.add_task(label, total=None, info="", rate="") if shown._rich is not None else None
+        rich_id = shown._rich.add_task(label, total=None, info="", rate="", eta="") if shown._rich is not None else None
         if shown.plain:
             shown.line(f"{label}: started")
 
@@ -207,6 +217,23 @@ def busy(label: str, **board: Any) -> Iterator[Board]:
             shown.line(f"{label}: done in {duration(shown.clock() - start)}")
 
 
+_STARTING: list[Callable[[], None]] = []
+
+
+def starting(label: str, **board: Any) -> None:
+    """Show that a command is starting (imports, building) as :func:`busy` does, until the next progress
+    board opens (the first training batch's) or :func:`end_starting` is called, whichever comes first."""
+    shown = busy(label, **board)
+    shown.__enter__()
+    _STARTING.append(lambda: shown.__exit__(None, None, None))
+
+
+def end_starting() -> None:
+    """End the start-up display of :func:`starting`, if one is shown."""
+    while _STARTING:
+        _STARTING.pop()()
+
+
 @contextmanager
 def track(label: str, total: int | None = None, unit: str = "", **board: Any) -> Iterator[Task]:
     """A one-task board: ``with track("compile", unit="positions") as task: work(task.advance)``."""
@@ -217,9 +244,10 @@ def track(label: str, total: int | None = None, unit: str = "", **board: Any) ->
 def _rich_progress(stream: TextIO) -> Any:
     from rich.console import Console
     from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn,
-                               TimeElapsedColumn, TimeRemainingColumn)
+                               TimeElapsedColumn)
 
-    rate = TextColumn("{task.fields[rate]}")
+    # The ETA is the task's own (rate since the first advance), not rich's recent-speed estimate: a compile
+    # counts a one-source phase's positions in one step, which would make rich's estimate near zero.
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
-                    rate, TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                    TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("{task.fields[eta]}"),
                     TextColumn("{task.fields[info]}"), console=Console(file=stream), transient=False)

@@ -9,7 +9,7 @@ and the reports read it, and this module is the one that knows its layout:
   ``loss/train/SRC``, cumulative ``samples/train/SRC`` and ``tokens/train/SRC``, ``time/wall``, ``time/step_s``,
   ``throughput/tokens_per_s``, ``throughput/samples_per_s``) and one per evaluation
   (``batch`` and ``eval/...`` keys); their keys are per source, so lines stay dictionaries (:data:`Line`);
-- ``results.json``: a :class:`Results` (the final evaluation);
+- ``results.json``: a :class:`Results` (the final evaluation and its :class:`Baseline` per score);
 - ``checkpoints/`` (the default checkpoint folder) and ``export/`` (the Hugging Face export);
 - ``.lock``: present while a trainer uses the directory (:mod:`mixture.run_lock`).
 
@@ -124,23 +124,49 @@ class RunInfo:
 
 
 @dataclass(frozen=True)
+class Baseline:
+    """What a score is read against (``results.json``'s ``baselines``, keyed by the score's name).
+
+    Attributes:
+        value: The baseline's score (e.g. the answer prior's accuracy, the uniform guess's loss).
+        se: Its standard error (0 when it is exact).
+        name: Short name (``answer prior``, ``uniform guess``).
+        what: How it was computed, in words.
+    """
+
+    value: float
+    se: float = 0.0
+    name: str = ""
+    what: str = ""
+
+
+@dataclass(frozen=True)
 class Results:
-    """``results.json``: the final evaluation, at batch ``batch``."""
+    """``results.json``: the final evaluation, at batch ``batch``, and the baselines of its scores
+    (``eval/vqa/accuracy``: the answer prior; ``eval/loss/SRC``: the uniform guess; absent in files written
+    before they were recorded)."""
 
     batch: int
     eval: dict[str, float]
+    baselines: dict[str, Baseline] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str | Path = RESULTS) -> Results:
         """The record of a parsed ``results.json``.
 
         Raises:
-            MixtureError: If ``batch`` is not an integer or ``eval`` not an object.
+            MixtureError: If ``batch`` is not an integer, ``eval`` not an object, or a baseline has no number.
         """
         batch, scores = data.get("batch"), data.get("eval")
         if not isinstance(batch, int) or not isinstance(scores, dict):
             raise MixtureError(f"{where}: results need an integer 'batch' and an 'eval' object")
-        return cls(batch, {k: v for k, v in scores.items() if isinstance(v, (int, float))})
+        baselines = {}
+        for key, item in (data.get("baselines") or {}).items():
+            if not isinstance(item, dict) or not isinstance(item.get("value"), (int, float)):
+                raise MixtureError(f"{where}: baselines.{key} needs a numeric 'value'")
+            baselines[key] = Baseline(float(item["value"]), float(item.get("se") or 0.0), str(item.get("name") or ""),
+                                      str(item.get("what") or ""))
+        return cls(batch, {k: v for k, v in scores.items() if isinstance(v, (int, float))}, baselines)
 
 
 def read_json(path: Path) -> dict[str, Any]:

@@ -54,6 +54,16 @@ class Pricing:
             return self.base + min(max(int(round(self.mean)), self.lo), self.hi or 1 << 62)
         return None
 
+    @property
+    def mean_tokens(self) -> float:
+        """Mean budget tokens per sample (of the array, or of the clipped distribution's centre)."""
+        if self.array is not None:
+            return float(self.array.mean()) if self.array.size else 0.0
+        const = self.constant
+        if const is not None:
+            return float(const)
+        return self.base + min(max(self.mean, self.lo), self.hi if self.hi is not None else math.inf)
+
     def tokens_of(self, samples: NDArray[np.int64]) -> NDArray[np.int64]:
         """Budget tokens of the given sample ids."""
         if self.array is not None:

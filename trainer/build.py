@@ -142,6 +142,7 @@ def learning_rates(config: RunConfig, schedule: Schedule) -> list[float]:
 def build_evaluation(cfg: EvalConfig, base: Path, collator_args: dict[str, Any], tokenizer: Any,  # noqa: ANN401
                      log: RunLog) -> Evaluation:
     """The evaluation callback: held-out losses and VQA accuracy, every ``eval.interval`` and at the end."""
+    from trainer.baselines import run_baselines
     from trainer.batch import Collator
     from trainer.evaluate import HeldOutSet, VQASet
 
@@ -152,7 +153,9 @@ def build_evaluation(cfg: EvalConfig, base: Path, collator_args: dict[str, Any],
         collator = Collator(["image_caption"], None, **collator_args)
         vqa = VQASet(resolve_path(base, cfg.vqa.file) or "", cfg.vqa.questions, cfg.vqa.max_new_tokens,
                      tokenizer, collator)
-    return Evaluation(heldout, vqa, cfg.batch_size, _batches(cfg.interval), log)
+    baselines = run_baselines(vqa.rows if vqa else None, [f"eval/loss/{name}" for name in cfg.heldout],
+                              collator_args["vocab"].text_vocab_size)
+    return Evaluation(heldout, vqa, cfg.batch_size, _batches(cfg.interval), log, baselines)
 
 
 def _batches(text: str | None) -> int | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -16,9 +17,16 @@ def _train(args: argparse.Namespace) -> int:
 
     overrides = {k: v for k, v in (("stop_at", args.stop_at), ("run_dir", args.run_dir)) if v is not None}
     check_run_config(args.config, overrides)  # bad input is refused before torch and composer load
-    from trainer.run import train
+    from mixture.progress import end_starting, starting
 
-    result = train(args.config, **overrides)
+    if os.environ.get("RANK", "0") == "0":  # until the first batch: torch, composer, schedule, model, data
+        starting(f"train {args.config}: starting (torch and composer, the schedule, the model, the data)")
+    try:
+        from trainer.run import train
+
+        result = train(args.config, **overrides)
+    finally:
+        end_starting()
     from composer.utils import dist
 
     if dist.get_global_rank() == 0:

@@ -21,7 +21,7 @@ from composer.utils import dist
 
 from mixture.errors import MixtureError
 from mixture.faults import kill_point
-from mixture.run_dir import Results
+from mixture.run_dir import Baseline, Results
 from trainer.batch import Collator
 from trainer.metrics import RunLog, all_reduce_sum
 from trainer.vqa_score import vqa_accuracy
@@ -144,12 +144,15 @@ class Evaluation(Callback):
         batch_size: Per-rank evaluation batch size.
         interval: Batches between evaluations (``None``: only at the end).
         run_log: Writes the metrics to ``metrics.jsonl`` and the final ones to ``results.json``.
+        baselines: What the final scores are read against (:mod:`trainer.baselines`), by score name;
+            written to ``results.json`` beside the scores.
     """
 
     def __init__(self, heldout: list[HeldOutSet], vqa: VQASet | None, batch_size: int, interval: int | None,
-                 run_log: RunLog) -> None:
+                 run_log: RunLog, baselines: dict[str, Baseline] | None = None) -> None:
         self.heldout, self.vqa, self.batch_size = heldout, vqa, batch_size
         self.interval, self.run_log = interval, run_log
+        self.baselines = baselines or {}
         self.last: dict[str, float] = {}
 
     def batch_end(self, state: State, logger: Logger) -> None:
@@ -161,7 +164,8 @@ class Evaluation(Callback):
         batch = int(state.timestamp.batch)
         if not self.last or self.last.get("batch") != batch:
             self.evaluate(state, logger)
-        self.run_log.results(Results(batch, {k: v for k, v in self.last.items() if k != "batch"}))
+        scores = {k: v for k, v in self.last.items() if k != "batch"}
+        self.run_log.results(Results(batch, scores, {k: b for k, b in self.baselines.items() if k in scores}))
 
     def evaluate(self, state: State, logger: Logger) -> dict[str, float]:
         """Run every evaluation now; returns and logs the metrics."""

@@ -79,7 +79,7 @@ def main(work: Path) -> None:
              "report_paper": "page_report_paper_1b.png"}
     DOCS_IMG.mkdir(parents=True, exist_ok=True)
     for folder, name in pages.items():
-        _screenshot(work / folder / "report.html", DOCS_IMG / name, 4200 if folder != "compare" else 3000)
+        _screenshot(work / folder / "report.html", DOCS_IMG / name, 4200 if folder != "compare" else 1700)
     copies = {"stats/figures/stats_tokens_all.png": "analysis_stats_tokens.png",
               "stats/figures/stats_images_distributions.png": "analysis_stats_captions.png",
               "report_paper/figures/report_share_overview.png": "analysis_report_overview.png",

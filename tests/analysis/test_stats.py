@@ -160,3 +160,19 @@ def test_remote_source_through_fsspec(tmp_path: Path) -> None:
 def test_missing_source_raises_mixture_error(tmp_path: Path) -> None:
     with pytest.raises(MixtureError, match="does not exist"):
         source_stats([str(tmp_path / "nothing")])
+
+
+def test_a_dominated_histogram_gets_a_log_axis_so_the_rest_shows() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from analysis.plots import histogram
+
+    fig, (dominated, even) = plt.subplots(1, 2)
+    histogram(dominated, {"edges": [24.0, 34.0, 44.0, 54.0, 65.0], "counts": [1, 0, 0, 1010]}, "C0")
+    histogram(even, {"edges": [1.0, 2.0, 3.0], "counts": [770, 241]}, "C0")
+    assert dominated.get_yscale() == "log" and dominated.get_ylim()[0] < 1
+    assert even.get_yscale() == "linear"
+    plt.close(fig)

@@ -13,6 +13,7 @@ import pytest
 
 from mixture.cli import build_parser, main
 from mixture.progress import Board, duration, human, track
+from mixture.schedule import load_schedule
 from tests.mixture.helpers import compile_text, spec_text
 
 PHASES = [{"name": "text", "duration": "96sp", "mix": {"web": 1}},
@@ -97,7 +98,7 @@ def test_plain_progress_lines_have_time_rate_and_eta() -> None:
     lines = out.getvalue().splitlines()
     assert all(LINE.match(line) for line in lines) and len(lines) == 6  # every 10 s of 50, and the end
     assert lines[0].endswith("train: 20/400 batches (5.0%), 2 batches/s, ETA 3m10s, loss 3.81")
-    assert lines[-1].endswith("train: 100/400 batches (25.0%), 2 batches/s, ETA 2m30s, loss 3.01 - done")
+    assert lines[-1].endswith("train: 100/400 batches (25.0%), 2 batches/s, ETA 2m30s, loss 3.01 - stopped")
 
 
 def test_quiet_and_terminal_progress() -> None:
@@ -115,13 +116,34 @@ def test_compile_logs_progress_when_not_a_terminal(tmp_path: Path, capsys: pytes
     monkeypatch.setenv("MIXTURE_PROGRESS_INTERVAL", "0")
     monkeypatch.delenv("MIXTURE_QUIET", raising=False)
     spec = tmp_path / "mix.yaml"
-    spec.write_text(spec_text(PHASES))
+    spec.write_text(spec_text(PHASES + [{"name": "ft", "duration": "64sp", "mix": {"chat": 1}}]))
     assert main(["compile", str(spec), "-o", str(tmp_path / "out")]) == 0
     lines = capsys.readouterr().err.splitlines()
-    assert lines and all(LINE.match(line) for line in lines)
-    assert re.search(r"compiling \S+mix.yaml: [\d,]+ positions.* - done$", lines[-1])
+    assert len(lines) >= 4 and all(LINE.match(line) for line in lines)
+    expected = re.search(r"compiling \S+mix.yaml: 0/([\d,]+) positions \(0\.0%\)$", lines[0])
+    assert expected, lines[0]  # the expected total, before any phase is compiled
+    # after the text phase (the first count: no rate yet) the mixed phase gives a rate, and an ETA for the rest
+    assert re.search(r": 96/[\d,]+ positions \(\d+\.\d%\)$", lines[1]), lines[1]
+    assert any(re.search(r"positions \(\d+\.\d%\), [\d.]+k? positions/s, ETA \d+s$", line) for line in lines[2:])
+    total = load_schedule(tmp_path / "out").manifest.num_positions
+    assert lines[-1].endswith(f": {total:,}/{total:,} positions (100.0%), " + lines[-1].split(", ", 1)[1])
+    assert re.search(r"positions/s - done$", lines[-1])
     assert main(["compile", str(spec), "-o", str(tmp_path / "out2"), "--quiet"]) == 0
     assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("phases", [PHASES, [{"name": "mix", "duration": "200k tok", "unit": "samples",
+                                               "mix": {"web": 0.5, "img": 0.3, "chat": 0.2}}]])
+def test_expected_positions_are_near_what_the_compile_writes(tmp_path: Path, phases: list[dict]) -> None:
+    from mixture.api import expected_positions, variants
+    from mixture.sourcedata import load_source
+
+    schedule = compile_text(spec_text(phases), tmp_path)
+    (variant,) = variants(tmp_path / "spec.yaml")
+    spec = variant.resolved.spec
+    data = {n: load_source(n, spec.sources[n], spec.seed, variant.base_dir) for n in variant.resolved.used_sources}
+    expected, actual = expected_positions(variant.resolved, data), schedule.manifest.num_positions
+    assert expected % 8 == 0 and abs(expected - actual) <= 0.02 * actual + 8, (expected, actual)
 
 
 def test_human_numbers() -> None:
@@ -161,4 +183,17 @@ def test_sweep_lines_count_runs() -> None:
     lines = out.getvalue().splitlines()
     assert lines[1].endswith("sweep: 1/3 runs (33.3%), train b")
     assert lines[2].endswith("sweep: 2/3 runs (66.7%), 0.0167 runs/s, ETA 1m00s")  # one run in 60 s
-    assert lines[-1].endswith("sweep: 2/3 runs (66.7%), 0.0111 runs/s, ETA 1m30s, train c - done")
+    assert lines[-1].endswith("sweep: 2/3 runs (66.7%), 0.0111 runs/s, ETA 1m30s, train c - stopped")  # c never finished
+
+
+def test_a_start_up_display_ends_when_the_first_board_opens() -> None:
+    from mixture.progress import end_starting, starting
+
+    out = io.StringIO()
+    starting("train x: starting", stream=out, quiet=False, interval=60)
+    with Board(stream=out, quiet=False, interval=0) as board:
+        board.task("train x", 2, "batches").advance(2)
+    end_starting()  # nothing left to end
+    lines = [line[20:] for line in out.getvalue().splitlines()]
+    assert lines[0] == "train x: starting: started" and re.fullmatch(r"train x: starting: done in \d+s", lines[1])
+    assert lines[2].startswith("train x: 2/2 batches (100.0%)") and lines[-1].endswith(" - done")

@@ -239,3 +239,19 @@ def test_full_scale_files_share_one_sources_file() -> None:
         if file != "own_data.yaml":
             assert "include: shared/paper_sources.yaml" in text and "\n  dclm:" not in text, file
     assert "dclm:" in shared and "datacomp_dr:" in shared and "llava:" in shared
+
+
+def test_the_readme_tour_snippet_runs_on_the_compiled_recipe(paper_1b: Schedule, tmp_path: Path) -> None:
+    """The README's step 2 (a Python block reading out/paper_1b), run as written against the compiled recipe."""
+    import subprocess
+    import sys
+
+    readme = (EXAMPLES.parent / "README.md").read_text()
+    snippet = re.search(r"python - <<'PY'\n(.*?)\nPY\n", readme, re.S)
+    assert snippet, "the README's tour has no python block"
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "paper_1b").symlink_to(paper_1b.path)
+    run = subprocess.run([sys.executable, "-c", snippet.group(1)], cwd=tmp_path, capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.startswith("cooldown ('dclm', ") and "datacomp_dr" in run.stdout

@@ -62,6 +62,19 @@ def test_results_round_trip_and_refusal(tmp_path: Path) -> None:
         rd.read_results(tmp_path)
 
 
+def test_results_carry_baselines_and_older_files_read_without(tmp_path: Path) -> None:
+    prior = rd.Baseline(0.31, 0.013, "answer prior", "each kind's most common answer")
+    results = rd.Results(12, {"eval/vqa/accuracy": 0.5}, {"eval/vqa/accuracy": prior})
+    rd.write_results(tmp_path, results)
+    assert json.loads((tmp_path / rd.RESULTS).read_text())["baselines"]["eval/vqa/accuracy"]["value"] == 0.31
+    assert rd.read_results(tmp_path) == results
+    (tmp_path / rd.RESULTS).write_text('{"batch": 12, "eval": {"eval/loss/text": 3.5}}')  # before baselines
+    assert rd.read_results(tmp_path) == rd.Results(12, {"eval/loss/text": 3.5}, {})
+    (tmp_path / rd.RESULTS).write_text('{"batch": 12, "eval": {}, "baselines": {"eval/loss/text": {"se": 0}}}')
+    with pytest.raises(MixtureError, match="baselines.eval/loss/text needs a numeric 'value'"):
+        rd.read_results(tmp_path)
+
+
 def test_metrics_append_truncate_and_a_half_written_last_line(tmp_path: Path) -> None:
     for batch in (1, 2, 3):
         rd.append_metrics(tmp_path, {"batch": batch, "loss/train": 1.0 / batch})

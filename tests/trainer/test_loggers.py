@@ -72,6 +72,23 @@ def test_progress_lines_and_throughput(tmp_path: Path, schedule: Path, capfd: py
         assert m["throughput/tokens_per_s"] == pytest.approx(tokens / m["time/step_s"])
 
 
+def test_cli_train_shows_its_start_up_until_the_first_batch(tmp_path: Path, schedule: Path,
+                                                             capfd: pytest.CaptureFixture[str],
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from mixture.cli import main
+
+    monkeypatch.setenv("MIXTURE_PROGRESS_INTERVAL", "0")
+    monkeypatch.delenv("MIXTURE_QUIET", raising=False)
+    config = h.run_config(tmp_path / "run.yaml", schedule, tmp_path / "run", loggers={"console": False})
+    assert main(["train", str(config)]) == 0
+    lines = capfd.readouterr().err.splitlines()
+    start = [i for i, x in enumerate(lines) if "run.yaml: starting (torch and composer" in x]
+    batches = [i for i, x in enumerate(lines) if " train run: " in x]
+    assert start and batches and start[-1] < batches[0]  # started, ..., done in Ns, then the batches
+    assert re.search(r" train \S+run.yaml: starting \(.*\): started$", lines[start[0]])
+    assert re.search(r": done in \d+s$", lines[start[-1]])
+
+
 @pytest.mark.parametrize("store", ["file", "sqlite"])
 def test_mlflow_store_holds_every_step(tmp_path: Path, schedule: Path, store: str) -> None:
     uri = (tmp_path / "mlruns").as_uri() if store == "file" else f"sqlite:///{tmp_path / 'mlflow.db'}"

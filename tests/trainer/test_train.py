@@ -71,6 +71,12 @@ def test_run_logs_what_the_schedule_serves(study: dict) -> None:
     results = json.loads((run_dir / "results.json").read_text())
     assert set(results["eval"]) == {"eval/loss/text", "eval/vqa/accuracy", "eval/vqa/num_questions"}
     assert results["eval"]["eval/vqa/num_questions"] == 8
+    rows = [json.loads(line) for line in study["raw"]["vqa"].read_text().splitlines()]
+    first = rows[0]["answers"][0]  # no kinds: one kind, whose most common answer (ties: first seen) is first's
+    prior = results["baselines"]["eval/vqa/accuracy"]
+    assert prior["value"] == pytest.approx(sum(r["answers"] == [first] for r in rows) / len(rows))
+    assert prior["name"] == "answer prior" and prior["se"] > 0
+    assert results["baselines"]["eval/loss/text"]["value"] == pytest.approx(np.log(257))  # byte tokenizer
     assert losses(run_dir)[5] < losses(run_dir)[0]  # text loss falls over the text phase
 
 

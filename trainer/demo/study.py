@@ -22,7 +22,6 @@ so an interrupted demo continues from its newest checkpoint. The base run config
 from __future__ import annotations
 
 import json
-import math
 import os
 import resource
 import time
@@ -96,12 +95,14 @@ def run_demo(out_dir: str | Path = DEFAULT_OUT, *, scale: float = 1.0, questions
     variants = _measure_all(out, data, sweeps, num_questions, step)
     lap("measure")
     step("report: summary.json, figure.png and `mixture compare` of the first seed")
-    report = _report(out, sweeps[0][1])
+    prior = _prior(data, num_questions)
+    report = _report(out, sweeps[0][1], prior)
     lap("report")  # summary.json and the figure (a second) are written after the timings are known
     timings["total"] = time.monotonic() - start
+    from trainer.baselines import uniform_loss
     from trainer.demo.summary import DemoResult, write_outputs
 
-    result = DemoResult(out, report, variants, _prior(data, num_questions), math.log(data.vocab_size),
+    result = DemoResult(out, report, variants, prior, uniform_loss(data.vocab_size),
                         [s for s, _ in sweeps], num_questions, timings, _cpu_seconds() - cpu_start,
                         _scope(out / f"run-seed-{FIRST_SEED}.yaml", data))
     write_outputs(result)
@@ -268,9 +269,11 @@ def _prior(data: Any, num_questions: int) -> list[float]:  # noqa: ANN401 - Demo
     return answer_prior(data.raw / "instruct_train.json", vqa_rows(data.vqa, num_questions))
 
 
-def _report(out: Path, sweep_dir: Path) -> Path:
-    """`mixture compare` over the first seed's finished variants (out/report)."""
+def _report(out: Path, sweep_dir: Path, prior: list[float]) -> Path:
+    """`mixture compare` over the first seed's finished variants (out/report), read against the answer
+    prior of the fine-tuning conversations (``prior``: per question), as summary.json is."""
     from analysis.compare import compare
+    from trainer.baselines import prior_baseline
     from trainer.sweep import result_dirs, sweep_status
 
     status = sweep_status(sweep_dir)
@@ -278,7 +281,8 @@ def _report(out: Path, sweep_dir: Path) -> Path:
     if len(dirs) != len(status.variants):
         raise MixtureError(f"{sweep_dir}: {len(dirs)} of {len(status.variants)} variants have results",
                            hint=f"see `mixture sweep status {sweep_dir}`")
-    _, paths = compare(dirs, out / "report", figures=True)
+    baselines = {"eval/vqa/accuracy": prior_baseline(prior, "the fine-tuning conversations")}
+    _, paths = compare(dirs, out / "report", figures=True, baselines=baselines)
     return Path(paths["html"])
 
 
