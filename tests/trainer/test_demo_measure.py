@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from trainer.demo import scenes
 from trainer.demo.measure import _derangement, answer_prior, mean_se, question_kind, training_answers
+from trainer.demo.summary import VariantResult
 from trainer.sweep.execute import _start_note
 from trainer.sweep.records import SweepRun
 
@@ -107,3 +108,24 @@ def test_progress_line_names_the_run_batch_speed_and_loss(tmp_path: Path) -> Non
     line = progress.line()
     assert line is not None and line.startswith("r: batch 7/200, ") and " s/batch, run ETA " in line
     assert line.endswith("loss 3.500")
+
+
+def _variant(percent: int, correct: int, questions: int = 100) -> VariantResult:
+    losses = {"caption_loss": 1.0, "caption_loss_shuffled_images": 1.02, "text_loss": 6.0}
+    vqa = tuple([1.0] * correct + [0.0] * (questions - correct))
+    return VariantResult(percent, 100 + percent, vqa, (correct / questions,), losses, losses)
+
+
+def test_findings_set_every_earlier_point_against_the_last() -> None:
+    """The best point alone beating 100% is not the paper's shape: the other points are named with their SE."""
+    from trainer.demo.summary import DemoResult, findings
+
+    variants = [_variant(0, 48), _variant(40, 31), _variant(80, 33), _variant(100, 37)]
+    result = DemoResult(Path("out"), Path("out/report.html"), variants, [0.0] * 100, math.log(4097), [17], 100)
+    shows = findings(result)[0]
+    assert "images at 0% beat 100% by 0.110" in shows
+    se = math.sqrt(0.31 * 0.69 / 99 + 0.37 * 0.63 / 99)  # the two means' standard errors, combined
+    assert f"against 100%, the other points: 40%: -0.060 ± {se:.3f}, 80%: -0.040 ±" in shows
+    alone = findings(DemoResult(Path("out"), Path("r"), [_variant(0, 48), _variant(100, 37)], [0.0] * 100,
+                                math.log(4097), [17], 100))[0]
+    assert "the other points" not in alone

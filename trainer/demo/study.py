@@ -194,11 +194,21 @@ def _run_training(runs: dict[str, SweepRun], run_id: str, batch: int) -> SweepRu
 
 
 def _train(sweep_dir: Path, seed: int, step: Say) -> None:
+    """Train one seed's sweep; the demo's progress lines (with the sweep's ETA) replace the trainer's own."""
+    from mixture.progress import QUIET_ENV
     from trainer.demo.progress import Progress
     from trainer.sweep import run_sweep
 
-    with Progress(sweep_dir, lambda line: step(f"  {line}")):
-        run_sweep(sweep_dir, 1, say=lambda line: step(f"  seed {seed}: {line}"))
+    quiet = os.environ.get(QUIET_ENV)
+    os.environ[QUIET_ENV] = "1"  # the trainer's progress line would repeat the demo's every ~10 s
+    try:
+        with Progress(sweep_dir, lambda line: step(f"  {line}")):
+            run_sweep(sweep_dir, 1, say=lambda line: step(f"  seed {seed}: {line}"))
+    finally:
+        if quiet is None:
+            os.environ.pop(QUIET_ENV, None)
+        else:
+            os.environ[QUIET_ENV] = quiet
 
 
 def _measure_all(out: Path, data: Any, sweeps: list[tuple[int, Path]], num_questions: int,  # noqa: ANN401

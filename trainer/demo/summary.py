@@ -187,6 +187,11 @@ def findings(result: DemoResult) -> list[str]:
     last = result.variants[-1]
     shape = _shape(best, last, b_mean - stats[last.intro_percent][0],
                    (b_se ** 2 + stats[last.intro_percent][1] ** 2) ** 0.5)
+    others = [f"{v.intro_percent:g}%: {stats[v.intro_percent][0] - stats[last.intro_percent][0]:+.3f} ± "
+              f"{(stats[v.intro_percent][1] ** 2 + stats[last.intro_percent][1] ** 2) ** 0.5:.3f}"
+              for v in result.variants if v is not best and v is not last]
+    if others:  # the best point alone can make the shape; every earlier point against the last one says more
+        shape += f"; against {last.intro_percent:g}%, the other points: {', '.join(others)}"
     if b_mean - prior < 2 * (b_se ** 2 + prior_se ** 2) ** 0.5:
         shape = (f"not shown: no variant beats the answer prior by 2 SE, so the ranking compares models that "
                  f"did not learn to read the scenes ({shape})")
