@@ -2,7 +2,8 @@
 
 ``validate --json`` prints one object: ``{"file", "ok": true, "phases", "sources", "variants"}``, or
 ``{"file", "ok": false, "problems": [{"message", "path", "file", "line", "col", "hint"}, ...]}`` (exit 2).
-``explain --json`` prints a list with one object per variant: name, fingerprint, totals, phase spans and
+``explain --json`` prints a list with one object per variant: name, fingerprint, totals, batch sizes, phase spans (each with its
+``global_batch_size``, ``first_batch`` and ``num_batches``) and
 the rows of the table (:func:`mixture.api.explain_rows`).
 """
 
@@ -34,10 +35,14 @@ def explain_summary(target: str | Path) -> list[dict[str, Any]]:
 
     out = []
     for name, schedule in open_or_compile(target):
-        m = schedule.manifest.to_json()
-        out.append({"variant": name, "name": m["name"], "fingerprint": m["fingerprint"],
-                    "num_positions": m["num_positions"], "num_batches": m["num_batches"],
-                    "global_batch_size": m["global_batch_size"], "total_tokens": m["total_tokens"],
-                    "phases": [{"name": p["name"], "start": p["start"], "stop": p["stop"]} for p in m["phases"]],
+        m = schedule.manifest
+        segments = m.batch_segments()
+        out.append({"variant": name, "name": m.name, "fingerprint": m.fingerprint,
+                    "num_positions": m.num_positions, "num_batches": m.num_batches,
+                    "global_batch_size": m.global_batch_size, "batch_sizes": list(m.batch_sizes),
+                    "total_tokens": m.total_tokens,
+                    "phases": [{"name": p.name, "start": p.start, "stop": p.stop,
+                                "global_batch_size": s.batch_size, "first_batch": s.first_batch,
+                                "num_batches": s.num_batches} for p, s in zip(m.phases, segments)],
                     "rows": explain_rows(schedule)})
     return out

@@ -188,3 +188,16 @@ def test_common_prefix_stops_inside_a_phase_of_another_batch_size(tmp_path):
     x, y = (s.take(a.batch_start(ft), a.batch_start(k + 1)) for s in (a, b))
     assert np.array_equal(x[0][: a.batch_start(k) - a.batch_start(ft)], y[0][: a.batch_start(k) - a.batch_start(ft)])
     assert not (np.array_equal(x[0], y[0]) and np.array_equal(x[1], y[1]))
+
+
+def test_explain_json_names_each_phases_batches(tmp_path, capsys):
+    from mixture.cli import main
+
+    s = compile_text(_text(PHASES), tmp_path)
+    capsys.readouterr()
+    assert main(["explain", str(s.path), "--json"]) == 0
+    [table] = json.loads(capsys.readouterr().out)
+    assert table["batch_sizes"] == [8, 4] and table["global_batch_size"] == 8
+    assert [(p["global_batch_size"], p["first_batch"], p["num_batches"]) for p in table["phases"]] == \
+        [(x.batch_size, x.first_batch, x.num_batches) for x in s.segments]
+    assert sum(p["num_batches"] for p in table["phases"]) == table["num_batches"] == s.num_batches
