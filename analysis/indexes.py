@@ -13,6 +13,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from mixture.errors import MixtureError
+from mixture.locations import is_remote, local_path, storage_options as default_options
 from mixture.sources import INDEX_JSON, SAMPLE_INDEX
 
 _REBUILD = "ingest the source with `mixture ingest`, or build its index with `mixture index DIR`"
@@ -49,8 +50,6 @@ class IndexFile:
     @property
     def remote(self) -> bool:
         """True for a URL (read through fsspec), False for a local path."""
-        from streaming_data.locations import is_remote
-
         return is_remote(self.parquet)
 
     def scan(self) -> Any:  # noqa: ANN401 - a polars LazyFrame (polars is imported lazily)
@@ -58,7 +57,7 @@ class IndexFile:
         import polars as pl
 
         if not self.remote:
-            return pl.scan_parquet(self.parquet.removeprefix("file://"))
+            return pl.scan_parquet(local_path(self.parquet))
         import fsspec
 
         return pl.scan_parquet(fsspec.open(self.parquet, "rb", **self.storage_options).open())
@@ -111,8 +110,6 @@ def open_index(location: str, storage_options: dict[str, Any] | None = None) -> 
     import pyarrow.parquet as pq
 
     if storage_options is None:  # what Streaming and the ingest use (S3_ENDPOINT_URL for S3-compatible stores)
-        from streaming_data.locations import storage_options as default_options
-
         storage_options = default_options(location)
     options = dict(storage_options)
     name, parquet, directory = _paths(location)

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from mixture.errors import MixtureError, brief
+from mixture.locations import is_relative
 from mixture.yaml_loader import Located
 
 #: Top-level sections whose entries several files may contribute (each name defined once).
@@ -49,7 +50,7 @@ def _rebase(source: object, origin: Path, target: Path) -> object:
     if origin == target or not isinstance(source, dict):
         return source
     location = source.get("location")
-    if not isinstance(location, str) or "://" in location or os.path.isabs(location):
+    if not isinstance(location, str) or not is_relative(location):
         return source
     return {**source, "location": os.path.relpath(origin / location, target)}
 

@@ -17,6 +17,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from mixture.errors import MixtureError
+from mixture.locations import is_relative
 from mixture.permute import derive_key, hash64
 from mixture.sources import read_sample_index, source_fingerprint
 from mixture.spec import Distribution, Source
@@ -149,7 +150,7 @@ def load_source(name: str, src: Source, seed: int, base_dir: str = ".") -> Sourc
     if src.location is None:
         return _declared(name, src, seed)
     location = src.location
-    if "://" not in location and not os.path.isabs(location):
+    if is_relative(location):
         location = os.path.normpath(os.path.join(base_dir, location))
     index = read_sample_index(location, src.storage_options)
     if index.kind and index.kind != src.kind:

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from mixture.errors import MixtureError
+from mixture.locations import is_url
 from streaming_data.image_check import VERIFY_MODES, inspect_image
 from streaming_data.images import Pair, Part, folder_parts, img2dataset_parts, run_img2dataset
 from streaming_data.inputs import batched
@@ -122,7 +123,7 @@ def _settings(config: ImageCaptionIngestConfig) -> dict[str, Any]:
 
 def _parts(config: ImageCaptionIngestConfig, work: str) -> list[Part]:
     if config.urls:
-        if not os.path.exists(config.urls) and "://" not in config.urls:
+        if not is_url(config.urls) and not os.path.exists(config.urls):
             raise MixtureError(f"URL list {config.urls} does not exist")
         folder = run_img2dataset(config.urls, os.path.join(work, "img2dataset"), url_column=config.url_column,
                                  caption_column=config.caption_column, processes=config.processes,

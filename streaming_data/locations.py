@@ -1,41 +1,18 @@
-"""Local paths and remote URLs for datasets: the one place that tells them apart and publishes files.
+"""Publishing files to a dataset's location, local or remote.
 
-The rules, used by ingest, serving, the trainer and the reports alike:
-
-- a *URL* is any location with a scheme (``s3://``, ``gs://``, ``file://``): never relative to a config file;
-- a *remote* location is a URL other than ``file://``: Streaming downloads from it (and uploads to it);
-- *storage options* (fsspec's) for a location: ``S3_ENDPOINT_URL``, the variable Streaming reads for
-  S3-compatible stores, as ``client_kwargs.endpoint_url`` for an ``s3://`` location; nothing otherwise.
+The rules for locations (``is_url``, ``is_relative``, ``is_remote``, ``local_path``, ``storage_options``) are
+owned by :mod:`mixture.locations` (pure, so the compiler uses them too) and re-exported here for ingest,
+serving, the trainer and the reports.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import Any
 
+from mixture.locations import is_relative, is_remote, is_url, local_path, storage_options
 
-def is_url(location: str) -> bool:
-    """True for any location with a scheme, ``file://`` included (never resolved against a directory)."""
-    return "://" in location
-
-
-def is_remote(location: str) -> bool:
-    """True for a URL Streaming downloads from or uploads to (s3://, gs://, ...), False for a local path or
-    file://."""
-    return is_url(location) and not location.startswith("file://")
-
-
-def local_path(location: str) -> str:
-    """A local location without its ``file://`` prefix."""
-    return location[len("file://") :] if location.startswith("file://") else location
-
-
-def storage_options(location: str) -> dict[str, Any]:
-    """fsspec options for ``location`` matching what Streaming uses: ``S3_ENDPOINT_URL`` (an S3-compatible
-    store) for an ``s3://`` location, nothing for any other."""
-    endpoint = os.environ.get("S3_ENDPOINT_URL")
-    return {"client_kwargs": {"endpoint_url": endpoint}} if endpoint and location.startswith("s3://") else {}
+__all__ = ["is_relative", "is_remote", "is_url", "local_path", "publish", "storage_options"]
 
 
 def publish(staging: str, out: str, names: Sequence[str]) -> None:

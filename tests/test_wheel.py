@@ -2,13 +2,14 @@
 dependencies at the lock's versions (from uv's cache where it has them, else the registry), run from a directory outside the repository.
 
 It proves that every subcommand registers from the installed packages (nothing read through a repository
-path, no subpackage left out of the wheel). The demo's own run from a wheel belongs to its tests; this
-module gives them ``installed_mixture``. Needs ``uv`` on PATH (the project's package manager) and its
-lock; skipped where uv is missing.
+path, no subpackage left out of the wheel) and that the CI-scale demo (the scale of
+``tests/trainer/test_demo.py``: 0.05, 20 questions) runs from it to its summary, figure and report. Needs
+``uv`` on PATH (the project's package manager) and its lock; skipped where uv is missing.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -46,9 +47,9 @@ def installed_mixture(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return venv / "bin" / "mixture"
 
 
-def _run(script: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+def _run(script: Path, *args: str, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
-    return subprocess.run([str(script), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run([str(script), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
 def test_every_subcommand_registers_from_the_wheel(installed_mixture: Path, tmp_path: Path) -> None:
@@ -68,3 +69,19 @@ def test_the_wheel_runs_its_own_code_not_the_checkout(installed_mixture: Path, t
     assert proc.returncode == 0, proc.stderr
     for line in proc.stdout.split():
         assert Path(line).is_relative_to(installed_mixture.parents[1]) and not Path(line).is_relative_to(ROOT)
+
+
+def test_the_ci_scale_demo_runs_from_the_wheel(installed_mixture: Path, tmp_path: Path) -> None:
+    """`mixture demo` at tests/trainer/test_demo.py's scale, from a directory outside the checkout: its
+    templates come from the installed package, and it ends with every variant measured and reported."""
+    out = tmp_path / "demo"
+    proc = _run(installed_mixture, "demo", "-o", str(out), "--scale", "0.05", "--questions", "20", "--threads", "1",
+                cwd=tmp_path, timeout=540)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert [variant["intro_percent"] for variant in summary["variants"]] == [0, 40, 80, 100]
+    assert all(len(variant["vqa_accuracy"]["per_seed"]) == 1 for variant in summary["variants"])
+    report = json.loads((out / "report" / "report.json").read_text())
+    assert [row["status"] for row in report["table"]] == ["done"] * 4
+    assert (out / "figure.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert f"summary: {out / 'summary.json'}" in proc.stdout

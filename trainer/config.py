@@ -18,7 +18,7 @@ from mixture.errors import MixtureError, Problem
 from mixture.load import read_model
 from mixture.spec import DurationStr
 from mixture.yaml_loader import Located
-from streaming_data.locations import is_url
+from streaming_data.locations import is_relative, is_url
 
 
 _KEYS = "schedule:, run_dir:, model:, ..."
@@ -233,7 +233,7 @@ def load_run_config(path: str | Path) -> tuple[RunConfig, Path]:
 
 def resolve_path(base: Path, value: str | None) -> str | None:
     """A path from the config, relative to the config file unless absolute or a URL."""
-    if value is None or is_url(value) or Path(value).is_absolute():
+    if value is None or not is_relative(value):
         return value
     return str((base / value).resolve())
 

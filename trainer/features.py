@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from mixture.errors import MixtureError
+from mixture.locations import is_url
 from trainer.model import VLM, set_feature_norm
 
 _IMAGE_KINDS = ("image_caption", "instruction")
@@ -38,7 +39,7 @@ def fit_feature_norm(model: VLM, schedule: Any, pixels: Any, num_images: int) ->
     found: list[np.ndarray] = []
     sources = sorted((s for s in schedule.sources if s.kind in _IMAGE_KINDS), key=lambda s: _IMAGE_KINDS.index(s.kind))
     for source in sources:
-        if not source.location or "://" in source.location or not Path(source.location, "index.json").exists():
+        if not source.location or is_url(source.location) or not Path(source.location, "index.json").exists():
             continue
         dataset = LocalDataset(local=source.location)
         for i in range(len(dataset)):

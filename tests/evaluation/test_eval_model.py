@@ -28,14 +28,11 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
+def trained(tmp_path_factory: pytest.TempPathFactory, tiny_study: dict) -> dict:
     from trainer.run import train
 
     root = tmp_path_factory.mktemp("evalrun")
-    raw = h.make_raw(root / "raw", num_docs=40, num_images=16, num_chats=16)
-    h.ingest(raw, root / "data")
-    schedule = h.compile_to(h.mixture(root / "data", text_batches=2), root / "mix.yaml", root / "sched")
-    config = h.run_config(root / "run.yaml", schedule, root / "run", checkpoint={"interval": "8ba"})
+    config = h.run_config(root / "run.yaml", tiny_study["schedule"], root / "run", checkpoint={"interval": "8ba"})
     result = train(config)
     benches = bf.write_all(root / "bench", n=4)
     return {"root": root, "run": result.run_dir, "export": result.export_dir, "config": config, "benches": benches}

@@ -124,6 +124,10 @@ def test_misconfigured_logger_is_one_line(tmp_path: Path, section: str, args: di
                                           monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     monkeypatch.setenv("NETRC", str(tmp_path / "no_netrc"))
+    if section == "mlflow":  # MLflow retries a database it cannot open 10 times, sleeping 101 s in all
+        import mlflow.store.db.utils
+
+        monkeypatch.setattr(mlflow.store.db.utils, "MAX_RETRY_COUNT", 1)
     with pytest.raises(MixtureError) as error:
         build_loggers(LoggersConfig(**{section: args}), tmp_path / "run", tmp_path)
     assert str(error.value).startswith(expected) and "\n" not in str(error.value)

@@ -30,17 +30,14 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def study(tmp_path_factory: pytest.TempPathFactory) -> dict:
+def study(tmp_path_factory: pytest.TempPathFactory, tiny_study: dict) -> dict:
     root = tmp_path_factory.mktemp("runs")
-    raw = h.make_raw(root / "raw", num_docs=60, num_images=24, num_chats=12)
-    h.ingest(raw, root / "data")
-    schedule = h.compile_to(h.mixture(root / "data", text_batches=2), root / "mix.yaml", root / "sched")
-    evaluation = {"heldout": {"text": {"location": str(root / "data" / "text"), "samples": 8}},
-                  "vqa": {"file": str(raw["vqa"]), "questions": 4}}
-    configs = {name: h.run_config(root / f"{name}.yaml", schedule, root / name, eval=evaluation)
+    evaluation = {"heldout": {"text": {"location": str(tiny_study["data"] / "text"), "samples": 8}},
+                  "vqa": {"file": str(tiny_study["raw"]["vqa"]), "questions": 4}}
+    configs = {name: h.run_config(root / f"{name}.yaml", tiny_study["schedule"], root / name, eval=evaluation)
                for name in ("reference", "killed")}
     train(configs["reference"])
-    return {"root": root, "configs": configs}
+    return {"root": root, "configs": configs, "schedule": tiny_study["schedule"]}
 
 
 def _train_killed_at(config: Path, point: str) -> tuple[subprocess.Popen, str]:
@@ -95,7 +92,7 @@ def test_rerunning_a_finished_run_changes_nothing(study: dict, capsys: pytest.Ca
 
 def test_a_trainer_on_a_locked_run_dir_is_refused_at_once(study: dict, capsys: pytest.CaptureFixture[str]) -> None:
     run_dir = study["root"] / "locked"
-    config = h.run_config(study["root"] / "locked.yaml", study["root"] / "sched", run_dir)
+    config = h.run_config(study["root"] / "locked.yaml", study["schedule"], run_dir)
     hold = "import sys, mixture.run_lock as l; l.acquire(sys.argv[1]); print('locked', flush=True); sys.stdin.read()"
     holder = subprocess.Popen([sys.executable, "-c", hold, str(run_dir)], cwd=ROOT, stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, text=True)

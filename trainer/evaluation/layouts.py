@@ -49,14 +49,18 @@ class Question:
     split: str = ""
 
 
-def _load_json(path: Path) -> Any:
+def _load_json(path: Path, kind: type = dict, what: str = "a JSON object") -> Any:
+    """The JSON value in ``path``, which must be a ``kind`` (``what`` names it in the error)."""
     if not path.is_file():
         raise MixtureError(f"{path}: missing", hint=f"the benchmark directory needs {path.name} (docs/evaluation.md)")
     try:
         with path.open(encoding="utf-8") as handle:
-            return json.load(handle)
+            data = json.load(handle)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise MixtureError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(data, kind):
+        raise MixtureError(f"{path}: expected {what}, got {type(data).__name__}")
+    return data
 
 
 def _field(record: Any, key: str, kind: type | tuple[type, ...], where: str) -> Any:
@@ -118,9 +122,7 @@ def read_textvqa(root: Path) -> list[Question]:
 def read_gqa(root: Path) -> list[Question]:
     """GQA test-dev balanced (a JSON object keyed by question id)."""
     path = root / "testdev_balanced_questions.json"
-    data = _load_json(path)
-    if not isinstance(data, dict):
-        raise MixtureError(f"{path}: expected an object keyed by question id, got {type(data).__name__}")
+    data = _load_json(path, dict, "an object keyed by question id")
     out = []
     for qid, record in data.items():
         where = f"{path}: question {qid}"
@@ -153,9 +155,7 @@ def read_pope(root: Path, images: Path | None = None) -> list[Question]:
 def read_vizwiz(root: Path) -> list[Question]:
     """VizWiz-VQA val (question id = the image file name)."""
     path = root / "val.json"
-    data = _load_json(path)
-    if not isinstance(data, list):
-        raise MixtureError(f"{path}: expected a JSON list, got {type(data).__name__}")
+    data = _load_json(path, list, "a JSON list")
     out = []
     for i, record in enumerate(data):
         where = f"{path}: [{i}]"

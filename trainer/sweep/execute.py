@@ -21,6 +21,7 @@ from pathlib import Path
 import yaml
 
 from mixture.errors import MixtureError
+from mixture.locations import is_url
 from mixture.run_dir import CHECKPOINTS, TRAIN_LOG
 from trainer.sweep.records import SweepRun, read_sweep, write_sweep
 from trainer.sweep.status import run_state, write_aliases
@@ -80,7 +81,7 @@ def _start_note(run: SweepRun, reached: int) -> str:
     folder = Path((config.get("checkpoint") or {}).get("folder") or Path(run.run_dir) / CHECKPOINTS)
     latest = folder / "latest-rank0.pt"
     origin = f"from {run.after} at batch {run.start_batch:,}" if run.after else "from scratch"
-    if latest.exists() and "://" not in str(folder):
+    if not is_url(str(folder)) and latest.exists():
         saved = int(latest.resolve().name.split("-")[0].removeprefix("ba"))
         lost = ("" if reached <= saved else f"; batch {reached:,} is trained again" if reached == saved + 1
                 else f"; batches {saved + 1:,}-{reached:,} are trained again")
