@@ -35,6 +35,7 @@ from mixture.kernels import (COSINE, LINEAR, Chunk, Curve, _integral, mix_sample
 from mixture.lr import lr_per_step
 from mixture.permute import derive_key, permute
 from mixture.resolve import Resolved, ResolvedPhase, epochs_to_positions
+from mixture.schedule_check import vouch
 from mixture.schedule_files import Manifest, PhaseRecord, RampRecord, SourceRecord
 from mixture.sourcedata import Pricing, SourceData
 from mixture.units import Unit
@@ -270,8 +271,8 @@ class _Speculative:
 
     The first chunk of a group starts from the true state. Each later one starts from a *predicted*
     state: the draws per source at its first position, guessed from the targets (floor of each, the
-    remaining ceilings to the earliest next deadlines as the kernel computes them, ties to the tie rank;
-    right at 92% of 400 random chunk boundaries),
+    remaining ceilings to the earliest next deadlines as the kernel computes them, never to a source whose
+    target is a whole number, ties to the tie rank; right at 92% of 400 random chunk boundaries),
     and the release, deadline and tokens those draws imply. After the group, a chunk is kept only if
     its start state equals, bit for bit, the state the chunk before it ended in; from the first that does
     not, the rest are dropped and mixed again from the true state. A chunk is a pure function of its
@@ -317,7 +318,9 @@ class _Speculative:
         ceilings = int(at) - int(drawn.sum())
         release, due = np.zeros(len(drawn)), np.zeros(len(drawn))
         sample_state(c, drawn, release, due)  # the next draws' deadlines, as the kernel computes them
-        drawn[np.lexsort((c.tie, due))[:max(ceilings, 0)]] += 1
+        # A source whose target is a whole number cannot take a ceiling (it would be a whole draw ahead):
+        # at a chunk boundary where several next deadlines tie, it would otherwise win on the tie rank.
+        drawn[np.lexsort((c.tie, due, target <= drawn))[:max(ceilings, 0)]] += 1
         step = drawn - before
         if not 0 <= ceilings <= len(drawn) or np.any(step < 0) or np.any(step > self.width):
             return False
@@ -530,6 +533,7 @@ def compile_schedule(resolved: Resolved, data: dict[str, SourceData], out_dir: s
     if out_dir.exists():
         shutil.rmtree(out_dir)
     os.replace(tmp, out_dir)
+    vouch(out_dir)  # every byte above came from this process: no need to read order.bin back to check it
     return manifest
 
 
