@@ -74,7 +74,9 @@ class _MixedResult:
 @dataclass
 class _Out:
     """What the phases append to. ``order.bin`` bytes are written and hashed by one background thread, in
-    the order they are emitted, while the next chunk is mixed (the kernels release the GIL)."""
+    the order they are emitted, while the next chunk is mixed (the kernels release the GIL). Each chunk is
+    copied into one of three reused buffers (at most two are queued, one is being filled), not into a new
+    allocation whose pages would be faulted in again for every chunk."""
 
     names: list[str]
     order: BinaryIO
@@ -85,14 +87,23 @@ class _Out:
     digest: object = field(default_factory=hashlib.sha256)
     writer: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1, "order-writer"))
     pending: list[Future[None]] = field(default_factory=list)
+    buffers: list[NDArray] = field(default_factory=list)
 
-    def emit(self, raw: bytes) -> None:
-        """Append ``raw`` to order.bin and its hash (in the background; at most two chunks queued)."""
+    def emit(self, ids: NDArray) -> None:
+        """Append a copy of ``ids`` to order.bin and its hash (in the background; at most two chunks queued),
+        so the caller may refill ``ids`` at once."""
         while len(self.pending) >= 2:
             self.pending.pop(0).result()
-        self.pending.append(self.writer.submit(self._write, raw))
+        self.buffers = [b for b in self.buffers if b.size >= ids.size][-3:]
+        if len(self.buffers) < 3:
+            self.buffers.insert(0, np.empty(ids.size, ids.dtype))
+        buffer = self.buffers.pop(0)  # the oldest: its write finished before the two still queued
+        self.buffers.append(buffer)
+        view = buffer[: ids.size]
+        np.copyto(view, ids)
+        self.pending.append(self.writer.submit(self._write, memoryview(view)))
 
-    def _write(self, raw: bytes) -> None:
+    def _write(self, raw: memoryview) -> None:
         self.order.write(raw)
         self.digest.update(raw)
 
@@ -383,7 +394,7 @@ def _store_chunk(out: _Out, ch: Chunk, written: int, batch: int, start_cursor: N
     full = np.zeros((-(-written // CHECKPOINT), len(out.names)), np.int64)
     full[:, ch.gid] = ch.ckpt[: len(full)] + start_cursor
     out.checkpoints.append(full)
-    out.emit(ch.out[:written].tobytes())  # a copy: the kernel refills ch.out while it is written
+    out.emit(ch.out[:written])  # copied: the kernel refills ch.out while it is written
     out.order_len += written
     base = out.batch_tokens[-1][-1] if out.batch_tokens else 0
     out.batch_tokens.append(np.cumsum(ch.batch_tokens[: written // batch]) + base)
