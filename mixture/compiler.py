@@ -35,6 +35,7 @@ from mixture.kernels import (COSINE, LINEAR, Chunk, Curve, _integral, mix_sample
 from mixture.lr import lr_per_step
 from mixture.permute import derive_key, permute
 from mixture.resolve import Resolved, ResolvedPhase, epochs_to_positions
+from mixture.schedule_check import vouch
 from mixture.schedule_files import Manifest, PhaseRecord, RampRecord, SourceRecord
 from mixture.sourcedata import Pricing, SourceData
 from mixture.units import Unit
@@ -73,7 +74,9 @@ class _MixedResult:
 @dataclass
 class _Out:
     """What the phases append to. ``order.bin`` bytes are written and hashed by one background thread, in
-    the order they are emitted, while the next chunk is mixed (the kernels release the GIL)."""
+    the order they are emitted, while the next chunk is mixed (the kernels release the GIL). Each chunk is
+    copied into one of three reused buffers (at most two are queued, one is being filled), not into a new
+    allocation whose pages would be faulted in again for every chunk."""
 
     names: list[str]
     order: BinaryIO
@@ -84,14 +87,23 @@ class _Out:
     digest: object = field(default_factory=hashlib.sha256)
     writer: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1, "order-writer"))
     pending: list[Future[None]] = field(default_factory=list)
+    buffers: list[NDArray] = field(default_factory=list)
 
-    def emit(self, raw: bytes) -> None:
-        """Append ``raw`` to order.bin and its hash (in the background; at most two chunks queued)."""
+    def emit(self, ids: NDArray) -> None:
+        """Append a copy of ``ids`` to order.bin and its hash (in the background; at most two chunks queued),
+        so the caller may refill ``ids`` at once."""
         while len(self.pending) >= 2:
             self.pending.pop(0).result()
-        self.pending.append(self.writer.submit(self._write, raw))
+        self.buffers = [b for b in self.buffers if b.size >= ids.size][-3:]
+        if len(self.buffers) < 3:
+            self.buffers.insert(0, np.empty(ids.size, ids.dtype))
+        buffer = self.buffers.pop(0)  # the oldest: its write finished before the two still queued
+        self.buffers.append(buffer)
+        view = buffer[: ids.size]
+        np.copyto(view, ids)
+        self.pending.append(self.writer.submit(self._write, memoryview(view)))
 
-    def _write(self, raw: bytes) -> None:
+    def _write(self, raw: memoryview) -> None:
         self.order.write(raw)
         self.digest.update(raw)
 
@@ -270,8 +282,8 @@ class _Speculative:
 
     The first chunk of a group starts from the true state. Each later one starts from a *predicted*
     state: the draws per source at its first position, guessed from the targets (floor of each, the
-    remaining ceilings to the earliest next deadlines as the kernel computes them, ties to the tie rank;
-    right at 92% of 400 random chunk boundaries),
+    remaining ceilings to the earliest next deadlines as the kernel computes them, never to a source whose
+    target is a whole number, ties to the tie rank; right at 92% of 400 random chunk boundaries),
     and the release, deadline and tokens those draws imply. After the group, a chunk is kept only if
     its start state equals, bit for bit, the state the chunk before it ended in; from the first that does
     not, the rest are dropped and mixed again from the true state. A chunk is a pure function of its
@@ -317,7 +329,9 @@ class _Speculative:
         ceilings = int(at) - int(drawn.sum())
         release, due = np.zeros(len(drawn)), np.zeros(len(drawn))
         sample_state(c, drawn, release, due)  # the next draws' deadlines, as the kernel computes them
-        drawn[np.lexsort((c.tie, due))[:max(ceilings, 0)]] += 1
+        # A source whose target is a whole number cannot take a ceiling (it would be a whole draw ahead):
+        # at a chunk boundary where several next deadlines tie, it would otherwise win on the tie rank.
+        drawn[np.lexsort((c.tie, due, target <= drawn))[:max(ceilings, 0)]] += 1
         step = drawn - before
         if not 0 <= ceilings <= len(drawn) or np.any(step < 0) or np.any(step > self.width):
             return False
@@ -380,7 +394,7 @@ def _store_chunk(out: _Out, ch: Chunk, written: int, batch: int, start_cursor: N
     full = np.zeros((-(-written // CHECKPOINT), len(out.names)), np.int64)
     full[:, ch.gid] = ch.ckpt[: len(full)] + start_cursor
     out.checkpoints.append(full)
-    out.emit(ch.out[:written].tobytes())  # a copy: the kernel refills ch.out while it is written
+    out.emit(ch.out[:written])  # copied: the kernel refills ch.out while it is written
     out.order_len += written
     base = out.batch_tokens[-1][-1] if out.batch_tokens else 0
     out.batch_tokens.append(np.cumsum(ch.batch_tokens[: written // batch]) + base)
@@ -530,6 +544,7 @@ def compile_schedule(resolved: Resolved, data: dict[str, SourceData], out_dir: s
     if out_dir.exists():
         shutil.rmtree(out_dir)
     os.replace(tmp, out_dir)
+    vouch(out_dir)  # every byte above came from this process: no need to read order.bin back to check it
     return manifest
 
 

@@ -7,7 +7,9 @@ order holds one id per position of the mixed phases; each ``.npy`` has the shape
 the bytes its header promises); and the fingerprint recomputed from the order, the checkpoints and the
 manifest equals the recorded one. The last step hashes ``order.bin`` (SHA-256, one byte per position of a
 mixed phase); a directory is verified once per process (keyed by its files' sizes and modification times),
-so dataloader workers that reopen it pay nothing.
+so dataloader workers that reopen it pay nothing. The compiler vouches for the directory it has just
+written (:func:`vouch`: it hashed ``order.bin`` as it wrote it), so ``mixture compile`` does not read its
+own output back; a directory read by another process, or changed since, is verified as above.
 """
 
 from __future__ import annotations
@@ -66,6 +68,13 @@ def verify_schedule(path: str | Path) -> None:
     except OSError as exc:
         raise MixtureError(f"{path}: cannot read the schedule: {exc.strerror or exc}", hint=_HINT) from None
     _verified.add(key)
+
+
+def vouch(path: str | Path) -> None:
+    """Count a directory as verified in this process: its writer, which computed every file and the
+    fingerprint from the data itself, calls this right after writing it. Any later change to a file's size
+    or modification time makes it unverified again."""
+    _verified.add(_state_key(Path(path)))
 
 
 def _format() -> str:

@@ -238,3 +238,34 @@ def test_the_console_script_prints_one_line_and_exits_2(good: Path, argv: list[s
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr, result.stderr
+
+
+def test_a_just_compiled_schedule_is_not_read_back_but_a_later_change_is_caught(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The compiler vouches for what it has just written (it hashed order.bin as it wrote it), so
+    ``compile_variant`` does not hash the order a second time; a file changed afterwards is verified again."""
+    import mixture.schedule_check as check
+    from mixture.api import compile_variant, variants
+    from mixture.errors import MixtureError
+    from mixture.schedule import load_schedule
+
+    (tmp_path / "good.yaml").write_text(GOOD)
+    (variant,) = variants(tmp_path / "good.yaml")
+    recompute = check.recomputed_fingerprint
+    calls: list[Path] = []
+
+    def counted(path: Path, manifest: dict | None = None) -> str:
+        calls.append(Path(path))
+        return recompute(path, manifest)
+
+    monkeypatch.setattr(check, "recomputed_fingerprint", counted)
+    schedule = compile_variant(variant, tmp_path / "sched")
+    assert calls == [] and len(schedule) > 0
+    assert load_schedule(tmp_path / "sched").fingerprint == schedule.fingerprint and calls == []
+    _truncate("order.bin", 100)(tmp_path / "sched")
+    with pytest.raises(MixtureError, match="order.bin has 100 bytes, the manifest implies"):
+        load_schedule(tmp_path / "sched")
+    copy = tmp_path / "copy"
+    compile_variant(variant, tmp_path / "sched2")
+    shutil.copytree(tmp_path / "sched2", copy)  # the same bytes at another path: verified in full
+    assert load_schedule(copy).fingerprint == schedule.fingerprint and calls == [copy]
