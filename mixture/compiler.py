@@ -35,7 +35,7 @@ from mixture.kernels import (COSINE, LINEAR, Chunk, Curve, _integral, mix_sample
 from mixture.lr import lr_per_step
 from mixture.permute import derive_key, permute
 from mixture.resolve import Resolved, ResolvedPhase, epochs_to_positions
-from mixture.schedule_check import vouch
+from mixture.verified import vouch
 from mixture.schedule_files import Manifest, PhaseRecord, RampRecord, SourceRecord
 from mixture.sourcedata import Pricing, SourceData
 from mixture.units import Unit

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
 from mixture.errors import MixtureError
+from mixture.verified import is_verified, state_key, vouch_key
 
 _HINT = "recompile it with `mixture compile FILE -o DIR`"
 _FIELDS: dict[str, type | tuple[type, ...]] = {
@@ -30,7 +30,6 @@ _FIELDS: dict[str, type | tuple[type, ...]] = {
 }
 _SOURCE_FIELDS = ("name", "num_samples", "key", "shuffle_block_samples", "fingerprint", "pricing")
 _PHASE_FIELDS = ("name", "start", "stop", "mixed")
-_verified: set[tuple[object, ...]] = set()
 
 
 class _Damaged(Exception):
@@ -55,8 +54,8 @@ def verify_schedule(path: str | Path) -> None:
         raise MixtureError(f"{path}: not a compiled schedule (no manifest.json)",
                            hint="compile one with `mixture compile FILE -o DIR`")
     try:
-        key = _state_key(path)
-        if key in _verified:
+        key = state_key(path)
+        if is_verified(key):
             return
         manifest = _manifest(path)
         if manifest["format"] != _format():
@@ -67,30 +66,13 @@ def verify_schedule(path: str | Path) -> None:
         raise MixtureError(f"{path}: damaged schedule: {exc}", hint=_HINT) from None
     except OSError as exc:
         raise MixtureError(f"{path}: cannot read the schedule: {exc.strerror or exc}", hint=_HINT) from None
-    _verified.add(key)
-
-
-def vouch(path: str | Path) -> None:
-    """Count a directory as verified in this process: its writer, which computed every file and the
-    fingerprint from the data itself, calls this right after writing it. Any later change to a file's size
-    or modification time makes it unverified again."""
-    _verified.add(_state_key(Path(path)))
+    vouch_key(key)
 
 
 def _format() -> str:
     from mixture.schedule_files import FORMAT
 
     return FORMAT
-
-
-def _state_key(path: Path) -> tuple[object, ...]:
-    """Sizes and modification times of every file: a change anywhere makes the directory unverified."""
-    stats = []
-    for root, _, files in sorted(os.walk(path)):
-        for name in sorted(files):
-            st = os.stat(os.path.join(root, name))
-            stats.append((os.path.relpath(os.path.join(root, name), path), st.st_size, st.st_mtime_ns))
-    return (str(path.resolve()), tuple(stats))
 
 
 def _manifest(path: Path) -> dict:
