@@ -255,8 +255,7 @@ def _mixed(phase: ResolvedPhase, names: list[str], state: _State, data: dict[str
         speculative.run(lambda c, written: _store_chunk(out, c, written, batch, start_cursor), progress)
         return _close_mixed(phase, names, state, curve, ch, (order_offset, ckpt_offset))
     while True:
-        for i in priced:
-            ch.look[i, : width[i]] = lookahead[i].get(int(start_cursor[i] + ch.drawn[i]), int(width[i]))
+        _fill_priced(ch.look, ch.drawn, priced, width, lookahead, start_cursor)
         before = ch.drawn.copy()
         written = kernel(curve, ch)
         if np.any(ch.drawn - before > width):  # the bound that sizes the lookahead: never seen broken
@@ -269,6 +268,13 @@ def _mixed(phase: ResolvedPhase, names: list[str], state: _State, data: dict[str
         if written < chunk:
             break
     return _close_mixed(phase, names, state, curve, ch, (order_offset, ckpt_offset))
+
+
+def _fill_priced(look: NDArray[np.int64], drawn: NDArray[np.int64], priced: list[int], width: NDArray[np.int64],
+                 lookahead: list[_Lookahead], start_cursor: NDArray[np.int64]) -> None:
+    """Fill each priced source's row of ``look`` with the sizes of its next draws (constant rows stay)."""
+    for i in priced:
+        look[i, : width[i]] = lookahead[i].get(int(start_cursor[i] + drawn[i]), int(width[i]))
 
 
 def _threads() -> int:
@@ -298,9 +304,7 @@ class _Speculative:
         k = len(curve.q)
         self.const = ch.look[:, 0].copy()  # tokens per draw of the constant-priced sources
         self.look = np.zeros((group,) + ch.look.shape, np.int64)
-        for s in range(k):
-            if s not in priced:
-                self.look[:, s, : width[s]] = self.const[s]
+        self.look[:] = ch.look  # the constant-priced rows, filled once by the caller; priced rows per chunk
         self.drawn, self.realised = np.zeros((group, k), np.int64), np.zeros((group, k))
         self.clock = np.zeros((group, 2))
         self.release, self.deadline = np.zeros((group, k)), np.zeros((group, k))
@@ -314,9 +318,7 @@ class _Speculative:
         return self.drawn[i], self.realised[i], self.clock[i], self.release[i], self.deadline[i]
 
     def _fill_look(self, i: int) -> None:
-        for s in self.priced:
-            w = int(self.width[s])
-            self.look[i, s, :w] = self.lookahead[s].get(int(self.start_cursor[s] + self.drawn[i, s]), w)
+        _fill_priced(self.look[i], self.drawn[i], self.priced, self.width, self.lookahead, self.start_cursor)
 
     def _predict(self, i: int) -> bool:
         """Set slot ``i``'s start state from slot ``i - 1``'s start, one chunk later; False if implausible."""
