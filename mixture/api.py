@@ -110,15 +110,15 @@ def compile_variant(variant: Variant, out_dir: str | Path, progress: Progress | 
 def expected_positions(resolved: Resolved, data: dict[str, SourceData]) -> int:
     """About how many positions a compile of ``resolved`` writes (for progress; the compiler decides).
 
-    Phases measured in positions, batches or epochs are exact (rounded up to whole batches, as the compiler
-    does); a phase measured in tokens divides them by the mean budget tokens per position of its mix (a
+    Phases measured in positions, batches or epochs are exact (rounded up to whole batches of the phase's
+    own batch size, as the compiler does); a phase measured in tokens divides them by the mean budget tokens per position of its mix (a
     token-unit mix: ``1 / sum(w / mean)``, a sample-unit one: ``sum(w * mean)``; a ramp counts as its end mix).
     """
     from mixture.resolve import epochs_to_positions
 
-    batch = resolved.spec.run.global_batch_size
     pos, tokens, total = 0, 0.0, 0
     for phase in resolved.phases:
+        batch = phase.batch
         weights = {n: w for n, w in phase.weights.items() if w > 0 and n in data}
         share = sum(weights.values()) or 1.0
         means = {n: max(data[n].pricing.mean_tokens, 1e-9) for n in weights}

@@ -201,3 +201,15 @@ def test_explain_json_names_each_phases_batches(tmp_path, capsys):
     assert [(p["global_batch_size"], p["first_batch"], p["num_batches"]) for p in table["phases"]] == \
         [(x.batch_size, x.first_batch, x.num_batches) for x in s.segments]
     assert sum(p["num_batches"] for p in table["phases"]) == table["num_batches"] == s.num_batches
+
+
+def test_the_compile_progress_total_counts_each_phases_own_batches(tmp_path):
+    from mixture.api import expected_positions
+    from mixture.sourcedata import load_source
+
+    phases = [PHASES[0], {**PHASES[2], "global_batch_size": 12}]  # 700 samples: 59 batches of 12, not 88 of 8
+    s = compile_text(_text(phases), tmp_path)
+    (variant,) = variants(tmp_path / "spec.yaml")
+    spec = variant.resolved.spec
+    data = {n: load_source(n, spec.sources[n], spec.seed, variant.base_dir) for n in variant.resolved.used_sources}
+    assert expected_positions(variant.resolved, data) == len(s) == 400 + 59 * 12
