@@ -63,13 +63,11 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from analysis.compare import compare
+    from analysis.compare import baseline_cell, compare
 
     with busy(f"compare of {len(args.runs)} runs"):
         data, paths = compare(args.runs, args.out, figures=args.figures)
     _print_table("runs", data["table"], left=("run", "status", *data["axes"]))
-    from analysis.compare import baseline_cell
-
     for key, base in data["baselines"].items():
         print(f"baseline {key}: {baseline_cell(base)}: {base['what']}")
     _print_written(paths, data["notes"])

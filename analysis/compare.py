@@ -126,7 +126,7 @@ def recorded_baselines(runs: list[Run]) -> tuple[dict[str, dict[str, Any]], list
     notes = []
     for run in runs:
         for key, base in (run.results.baselines if run.results else {}).items():
-            record = {"value": base.value, "se": base.se, "name": base.name, "what": base.what}
+            record = asdict(base)
             first = found.setdefault(key, record)
             if abs(first["value"] - base.value) > 1e-9 and not any(key in n for n in notes):
                 notes.append(f"{key}: the runs recorded different baselines ({first['value']:.4g} and "
@@ -181,11 +181,15 @@ def _eval_curve(run: Run) -> dict[str, list[float]]:
 
 def _baseline_text(data: dict[str, Any]) -> str:
     """What the dashed lines are (from the runs' ``results.json``)."""
-    found = data.get("baselines") or {}
-    if not found:
+    kinds = _baseline_kinds(data)
+    if not kinds:
         return ""
-    kinds = {b["name"]: b["what"] for b in found.values()}
     return " Dashed grey lines: " + "; ".join(f"the {n} ({w})" for n, w in kinds.items()) + "."
+
+
+def _baseline_kinds(data: dict[str, Any]) -> dict[str, str]:
+    """Each kind of baseline the scores are read against: name -> how it was computed."""
+    return {b["name"]: b["what"] for b in (data.get("baselines") or {}).values()}
 
 
 def _page(data: dict[str, Any]) -> Page:
@@ -197,8 +201,8 @@ def _page(data: dict[str, Any]) -> Page:
               f"{VISION}: the vision score; {TEXT_MEAN}: the mean of the text scores where there are several; "
               "bench/NAME: the accuracy `mixture eval` measured (benchmarks.json) ± its question-level standard "
               "error." + (" The last row, baseline, is what each score is read against: "
-              + "; ".join(f"{b['name']}: {b['what']}" for b in {b['name']: b for b in data["baselines"].values()}
-                          .values()) + "." if data.get("baselines") else ""))
+              + "; ".join(f"{n}: {w}" for n, w in _baseline_kinds(data).items()) + "."
+              if data.get("baselines") else ""))
     found = data.get("baselines") or {}
     row = {"run": "baseline", **{a: "" for a in data["axes"]}, "status": "", "batches": "",
            **{k: baseline_cell(found.get(k)) for k in data["scores"] if not k.endswith("/se")}}

@@ -8,6 +8,7 @@ logged batches (evenly spaced, always the last one), each compared with the sche
 from __future__ import annotations
 
 import math
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
@@ -46,8 +47,7 @@ def run_data(run: Run, an: Analysis, checked: list[int], max_points: int) -> dic
             "losses": _curves(run.train, "loss/train", max_points), "eval": _curves(run.evals, "eval", max_points),
             "lr": _lr(run, an, max_points), "notes": notes,
             "final_eval": {k: v for k, v in run.final_eval().items() if k != "batch"},
-            "baselines": {k: {"value": b.value, "se": b.se, "name": b.name, "what": b.what}
-                          for k, b in (run.results.baselines if run.results else {}).items()}}
+            "baselines": {k: asdict(b) for k, b in (run.results.baselines if run.results else {}).items()}}
     if checked and checked[-1] > m.num_batches:
         data["notes"].append(f"{run.name} logged batch {checked[-1]:,}, beyond the schedule's {m.num_batches:,}")
     return data

@@ -43,8 +43,6 @@ class _View:
         self.schedule = schedule
         self.seq_len = schedule.manifest.seq_len  # the trainer cuts sequences at it: it changes training
         self.num_batches = schedule.num_batches
-        # The batch-start table as (first batch, batch size) of each phase that holds batches.
-        self.sizes = [(s.first_batch, s.batch_size) for s in schedule.segments if s.num_batches]
         self.lr = schedule.lr()
         self.batch_tokens = schedule.batch_tokens()
         # Canonical id of each source: equal only for the same data read through the same permutation.
@@ -111,17 +109,13 @@ def _span_difference(a: _View, b: _View, start: int, stop: int) -> int:
 def _first_size_difference(a: _View, b: _View) -> int:
     """First global batch whose size differs between the two schedules (both start at position 0, so
     batches before it have the same boundaries), or a number past both."""
-    cuts = sorted({first for first, _ in a.sizes} | {first for first, _ in b.sizes})
+    cuts = sorted({s.first_batch for v in (a, b) for s in v.schedule.segments if s.num_batches})
     for cut in cuts:
         if cut >= min(a.num_batches, b.num_batches):
             break
-        if _size_at(a, cut) != _size_at(b, cut):
+        if a.schedule.batch_size_at(cut) != b.schedule.batch_size_at(cut):
             return cut
     return max(a.num_batches, b.num_batches)
-
-
-def _size_at(view: _View, batch: int) -> int:
-    return view.sizes[bisect.bisect_right([f for f, _ in view.sizes], batch) - 1][1]
 
 
 def _prefix(a: _View, b: _View) -> int:
@@ -140,9 +134,7 @@ def _prefix(a: _View, b: _View) -> int:
         end = min(a.phase_at(pos).stop, b.phase_at(pos).stop, stop)
         diff = _span_difference(a, b, pos, end)
         if diff < end:
-            seg = a.phase_at(diff)  # the phase's batch table row: the batch holding ``diff``
-            row = a.schedule.segments[a.schedule.phases.index(seg)]
-            return row.first_batch + (diff - row.start) // row.batch_size
+            return a.schedule.batches_before(diff + 1) - 1  # the batch holding ``diff``
         pos = end
     return limit
 

@@ -281,10 +281,6 @@ class Manifest:
         """Source names in id order."""
         return [s.name for s in self.sources]
 
-    def batch_size_of(self, phase: PhaseRecord) -> int:
-        """Samples per global batch in ``phase`` (the run's for schedules without per-phase batches)."""
-        return phase.global_batch_size or self.global_batch_size
-
     def batch_segments(self) -> tuple[BatchSegment, ...]:
         """The batch-start table: one :class:`BatchSegment` per phase (see :func:`batch_segments`)."""
         return batch_segments(self.phases, self.global_batch_size)
