@@ -61,11 +61,6 @@ class WorkerShare:
     num_batches: int
     segments: tuple[tuple[int, int, int], ...] = ()
 
-    @property
-    def device_batch_size(self) -> int:
-        """Samples per batch on each rank in a schedule of one batch size: ``B / W``."""
-        return self.global_batch_size // self.num_ranks
-
     @cached_property
     def _rows(self) -> tuple[tuple[int, int, int], ...]:
         return self.segments or ((0, 0, self.global_batch_size),)
@@ -98,19 +93,19 @@ class WorkerShare:
         last = self.pieces[-1] if self.pieces else (0, 0, 0, 0)
         return last[0] + last[2] * last[3]
 
+    @cached_property
+    def _piece_firsts(self) -> list[int]:
+        return [p[0] for p in self.pieces]
+
     def piece_of(self, i: int) -> tuple[int, int, int, int]:
         """The :attr:`pieces` entry holding this worker's ``i``-th sample."""
-        return self.pieces[bisect.bisect_right([p[0] for p in self.pieces], i) - 1]
+        return self.pieces[bisect.bisect_right(self._piece_firsts, i) - 1]
 
     def position(self, i: int) -> int:
         """Schedule position of this worker's ``i``-th sample."""
         offset, lo, _, d = self.piece_of(i)
         k, j = divmod(i - offset, d)
         return self.batch_start(self.batches[lo + k]) + j
-
-    def batch_size(self, global_batch: int) -> int:
-        """Samples in ``global_batch`` (all ranks)."""
-        return self._rows[bisect.bisect_right(self._firsts, global_batch) - 1][2]
 
     def batch_start(self, global_batch: int) -> int:
         """First position of this rank's slice of ``global_batch``."""

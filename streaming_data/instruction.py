@@ -86,14 +86,14 @@ class Rendered:
     """A conversation cut into template pieces, each with its loss flag, ready to tokenize.
 
     ``images[k]`` is the piece before which image ``k``'s visual tokens go; ``eos`` marks the pieces that
-    end an assistant answer (they get the EOS token); ``None`` means every trained piece (no placeholder
-    split an answer)."""
+    end an assistant answer (they get the EOS token: every trained piece, unless placeholders split an
+    answer)."""
 
     pieces: list[str]
     trained: list[bool]
     num_turns: int
-    images: tuple[int, ...] = ()
-    eos: tuple[bool, ...] | None = None
+    images: tuple[int, ...]
+    eos: tuple[bool, ...]
 
 
 def render(conversations: list[dict[str, Any]], num_images: int = 0) -> Rendered:
@@ -127,14 +127,13 @@ def render(conversations: list[dict[str, Any]], num_images: int = 0) -> Rendered
     if not any(trained):
         raise Drop("no_assistant_turn")
     return Rendered(pieces, trained, len(conversations), tuple(images) if in_place else (0,) * num_images,
-                    tuple(eos) if in_place else None)
+                    tuple(eos))
 
 
 def tokenize(rendered: Rendered, ids: list[np.ndarray], eos_id: int) -> tuple[np.ndarray, np.ndarray]:
     """``input_ids`` and ``loss_mask`` of a rendered conversation from its pieces' token ids."""
     chunks, masks = [], []
-    eos = rendered.eos if rendered.eos is not None else rendered.trained
-    for piece_ids, train, ends in zip(ids, rendered.trained, eos):
+    for piece_ids, train, ends in zip(ids, rendered.trained, rendered.eos):
         if ends:  # an assistant answer ends with EOS, which is trained on too
             piece_ids = np.append(piece_ids, np.int32(eos_id))
         chunks.append(piece_ids.astype(np.int32))
@@ -144,8 +143,7 @@ def tokenize(rendered: Rendered, ids: list[np.ndarray], eos_id: int) -> tuple[np
 
 def image_offsets(rendered: Rendered, ids: list[np.ndarray]) -> list[int]:
     """Per image, the index in ``input_ids`` (of :func:`tokenize`) before which its visual tokens go."""
-    eos = rendered.eos if rendered.eos is not None else rendered.trained
-    starts = np.concatenate([[0], np.cumsum([len(p) + int(e) for p, e in zip(ids, eos)])])
+    starts = np.concatenate([[0], np.cumsum([len(p) + int(e) for p, e in zip(ids, rendered.eos)])])
     return [int(starts[piece]) for piece in rendered.images]
 
 

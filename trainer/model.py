@@ -159,11 +159,12 @@ class VLMCore(nn.Module):
         chosen = pixels[has_image] if any_image else pixels[:1]
         features = self.image_features(pixel_values(chosen, embeds.dtype)).flatten(0, 1).to(embeds.dtype)
         if any_image:
-            mask = (input_ids == self.hf.config.image_token_id).unsqueeze(-1).expand_as(embeds)
-            if int(mask.sum()) != features.numel():
-                raise ValueError(f"{int(mask[..., 0].sum())} image tokens for {len(chosen)} images of "
-                                 f"{features.numel() // len(chosen) // embeds.shape[-1]} visual tokens each")
-            embeds = embeds.masked_scatter(mask, features)
+            tokens = input_ids == self.hf.config.image_token_id
+            count = int(tokens.sum())  # one token per feature row (features: [images * V, hidden])
+            if count != features.shape[0]:
+                raise ValueError(f"{count} image tokens for {len(chosen)} images of "
+                                 f"{features.shape[0] // len(chosen)} visual tokens each")
+            embeds = embeds.masked_scatter(tokens.unsqueeze(-1).expand_as(embeds), features)
         else:  # keep the tower and projector in the graph on every rank (see the module docstring)
             embeds = embeds + 0.0 * features.sum()
         hidden = inner.language_model(inputs_embeds=embeds, attention_mask=attention_mask, position_ids=position_ids,

@@ -92,10 +92,9 @@ def training_answers(instruct_file: Path) -> dict[str, Counter[str]]:
 def answer_prior(instruct_file: Path, vqa_rows: list[dict[str, Any]]) -> list[float]:
     """Per-question VQA accuracy of answering each kind's most common training answer (ties: first seen)."""
     from trainer.baselines import answer_prior as prior_scores
-    from trainer.baselines import most_common_answers
 
     counts = training_answers(instruct_file)
-    return prior_scores(vqa_rows, most_common_answers((k, a) for k, c in counts.items() for a in c.elements()))
+    return prior_scores(vqa_rows, {kind: c.most_common(1)[0][0] for kind, c in counts.items()})
 
 
 def load_model(run_config: Path, checkpoint: Path, seq_len: int) -> tuple[Any, Any, dict[str, Any]]:
