@@ -59,6 +59,8 @@ class Schedule:
         self._seg_firsts = [s.first_batch for s in self._seg_live]
         self._seg_starts = [s.start for s in self._seg_live]
         self.num_batches: int = self.segments[-1].stop_batch if self.segments else 0
+        # The largest global batch any step trains (phases without batches do not count).
+        self.max_batch_size: int = max(m.batch_sizes)
         self._len: int = m.num_positions
         self._every: int = m.checkpoint_every
         order_file = self.path / files.ORDER

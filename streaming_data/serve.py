@@ -74,6 +74,7 @@ class ScheduleLike(Protocol):
     fingerprint: str
     global_batch_size: int
     num_batches: int
+    max_batch_size: int
     segments: Sequence[SegmentLike]
     sources: Sequence[SourceRecordLike]
 
@@ -235,7 +236,7 @@ class ScheduledDataset(OrderDrivenDataset):
         sched = self.schedule
         self._check_shape(sched)
         streams = checked_streams(sched, cache_dir, storage_options, download_retry)
-        batch_size = max(s.batch_size for s in sched.segments) // self._num_ranks  # the largest device batch
+        batch_size = sched.max_batch_size // self._num_ranks  # the largest device batch
         if cache_limit is not None and predownload is None:
             predownload = batch_size
         super().__init__(streams=streams, batch_size=batch_size, cache_limit=cache_limit,

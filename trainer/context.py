@@ -52,7 +52,7 @@ class RunContext:
     @property
     def device_batch_size(self) -> int:
         """The largest batch one rank trains in a step (the default microbatch: no accumulation)."""
-        return max(s.batch_size for s in self.schedule.segments) // self.world_size
+        return self.schedule.max_batch_size // self.world_size
 
     def path(self, value: str | None) -> str | None:
         """A path from the config, relative to its file unless absolute or a URL."""

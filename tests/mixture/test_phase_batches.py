@@ -44,6 +44,7 @@ def test_each_phase_is_a_whole_number_of_its_own_batches(tmp_path):
     assert all((p.stop - p.start) % seg.batch_size == 0 for p, seg in zip(s.phases, s.segments))
     assert ft.num_batches == -(-700 // 4) and ft.stop == len(s)  # one epoch of 700, rounded up to batches of 4
     assert s.num_batches == s.manifest.num_batches == ft.stop_batch
+    assert s.max_batch_size == 8 and s.manifest.batch_sizes == (8, 4)  # the largest step: serving and microbatch
     assert [s.batch_size_at(g) for g in (0, 49, 50, ft.first_batch - 1, ft.first_batch, s.num_batches - 1)] == \
         [8, 8, 8, 8, 4, 4]
     assert s.batch_bounds(ft.first_batch) == (ft.start, ft.start + 4)
