@@ -131,8 +131,8 @@ def expected_positions(resolved: Resolved, data: dict[str, SourceData]) -> int:
             n = value
         elif kind == "positions_abs":
             n = max(value - pos, 0)
-        elif kind == "epochs" and len(weights) == 1:
-            n = epochs_to_positions(phase.stop, data[next(iter(weights))].num_samples, batch)
+        elif kind == "epochs":
+            n = epochs_to_positions(phase.stop, data[phase.stop.source].num_samples, batch)
         else:
             n = max(value - (tokens if kind == "tokens_abs" else 0.0), 0.0) / max(per_position, 1e-9)
         n = -(-int(n) // batch) * batch

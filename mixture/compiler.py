@@ -166,8 +166,7 @@ def _stop_rule(phase: ResolvedPhase, state: _State, data: dict[str, SourceData],
     if kind == "positions_abs":  # whole batches of this phase from its start (as the run's: one batch size)
         return _ceil_batch(max(int(value) - state.pos, 0), batch), math.inf
     if kind == "epochs":
-        (only,) = [s for s, w in phase.weights.items() if w > 0]
-        return epochs_to_positions(phase.stop, data[only].num_samples, batch), math.inf
+        return epochs_to_positions(phase.stop, data[phase.stop.source].num_samples, batch), math.inf
     if kind == "tokens_rel":
         return -1, float(value)
     return -1, float(max(value - Decimal(state.tokens), Decimal(0)))

@@ -56,6 +56,15 @@ weights are ordinary numbers (`1e-2` is fine).
 - **`N% of NAME`** is a percentage of a named duration under `references:`, e.g. `80% of text_plan` with
   `references: {{text_plan: 4.3T tok}}`. This is how a run that branches off a longer plan (images entering
   at 80% of a 4.3T-token text run) says where it is: the percentages stay those of the plan.
+- **`N ep`** (a phase's `duration`) is N passes over the phase's one source.
+- **`N ep of NAME`** (a phase's `duration`) is N passes over one source of a mixed phase: one epoch of
+  LLaVA-665k with text and captions mixed in is `duration: 1 ep of instruct` with `unit: samples` and
+  `mix: {{instruct: 0.875, text: 0.0625, images: 0.0625}}`. The phase lasts `ceil(N * samples of NAME / share
+  of NAME)` positions (exact arithmetic), rounded up to whole batches of the phase, so it draws NAME at least
+  N times its size and at most one batch more (within one sample of that when a previous sample-unit mix
+  carries its rounding into the phase). It needs `unit: samples` (token shares fix no number of samples)
+  and no `ramp` (the share would change); in a one-source phase it is exactly `N ep`. An `end`, a ramp, a
+  warm-up, `run.duration` and references cannot be given in epochs of a source.
 
 ## Concepts
 
@@ -258,10 +267,13 @@ def render() -> str:
     units = ["| unit | counts | also written |", "|---|---|---|"]
     meaning = {Unit.TOKENS: "tokens (budget tokens: text, visual, counted captions)",
                Unit.SAMPLES: "samples (positions of the order)", Unit.BATCHES: "global batches (steps)",
-               Unit.EPOCHS: "passes over the phase's one source", Unit.PERCENT: "percent of the run or of a reference"}
+               Unit.EPOCHS: "passes over the phase's one source, or over the source `of NAME` (a phase's `duration`)",
+               Unit.PERCENT: "percent of the run or of a reference"}
     for unit in Unit:
         words = ", ".join(f"`{w}`" for w, u in _UNIT_WORDS.items() if u is unit and w != unit.value)
-        units.append(f"| `{unit.value}` | {meaning[unit]} | {words or '`N% of NAME`'} |")
+        also = {Unit.PERCENT: "`N% of NAME`", Unit.EPOCHS: "`N ep of NAME`"}.get(unit)
+        words = ", ".join(w for w in (words, also) if w)
+        units.append(f"| `{unit.value}` | {meaning[unit]} | {words} |")
     scales = ", ".join(f"`{s.upper()}`" for s in _SCALE if s)
     intro = INTRO.format(units="\n".join(units), scales=scales, errors=error_lines(),
                          example=EXAMPLE_PATH.read_text(encoding="utf-8"),

@@ -17,7 +17,7 @@ from fractions import Fraction
 
 from mixture.errors import MixtureError, Problem, brief
 from mixture.spec import MixtureSpec, Phase
-from mixture.units import Duration, Unit, ceil_int, parse_count, parse_duration
+from mixture.units import Duration, Unit, parse_count, parse_duration
 from mixture.yaml_loader import Located
 
 _WEIGHT_TOL = 1e-6
@@ -29,12 +29,17 @@ class Stop:
 
     Attributes:
         kind: ``tokens_rel`` (tokens since phase start), ``tokens_abs`` (tokens since run start),
-            ``positions_rel``, ``positions_abs`` or ``epochs`` (passes over the phase's one source).
+            ``positions_rel``, ``positions_abs`` or ``epochs`` (passes over ``source``: the phase's one
+            source, or the one named by ``N ep of NAME`` in a sample-unit mix).
         value: The amount (Decimal: exact).
     """
 
     kind: str
     value: Decimal
+    source: str = ""
+    """For ``epochs``: the source they are passes over (a one-source phase's source, or ``N ep of NAME``)."""
+    share: Fraction = Fraction(1)
+    """For ``epochs``: that source's exact share of the phase's samples (1 in a one-source phase)."""
 
 
 @dataclass(frozen=True)
@@ -118,7 +123,7 @@ class _Ctx:
             self.add(base_path, "a reference duration cannot itself be a percentage")
             return None
         value = base.value * duration.value / 100
-        return Duration(value, base.unit, None, text)
+        return Duration(value, base.unit, None, text, base.source)
 
 
 def _positions(d: Duration, batch: int) -> Decimal:
@@ -156,18 +161,62 @@ def _stop(ctx: _Ctx, phase: Phase, path: str, index: int) -> Stop | None:
         batch = phase_batch(ctx.spec, phase) if rel else ctx.spec.run.global_batch_size
         return Stop("positions_rel" if rel else "positions_abs", _positions(d, batch))
     if d.unit is Unit.EPOCHS:
-        if not rel:
-            ctx.add(f"{path}.end", "an end point cannot be given in epochs", "use duration: N ep")
-            return None
-        numbers = [Fraction(repr(float(w))) for w in phase.mix.values() if w != "rest"]
-        left = sum(numbers, Fraction(0)) < 1  # a `rest` weight is active when the others leave something
-        active = [s for s, w in phase.mix.items() if (w == "rest" and left) or (w != "rest" and w > 0)]
-        if len(active) != 1:
-            ctx.add(f"{path}.duration", f"a duration in epochs needs a phase with one source, this one mixes "
-                    f"{len(active)}", "give the duration in tokens or samples")
-            return None
-        return Stop("epochs", d.value)
+        return _epochs_stop(ctx, phase, path, d, rel)
     return None  # pragma: no cover
+
+
+def _active(phase: Phase) -> dict[str, Fraction]:
+    """Exact weights of the sources a phase draws from (a ``rest`` weight is what the others leave of 1)."""
+    numbers = {s: Fraction(repr(float(w))) for s, w in phase.mix.items() if w != "rest"}
+    left = 1 - sum(numbers.values(), Fraction(0))
+    weights = {s: left if w == "rest" else numbers[s] for s, w in phase.mix.items()}
+    return {s: w for s, w in weights.items() if w > 0}
+
+
+def _epochs_stop(ctx: _Ctx, phase: Phase, path: str, d: Duration, rel: bool) -> Stop | None:
+    """A stop in passes over one source: the phase's only one (``N ep``) or a named one (``N ep of NAME``).
+
+    ``N ep of NAME`` in a mixed phase needs fixed sample shares (``unit: samples``, no ramp): then the phase
+    lasts ``ceil(ceil(N * size) / share)`` positions, in whole batches (:func:`epochs_to_positions`); in a
+    one-source phase it is ``N ep``.
+    """
+    if not rel:
+        ctx.add(f"{path}.end", "an end point cannot be given in epochs",
+                f"use duration: N ep{' of ' + d.source if d.source else ''}")
+        return None
+    where = f"{path}.duration"
+    active = _active(phase)
+    if d.source is None:
+        if len(active) != 1:
+            ctx.add(where, f"a duration in epochs needs a phase with one source, this one mixes {len(active)}",
+                    "give the duration in tokens or samples, or as passes over one of its sources: "
+                    "'N ep of SOURCE' in a mix with unit: samples")
+            return None
+        (only,) = active
+        return Stop("epochs", d.value, only)
+    if d.source not in phase.mix:
+        close = difflib.get_close_matches(d.source, list(phase.mix), n=1)
+        ctx.add(where, f"{d.text!r} counts passes over {d.source!r}, which is not in this phase's mix",
+                f"did you mean {close[0]!r}?" if close else f"name one of its sources: {', '.join(phase.mix)}")
+        return None
+    if d.source not in active:
+        ctx.add(where, f"{d.text!r} counts passes over {d.source!r}, which has weight 0 in this phase's mix: "
+                "it is never drawn", "name a source with a positive weight, or give the duration in samples")
+        return None
+    if len(active) == 1:  # the phase's one source: exactly `N ep`
+        return Stop("epochs", d.value, d.source)
+    ok = True
+    if phase.unit != "samples":
+        ctx.add(where, f"{d.text!r} in a mix of token shares: the samples of {d.source!r} are no fixed share "
+                "of the phase's samples", "write unit: samples, or give the duration in tokens")
+        ok = False
+    if phase.ramp is not None:
+        ctx.add(where, f"{d.text!r} in a phase that ramps: the share of {d.source!r} changes over the ramp",
+                "remove the ramp, or give the duration in samples or batches")
+        ok = False
+    if not ok:
+        return None
+    return Stop("epochs", d.value, d.source, active[d.source] / sum(active.values(), Fraction(0)))
 
 
 def _rest(ctx: _Ctx, phase: Phase, path: str, exact: dict[str, Fraction]) -> dict[str, Fraction] | None:
@@ -254,6 +303,18 @@ def _check_rewarm(ctx: _Ctx, phase: Phase, path: str) -> None:
                 "write e.g. '3%' or '100ba'")
     elif d.unit is Unit.EPOCHS:
         ctx.add(where, "a warm-up cannot be given in epochs", "write e.g. '3%' or '100ba'")
+
+
+def _check_epochs_of(ctx: _Ctx) -> None:
+    """``N ep of SOURCE`` is a phase's length: the run's duration, its LR plan and references may not be one.
+
+    (A phase's ``end``, ramp and re-warm refuse any epochs where they are read.)
+    """
+    for path in ("run.duration", "run.lr.warmup", "run.lr.plan", *(f"references.{r}" for r in ctx.spec.references)):
+        d = ctx.durations.get(path)
+        if d is not None and d.source is not None:
+            ctx.add(path, f"{d.text!r}: passes over one source measure one phase, not {path}",
+                    "give it in tokens, samples or batches; a phase's duration may be 'N ep of SOURCE'")
 
 
 def _check_lengths(ctx: _Ctx, stops: list[Stop | None]) -> list[tuple[str, Decimal] | None]:
@@ -385,6 +446,7 @@ def resolve(spec: MixtureSpec, located: Located | None = None) -> Resolved:
         if ctx.durations[f"references.{ref}"].unit is Unit.PERCENT:
             ctx.add(f"references.{ref}", "a reference duration cannot itself be a percentage")
     _check_sources(ctx)
+    _check_epochs_of(ctx)
     phases: list[ResolvedPhase] = []
     stops: list[Stop | None] = []
     ramps: list[float] = []
@@ -410,6 +472,9 @@ def resolve(spec: MixtureSpec, located: Located | None = None) -> Resolved:
 
 
 def epochs_to_positions(stop: Stop, num_samples: int, batch: int) -> int:
-    """Positions of an epoch-based phase, rounded up to whole global batches."""
-    positions = ceil_int(stop.value * num_samples)
+    """Positions of an epoch-based phase, rounded up to whole global batches: ``ceil(S / share)`` for the
+    ``S = ceil(N * num_samples)`` draws of N epochs (share 1 in a one-source phase; exact arithmetic), so a
+    mix whose shares start on target draws the source at least ``S`` times."""
+    draws = math.ceil(Fraction(stop.value) * num_samples)
+    positions = math.ceil(draws / stop.share)
     return -(-positions // batch) * batch

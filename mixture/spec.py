@@ -216,7 +216,12 @@ class Phase(_Model):
     """One stretch of training with one mix (possibly ramped in from the previous one)."""
 
     name: Name = Field(description="Unique name; shown in reports and used by sweeps (`phases.NAME.field`).")
-    duration: DurationStr | None = Field(default=None, description=f"Length of the phase ({UNIT_HELP}).")
+    duration: DurationStr | None = Field(default=None, description=f"Length of the phase ({UNIT_HELP}). In "
+                                         "epochs: `N ep` of a phase with one source, or `N ep of NAME` of one "
+                                         "source of a mixed phase with `unit: samples` and no `ramp`: "
+                                         "`ceil(N * samples of NAME / its share)` positions, rounded up to whole "
+                                         "batches (`1 ep of instruct` in a mix `{instruct: 0.875, text: "
+                                         "0.125}` is one pass over `instruct` with text mixed in).")
     end: DurationStr | None = Field(
         default=None, description="Where the phase ends, measured from the start of the run (instead of "
         "`duration`), e.g. `80% of text_plan`."

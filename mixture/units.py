@@ -1,5 +1,8 @@
 """Unit strings for durations and big counts: ``28B tok``, ``5000ba``, ``2.1M sp``, ``2 ep``, ``80%``.
 
+Epochs may name the source they count: ``1 ep of instruct`` (passes over one source of a mixed phase);
+percentages may name the reference they are of: ``80% of text_plan``.
+
 Big numbers are always strings parsed here with exact decimal arithmetic, never YAML floats (PyYAML reads
 ``1e9`` as a string and ``4.3e12`` loses nothing only by luck). Suffixes K, M, B (or G), T multiply by
 1e3, 1e6, 1e9, 1e12. Units follow Composer's time units where they exist (``tok``, ``sp``, ``ba``, ``ep``).
@@ -34,9 +37,10 @@ _UNIT_WORDS: dict[str, Unit] = {
 }
 _SCALE: dict[str, int] = {"": 1, "k": 10**3, "m": 10**6, "b": 10**9, "g": 10**9, "t": 10**12}
 _NUMBER = r"(?P<num>[0-9][0-9_,]*(?:\.[0-9]+)?|\.[0-9]+)\s*(?P<scale>[kKmMbBgGtT]?)"
-_DURATION_RE = re.compile(rf"^\s*{_NUMBER}\s*(?P<unit>[a-zA-Z]+)\s*$")
+_NAME = r"[A-Za-z_][A-Za-z0-9_\-]*"
+_DURATION_RE = re.compile(rf"^\s*{_NUMBER}\s*(?P<unit>[a-zA-Z]+)(?:\s+of\b(?P<of>.*))?\s*$")
 _PERCENT_RE = re.compile(
-    r"^\s*(?P<num>[0-9]+(?:\.[0-9]+)?|\.[0-9]+)\s*%\s*(?:of\s+(?P<ref>[A-Za-z_][A-Za-z0-9_\-]*))?\s*$"
+    rf"^\s*(?P<num>[0-9]+(?:\.[0-9]+)?|\.[0-9]+)\s*%\s*(?:of\s+(?P<ref>{_NAME}))?\s*$"
 )
 _COUNT_RE = re.compile(rf"^\s*{_NUMBER}\s*$")
 
@@ -52,12 +56,15 @@ class Duration:
         unit: What the amount counts.
         ref: For percentages, the named reference duration (``None``: the run's total duration).
         text: The string as written, for messages.
+        source: For epochs, the source they are passes over (``1 ep of NAME``; ``None``: the phase's one
+            source).
     """
 
     value: Decimal
     unit: Unit
     ref: str | None = None
     text: str = ""
+    source: str | None = None
 
     def __str__(self) -> str:
         return self.text or f"{self.value} {self.unit.value}"
@@ -104,13 +111,19 @@ def parse_duration(text: object) -> Duration:
     if unit is None:
         shown = scale + word if scale and (scale + word).isalpha() else word  # '3.4 trillion', not 'rillion'
         raise ValueError(f"unknown unit {brief(shown)} in {brief(text)} ({UNIT_HELP})")
+    source = match["of"].strip() if match["of"] is not None else None
+    if source is not None and unit is not Unit.EPOCHS:
+        raise ValueError(f"{brief(text)}: only epochs name a source ('1 ep of NAME') and only percentages a "
+                         f"reference ('80% of NAME'); write e.g. '{match['num']}{scale} {word}'")
+    if source is not None and not re.fullmatch(_NAME, source):
+        raise ValueError(f"{brief(text)}: 'of' must be followed by one source name, e.g. '1 ep of instruct'")
     try:
         value = _decimal(match["num"], scale, text)
     except InvalidOperation:  # pragma: no cover - the regex admits only valid decimals
         raise ValueError(f"cannot read the number in {brief(text)}") from None
     if unit in (Unit.SAMPLES, Unit.BATCHES) and value != value.to_integral_value():
         value = value.to_integral_value(rounding=ROUND_CEILING)
-    return Duration(value, unit, None, text.strip())
+    return Duration(value, unit, None, text.strip(), source)
 
 
 def parse_count(text: object) -> int:
@@ -130,8 +143,3 @@ def parse_count(text: object) -> int:
     if value < 0 or value != value.to_integral_value():
         raise ValueError(f"expected a whole, non-negative count, got {brief(text)}")
     return int(value)
-
-
-def ceil_int(value: Decimal) -> int:
-    """Smallest integer not below ``value``."""
-    return int(value.to_integral_value(rounding=ROUND_CEILING))
