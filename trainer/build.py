@@ -73,6 +73,7 @@ def build_pieces(ctx: RunContext, log: RunLog) -> Pieces:
     _check_visual_tokens(manifest, visual_tokens(hf))
     configure_speed(hf, activation_checkpointing=config.activation_checkpointing, compile=config.compile)
     model = VLM(hf, len(schedule.sources), config.model.feature_norm == "channel")
+    model.label_logits_only = True  # training and held-out losses need no logits where nothing is predicted
     collator_args = {"seq_len": int(manifest["seq_len"]), "vocab": vocab, "visual_tokens": visual_tokens(hf),
                      "image_size": hf.config.vision_config.image_size}
     if model.core.feature_norm:

@@ -146,9 +146,11 @@ class VLMCore(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, pixels: torch.Tensor,
                 has_image: torch.Tensor, doc_ids: torch.Tensor | None = None,
-                position_ids: torch.Tensor | None = None) -> torch.Tensor:
+                position_ids: torch.Tensor | None = None, keep: torch.Tensor | None = None) -> torch.Tensor:
         """Next-token logits ``[batch, seq, vocab]``; ``pixels`` are uint8 ``[batch, 3, H, W]`` (or
-        ``[batch, images, 3, H, W]``: packed, with ``doc_ids`` and ``position_ids``, or several images a row)."""
+        ``[batch, images, 3, H, W]``: packed, with ``doc_ids`` and ``position_ids``, or several images a row).
+        With ``keep`` (bool ``[batch, seq]``) only the kept positions' logits, ``[kept, vocab]`` in row-major
+        order: the LM head runs on those hidden states only."""
         inner = self.hf.model
         embeds = inner.get_input_embeddings()(input_ids)
         if pixels.dim() == 5:  # several images a row: every row's images, in token order
@@ -169,7 +171,7 @@ class VLMCore(nn.Module):
             embeds = embeds + 0.0 * features.sum()
         hidden = inner.language_model(inputs_embeds=embeds, attention_mask=attention_mask, position_ids=position_ids,
                                       use_cache=False).last_hidden_state
-        return self.hf.lm_head(hidden)
+        return self.hf.lm_head(hidden if keep is None else hidden[keep])
 
 
 def pixel_values(pixels: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -254,6 +256,10 @@ class VLM(ComposerModel):
         self.core = VLMCore(hf, feature_norm)
         self.num_sources = num_sources
         self.cpu_autocast = False
+        # Logits only where a label is predicted (the trainer sets it): the LM head and the cross entropy are
+        # about half of a tiny model's step, and most positions of caption and instruction samples (visual
+        # tokens, prompts, padding) have no label. Off, forward returns every position's logits.
+        self.label_logits_only = False
         self.reset_source_stats()
 
     @property
@@ -267,20 +273,32 @@ class VLM(ComposerModel):
 
     def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, pixels: torch.Tensor,
                has_image: torch.Tensor, doc_ids: torch.Tensor | None = None,
-               position_ids: torch.Tensor | None = None) -> torch.Tensor:
-        """Next-token logits ``[batch, seq, vocab]`` (see :meth:`VLMCore.forward`)."""
-        return self.core(input_ids, attention_mask, pixels, has_image, doc_ids, position_ids)
+               position_ids: torch.Tensor | None = None, keep: torch.Tensor | None = None) -> torch.Tensor:
+        """Next-token logits ``[batch, seq, vocab]``, or ``[kept, vocab]`` (see :meth:`VLMCore.forward`)."""
+        return self.core(input_ids, attention_mask, pixels, has_image, doc_ids, position_ids, keep)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Logits of every position ``[batch, seq, vocab]``; with ``label_logits_only`` and labels in the
+        batch, only of the positions that predict a label, ``[labels, vocab]`` (:meth:`token_losses` takes
+        either)."""
+        keep = None
+        if self.label_logits_only and "labels" in batch:
+            keep = torch.zeros_like(batch["labels"], dtype=torch.bool)
+            keep[:, :-1] = batch["labels"][:, 1:] != IGNORE
         # Composer autocasts on GPU only (see precision_for)
         with torch.autocast("cpu", dtype=torch.bfloat16) if self.cpu_autocast else contextlib.nullcontext():
             return self.logits(batch["input_ids"], batch["attention_mask"], batch["pixels"], batch["has_image"],
-                               batch.get("doc_ids"), batch.get("position_ids"))
+                               batch.get("doc_ids"), batch.get("position_ids"), keep)
 
     def token_losses(self, logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-token cross entropy (0 where unlabelled) and the label mask, both ``[batch, seq-1]``."""
+        """Per-token cross entropy (0 where unlabelled) and the label mask, both ``[batch, seq-1]``, from
+        every position's logits ``[batch, seq, vocab]`` or the labelled positions' ``[labels, vocab]``."""
         target = labels[:, 1:]
         mask = target != IGNORE
+        if logits.dim() == 2:  # label positions only, row-major: the order of target[mask]
+            losses = torch.zeros(target.shape, dtype=torch.float32, device=logits.device)
+            losses[mask] = nn.functional.cross_entropy(logits.float(), target[mask], reduction="none")
+            return losses, mask
         flat = nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1).float(),
                                            target.clamp(min=0).flatten(), reduction="none")
         return flat.view_as(target) * mask, mask

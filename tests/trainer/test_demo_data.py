@@ -210,9 +210,8 @@ def test_image_phase_is_twenty_percent_visual_tokens(schedules: dict[int, Schedu
         assert tokens["images"] / (tokens["images"] + tokens["text"]) == pytest.approx(0.2, abs=0.03)
         lr = schedule.lr()
         assert lr is not None
-        batch = schedule.global_batch_size
-        cooldown = lr[phases["cooldown"].start // batch : phases["cooldown"].stop // batch]
-        finetune = lr[phases["finetune"].start // batch :]
+        cooldown = lr[schedule.batches_before(phases["cooldown"].start):schedule.batches_before(phases["cooldown"].stop)]
+        finetune = lr[schedule.batches_before(phases["finetune"].start):]
         assert cooldown[-1] == 0 and np.all(np.diff(cooldown[cooldown.argmax():]) <= 0)
         assert 0 < finetune.max() <= 1e-3 and finetune[-1] == 0  # a third of the text peak at most
 
@@ -230,11 +229,11 @@ def test_every_introduction_point_gets_the_same_image_phase(tmp_path: Path) -> N
     seen = {}
     for variant in variants(tmp_path / "declared.yaml"):
         schedule = compile_variant(variant, tmp_path / variant.name)
-        phases, lr, batch = {p.name: p for p in schedule.phases}, schedule.lr(), schedule.global_batch_size
+        phases, lr = {p.name: p for p in schedule.phases}, schedule.lr()
         assert lr is not None
         per_phase = []
         for name in ("cooldown", "finetune"):
-            first, stop = phases[name].start // batch, phases[name].stop // batch
+            first, stop = schedule.batches_before(phases[name].start), schedule.batches_before(phases[name].stop)
             per_phase.append((stop - first, phases[name].draws, round(float(lr[first:stop].sum()), 4)))
         seen[_point(variant.name)] = per_phase
     assert sorted(seen) == list(INTRO_POINTS)

@@ -187,3 +187,26 @@ def test_compiled_layers_train_one_step_like_eager() -> None:
     loss_b, grads_b = loss_and_grads(compiled, batch)
     assert loss_b == pytest.approx(loss_a, rel=1e-4)
     assert all(torch.allclose(a, b, rtol=1e-3, atol=1e-5) for a, b in zip(grads_a, grads_b))
+
+
+@settings(max_examples=6, deadline=None)
+@given(st.integers(0, 10_000), st.booleans())
+def test_label_logits_only_gives_the_full_logits_loss_and_gradients(seed: int, packing: bool) -> None:
+    """The trainer's model runs the LM head only where a label is predicted: same loss, per-source sums and
+    gradients as from every position's logits, packed or not, on a mixed batch (text, captions, prompts)."""
+    batch = collate(samples(seed), packing)
+    model = tiny_model()
+    full, full_grads = loss_and_grads(model, batch)
+    full_stats = model.source_stats.clone()
+    model.reset_source_stats()
+    model.label_logits_only = True
+    logits = model(batch)
+    labels = int((batch["labels"][:, 1:] != IGNORE).sum())
+    assert logits.shape == (labels, model.hf.config.text_config.vocab_size)
+    kept, kept_grads = loss_and_grads(model, batch)
+    assert kept == pytest.approx(full, rel=1e-6, abs=1e-7)
+    assert torch.allclose(model.source_stats, full_stats, rtol=1e-6, atol=1e-7)
+    assert len(kept_grads) == len(full_grads)
+    assert all(torch.allclose(a, b, rtol=1e-4, atol=1e-6) for a, b in zip(kept_grads, full_grads))
+    model.label_logits_only = False
+    assert model(batch).shape[:2] == batch["input_ids"].shape  # off: every position's logits again

@@ -64,5 +64,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seeds", type=int, default=1,
                    help="model seeds, each training the whole sweep (default 1; the paper used 2)")
     p.add_argument("--threads", type=int,
-                   help="torch CPU threads (default: 1 when the load average is at least half the cores, else 2)")
+                   help="torch CPU threads (default 1: the demo's tiny matrix products gain nothing from a second thread)")
     p.set_defaults(func=_demo)

@@ -109,6 +109,7 @@ def load_model(run_config: Path, checkpoint: Path, seq_len: int) -> tuple[Any, A
     vocab = Vocab(tokenizer.vocab_size, tokenizer.eos_id)
     hf = build_hf_model(config.model, vocab, seq_len)
     model = VLM(hf, 1, config.model.feature_norm == "channel")
+    model.label_logits_only = True
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)["state"]["model"]
     model.load_state_dict({k.removeprefix("module."): v for k, v in state.items()})
     collator_args = {"seq_len": seq_len, "vocab": vocab, "visual_tokens": visual_tokens(hf),

@@ -309,13 +309,12 @@ def _scope(base: Path, data: Any) -> str:  # noqa: ANN401 - DemoData
 
 
 def cpu_threads(requested: int | None = None) -> int:
-    """Torch threads for the demo: ``requested``, else 1 when the machine is busy, else up to 2.
+    """Torch threads for the demo: ``requested``, else 1.
 
-    Measured on 2 cores with 8-10 other runnable processes: 2 OpenMP threads took 7.5 s a batch, 1 thread
-    1.25 s (the threads wait on each other while the scheduler runs others). With a 1-minute load average
-    below half the cores, 2 threads are used.
+    The demo's matrices are tiny (hidden 128, batches of 8-16 short sequences), so a second OpenMP thread
+    only adds synchronisation. Measured on the 2-core machine, fine-tuning steps of the demo's model: 1 thread
+    15 s; 2 threads 16 s with ``OMP_WAIT_POLICY=PASSIVE`` (the demo's setting) and 42-58 s with spinning
+    threads (OpenMP's default), at a load average of 1-2; with 8-10 other runnable processes 2 threads took
+    7.5 s a batch and 1 thread 1.25 s.
     """
-    if requested:
-        return requested
-    cores = os.cpu_count() or 1
-    return 1 if cores < 2 or os.getloadavg()[0] >= cores / 2 else min(2, cores)
+    return requested or 1
