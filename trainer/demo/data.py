@@ -43,8 +43,9 @@ STAMP = "demo_data.json"
 MARKER = ".demo_data"  # written first: this directory is the demo's to overwrite
 
 # Counts at scale 1.0 (multiplied by `scale`, at least 1 each). Sized for the template's plan: each
-# cooldown reads 1,600 images of the 3,000; fine-tuning is one epoch of 3,000 conversations (188 batches of
-# 16), the amount a probe needed to learn the answers from the image (docs/demo.md).
+# cooldown reads 1,600 images of the 3,000 and fine-tuning 429 more; fine-tuning is two epochs of 3,000
+# conversations (858 batches of 8 with text and captions mixed in), what the text-pre-trained models needed
+# to learn the answers from the image (docs/demo.md).
 NUM_TRAIN_SCENES = 3000
 NUM_HELDOUT_SCENES = 400
 NUM_INSTRUCT_RECORDS = 3000
