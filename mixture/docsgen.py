@@ -64,7 +64,8 @@ weights are ordinary numbers (`1e-2` is fine).
   N times its size and at most one batch more (within one sample of that when a previous sample-unit mix
   carries its rounding into the phase). It needs `unit: samples` (token shares fix no number of samples)
   and no `ramp` (the share would change); in a one-source phase it is exactly `N ep`. An `end`, a ramp, a
-  warm-up, `run.duration` and references cannot be given in epochs of a source.
+  warm-up, `run.duration` and references cannot be given in epochs of a source, and the run's LR plan
+  (`run.lr.warmup`, `run.lr.plan`) in no epochs at all.
 
 ## Concepts
 

@@ -315,6 +315,10 @@ def _check_epochs_of(ctx: _Ctx) -> None:
         if d is not None and d.source is not None:
             ctx.add(path, f"{d.text!r}: passes over one source measure one phase, not {path}",
                     "give it in tokens, samples or batches; a phase's duration may be 'N ep of SOURCE'")
+        elif d is not None and d.unit is Unit.EPOCHS and path.startswith("run.lr."):
+            # The LR plan is laid out in tokens, samples or steps: epochs of no named source would be misread.
+            ctx.add(path, f"{d.text!r}: the LR plan's lengths cannot be given in epochs",
+                    "give it in tokens, samples, batches or a percentage (e.g. '5%', '2000ba')")
 
 
 def _check_lengths(ctx: _Ctx, stops: list[Stop | None]) -> list[tuple[str, Decimal] | None]:

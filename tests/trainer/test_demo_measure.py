@@ -129,3 +129,17 @@ def test_findings_set_every_earlier_point_against_the_last() -> None:
     alone = findings(DemoResult(Path("out"), Path("r"), [_variant(0, 48), _variant(100, 37)], [0.0] * 100,
                                 math.log(4097), [17], 100))[0]
     assert "the other points" not in alone
+
+
+def test_findings_say_what_finetuning_did_to_the_text() -> None:
+    from trainer.demo.summary import DemoResult, findings
+
+    def variant(percent: int, before: float, after: float) -> VariantResult:
+        losses = {"caption_loss": 1.0, "caption_loss_shuffled_images": 1.02}
+        return VariantResult(percent, 100, (1.0, 0.0), (0.5,), {**losses, "text_loss": before},
+                             {**losses, "text_loss": after})
+
+    result = DemoResult(Path("out"), Path("r"), [variant(0, 6.5, 6.25), variant(100, 5.75, 10.5)], [0.0, 0.0],
+                        math.log(4097), [17], 2)
+    assert ("Fine-tuning moved held-out text loss by -0.25 to +4.75 nats/token (before 5.75-6.50, after "
+            "6.25-10.50; a uniform guess 8.32).") in findings(result)[0]

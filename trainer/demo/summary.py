@@ -200,12 +200,22 @@ def findings(result: DemoResult) -> list[str]:
         f"{b_mean - prior:+.3f} over the answer prior {prior:.3f}. Shuffled images cost >= 0.01 nats/token of "
         f"caption loss in {sum(g >= 0.01 for g in before)} of {len(before)} models before fine-tuning (largest "
         f"{max(before):.3f}) and {sum(g >= 0.01 for g in after)} of {len(after)} after (largest {max(after):.3f}). "
-        f"The paper's shape (images before the end of text pre-training beat 100%): {shape}.",
+        f"{_text_cost(result)} The paper's shape (images before the end of text pre-training beat 100%): {shape}.",
         f"What it cannot show: {result.scope or 'tiny models'}, {len(result.seeds)} model seed(s); with "
         f"{result.num_questions} questions differences under ~2 SE are noise, and seed spread is not in the "
         "error bars. The 0% point has seen only the image phase's text, so its text loss says how much text "
         "pre-training matters here, not how images interact with it at scale.",
     ]
+
+
+def _text_cost(result: DemoResult) -> str:
+    """What fine-tuning did to held-out text loss, against a uniform guess."""
+    before = [v.before["text_loss"] for v in result.variants]
+    after = [v.after["text_loss"] for v in result.variants]
+    change = [a - b for a, b in zip(after, before)]
+    return (f"Fine-tuning moved held-out text loss by {min(change):+.2f} to {max(change):+.2f} nats/token (before "
+            f"{min(before):.2f}-{max(before):.2f}, after {min(after):.2f}-{max(after):.2f}; a uniform guess "
+            f"{result.uniform_loss:.2f}).")
 
 
 def _shape(best: VariantResult, last: VariantResult, diff: float, diff_se: float) -> str:
