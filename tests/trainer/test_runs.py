@@ -76,7 +76,11 @@ def test_a_run_killed_after_its_final_checkpoint_finishes_when_rerun(study: dict
     assert sorted(p.name for p in run_dir.iterdir()) == sorted(p.name for p in reference.iterdir())
 
 
-def test_rerunning_a_finished_run_changes_nothing(study: dict, capsys: pytest.CaptureFixture[str]) -> None:
+def test_rerunning_a_finished_run_changes_nothing(study: dict, capsys: pytest.CaptureFixture[str],
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    # No start-up display on stderr: the refusal must be the only line (without this the test passed only
+    # after an earlier test's `--quiet` had left MIXTURE_QUIET set in the process).
+    monkeypatch.setenv("MIXTURE_QUIET", "1")
     run_dir = study["root"] / "reference"
     before = _hashes(run_dir)
     assert cli(["train", str(study["configs"]["reference"])]) == 0
@@ -90,7 +94,9 @@ def test_rerunning_a_finished_run_changes_nothing(study: dict, capsys: pytest.Ca
     assert _hashes(run_dir) == before
 
 
-def test_a_trainer_on_a_locked_run_dir_is_refused_at_once(study: dict, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_trainer_on_a_locked_run_dir_is_refused_at_once(study: dict, capsys: pytest.CaptureFixture[str],
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MIXTURE_QUIET", "1")  # the refusal alone on stderr (see the test above)
     run_dir = study["root"] / "locked"
     config = h.run_config(study["root"] / "locked.yaml", study["schedule"], run_dir)
     hold = "import sys, mixture.run_lock as l; l.acquire(sys.argv[1]); print('locked', flush=True); sys.stdin.read()"
