@@ -23,7 +23,7 @@ from typing import Any
 
 from mixture.run_dir import Baseline
 from trainer.evaluation.scoring import mean_se
-from trainer.vqa_score import vqa_accuracy
+from trainer.vqa_score import normalize_answer, vqa_accuracy
 
 ANSWER_PRIOR, UNIFORM_GUESS = "answer prior", "uniform guess"
 
@@ -52,8 +52,9 @@ def answer_prior(rows: Sequence[Mapping[str, Any]], answers: Mapping[str, str]) 
 
 
 def eval_answers(rows: Sequence[Mapping[str, Any]]) -> dict[str, str]:
-    """Each kind's most common human answer in an evaluation file's rows."""
-    return most_common_answers((row_kind(row), str(a).strip()) for row in rows for a in row["answers"])
+    """Each kind's most common human answer in an evaluation file's rows, counted as they are scored (VQA's
+    normalisation: "Yes", "yes." and "yes" are one answer)."""
+    return most_common_answers((row_kind(row), normalize_answer(str(a))) for row in rows for a in row["answers"])
 
 
 def prior_baseline(scores: Sequence[float], answers_from: str) -> Baseline:

@@ -19,6 +19,14 @@ def test_the_prior_answers_each_kinds_most_common_answer() -> None:
     assert most_common_answers([("k", "b"), ("k", "a"), ("k", "a"), ("k", "b")]) == {"k": "b"}  # tie: first seen
 
 
+def test_the_prior_counts_answers_as_they_are_scored() -> None:
+    """"Yes", "yes." and "YES" score as one answer, so they are one answer of the prior too (counted verbatim,
+    "no" x2 would win over three spellings of yes)."""
+    rows = [{"kind": "yn", "answers": ["Yes", "yes.", "YES", "no", "no"]}]
+    assert eval_answers(rows) == {"yn": "yes"}
+    assert answer_prior(rows, eval_answers(rows)) == pytest.approx([1.0])
+
+
 def test_run_baselines_name_the_scores_they_belong_to() -> None:
     rows = [{"kind": "k", "answers": ["a"]}, {"kind": "k", "answers": ["a"]}, {"kind": "k", "answers": ["b"]}]
     found = run_baselines(rows, ["eval/loss/text", "eval/loss/images"], 4096)
