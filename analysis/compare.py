@@ -123,12 +123,13 @@ def recorded_baselines(runs: list[Run]) -> tuple[dict[str, dict[str, Any]], list
     """The baseline of each score (``results.json``'s ``baselines``: the answer prior, the uniform guess) and
     notes: a score whose runs recorded different baselines (other evaluation files) keeps the first run's."""
     found: dict[str, dict[str, Any]] = {}
-    notes = []
+    notes, warned = [], set()
     for run in runs:
         for key, base in (run.results.baselines if run.results else {}).items():
             record = asdict(base)
             first = found.setdefault(key, record)
-            if abs(first["value"] - base.value) > 1e-9 and not any(key in n for n in notes):
+            if abs(first["value"] - base.value) > 1e-9 and key not in warned:
+                warned.add(key)
                 notes.append(f"{key}: the runs recorded different baselines ({first['value']:.4g} and "
                              f"{base.value:.4g}); the figures show the first")
     return found, notes

@@ -125,6 +125,17 @@ def test_baselines_from_results_are_drawn_and_tabled(tmp_path: Path) -> None:
     assert any("recorded different baselines (0.31 and 0.5)" in n for n in data["notes"])
 
 
+def test_each_score_with_different_recorded_baselines_gets_its_note(tmp_path: Path) -> None:
+    """One note per score: a note about eval/loss/ab is not taken for one about eval/loss/a."""
+    uniform = {"value": 8.318, "se": 0.0, "name": "uniform guess", "what": "ln(4,096)"}
+    runs = [_run(tmp_path, f"r{i}", {"intro": f"{p}% of text_plan", "seed": 1}, _scores(p, 0.1),
+                 baselines={"eval/loss/ab": {**uniform, "value": 8.0 + i}, "eval/loss/a": {**uniform, "value": 7.0 + i}})
+            for i, p in enumerate((0, 40))]
+    data, _ = compare([str(r) for r in runs], tmp_path / "out")
+    notes = [n for n in data["notes"] if "recorded different baselines" in n]
+    assert sorted(n.split(":")[0] for n in notes) == ["eval/loss/a", "eval/loss/ab"], data["notes"]
+
+
 def test_given_baselines_replace_the_recorded_ones(tmp_path: Path) -> None:
     from mixture.run_dir import Baseline
 
