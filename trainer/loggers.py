@@ -123,6 +123,14 @@ def _mlflow_args(args: dict[str, Any], base: Path) -> dict[str, Any]:
     elif scheme not in MLFLOW_SCHEMES:
         raise MixtureError(f"tracking_uri {uri!r}: unknown store scheme {scheme!r}", path="loggers.mlflow",
                            hint="write a directory, file:///abs/dir, sqlite:///runs.db or http(s)://host")
+    elif scheme == "sqlite" and uri.startswith("sqlite:///"):
+        # SQLite cannot create a database in a missing folder, and MLflow retries opening it for ~100 s
+        # before it gives up: say so at once. (sqlite:///rel.db is relative to the working directory.)
+        database = uri[len("sqlite:///"):].split("?", 1)[0]
+        if database and database != ":memory:" and not Path(database).parent.is_dir():
+            raise MixtureError(f"tracking_uri {uri!r}: the folder {str(Path(database).parent)!r} of the SQLite "
+                               "database does not exist", path="loggers.mlflow",
+                               hint="create the folder, or point the database at an existing one")
     return args
 
 

@@ -117,6 +117,9 @@ def test_mlflow_directory_is_relative_to_the_run_config(tmp_path: Path) -> None:
     ("wandb", {"project": "x"}, "loggers.wandb: W&B online mode needs an API key and none is set (run `wandb login`"),
     ("mlflow", {"tracking_uri": "sqlit:///x.db"}, "loggers.mlflow: tracking_uri 'sqlit:///x.db': unknown store"),
     ("mlflow", {"tracking_uri": "sqlite:////no/such/dir/x.db", "log_system_metrics": False},
+     "loggers.mlflow: tracking_uri 'sqlite:////no/such/dir/x.db': the folder '/no/such/dir' of the SQLite "
+     "database does not exist"),
+    ("mlflow", {"tracking_uri": "sqlite:////tmp", "log_system_metrics": False},  # a folder, not a database
      "loggers.mlflow: MLFlowLogger could not start: "),
     ("tensorboard", {"logdir": "x"}, "loggers.tensorboard: unknown argument logdir"),
 ])
