@@ -1,7 +1,8 @@
 """Fit the model's feature standardisation (``model.feature_norm``) from the schedule's training images.
 
 The statistics come from the first ``num_images`` images of the schedule's image sources (image-caption
-sources first, then instruction sources with images; each in MDS order), whatever the run's own start
+sources first, then instruction sources with images; each in MDS order, every image of a sample with several),
+whatever the run's own start
 point: every run of a sweep shares the sources, so a trunk and its branches compute the same numbers (a
 branched or resumed run then loads them from the checkpoint anyway). Reading and encoding 512 32-px
 images takes about a second on one CPU core.
@@ -17,6 +18,7 @@ import torch
 
 from mixture.errors import MixtureError
 from mixture.locations import is_url
+from streaming_data.instruction import sample_images
 from trainer.model import VLM, set_feature_norm
 
 _IMAGE_KINDS = ("image_caption", "instruction")
@@ -45,8 +47,7 @@ def fit_feature_norm(model: VLM, schedule: Any, pixels: Any, num_images: int) ->
         for i in range(len(dataset)):
             if len(found) >= num_images:
                 break
-            image = dataset[i].get("image")
-            if image:
+            for image, _ in sample_images(dataset[i])[: num_images - len(found)]:  # every image of a sample
                 found.append(pixels(image))
     if len(found) < 2:
         raise MixtureError("model.feature_norm needs training images, but the schedule's local image sources hold "

@@ -331,3 +331,33 @@ def test_training_runs_on_several_image_conversations_packed_or_not(study: dict)
     assert [m["tokens/train/chat"] for m in lines["packed"]] == [m["tokens/train/chat"] for m in lines["plain"]]
     hf = LlavaForConditionalGeneration.from_pretrained(runs["packed"].export_dir)
     assert hf.config.image_token_id == VOCAB.image_token_id
+
+
+def test_feature_norm_reads_every_image_of_a_sample(study: dict) -> None:
+    """The standardisation's statistics come from all images of the first samples, a sample's second and
+    third images included, in order, up to the number asked for."""
+    from types import SimpleNamespace
+
+    from streaming import LocalDataset
+
+    from streaming_data.instruction import sample_images
+    from trainer.features import fit_feature_norm
+
+    dataset = LocalDataset(local=str(study["data"]))
+    expected = [image for i in range(len(dataset)) for image, _ in sample_images(dataset[i])][:7]
+    assert len(sample_images(dataset[0])) == 2  # record 0 has two images: the first sample gives both
+    read: list[bytes] = []
+
+    def pixels(data: bytes) -> np.ndarray:
+        read.append(data)
+        return collator(False).pixels(data)
+
+    torch.manual_seed(5)
+    model = VLM(build_hf_model(ModelConfig(feature_norm="channel"), VOCAB, SEQ), 1, feature_norm=True)
+    schedule = SimpleNamespace(sources=[SimpleNamespace(kind="instruction", location=str(study["data"]))])
+    assert fit_feature_norm(model, schedule, pixels, 7) == 7
+    assert read == expected
+    torch.manual_seed(5)  # the same random encoder
+    again = VLM(build_hf_model(ModelConfig(feature_norm="channel"), VOCAB, SEQ), 1, feature_norm=True)
+    set_feature_norm(again.core, torch.from_numpy(np.stack([collator(False).pixels(b) for b in expected])))
+    assert torch.equal(model.core.feature_mean, again.core.feature_mean)
