@@ -143,3 +143,19 @@ def test_findings_say_what_finetuning_did_to_the_text() -> None:
                         math.log(4097), [17], 2)
     assert ("Fine-tuning moved held-out text loss by -0.25 to +4.75 nats/token (before 5.75-6.50, after "
             "6.25-10.50; a uniform guess 8.32).") in findings(result)[0]
+
+
+def test_several_seeds_are_shown_one_by_one(tmp_path: Path) -> None:
+    """With --seeds 2 the printed table and the figure give each seed's VQA beside the mean."""
+    from trainer.demo.summary import DemoResult, figure, summary
+
+    def variant(percent: int, scores: tuple[float, float]) -> VariantResult:
+        losses = {"caption_loss": 1.0, "caption_loss_shuffled_images": 1.02, "text_loss": 6.0}
+        return VariantResult(percent, 100, (1.0, 0.0), scores, losses, losses)
+
+    result = DemoResult(tmp_path, tmp_path / "r.html", [variant(0, (0.25, 0.75)), variant(100, (0.5, 0.5))],
+                        [0.0, 0.0], math.log(4097), [17, 18], 2)
+    printed = summary(result)
+    assert "VQA per seed" in printed and "0.250 0.750" in printed and "0.500 0.500" in printed
+    figure(result, tmp_path / "f.png")
+    assert (tmp_path / "f.png").read_bytes()[:4] == b"\x89PNG"

@@ -135,7 +135,12 @@ def figure(result: DemoResult, path: Path) -> None:
     fig, (vqa, captions, text) = grid(3, ncols=3, width=12.0, row_height=3.4)
     stats = [mean_se(v.vqa) for v in result.variants]
     prior, prior_se = mean_se(result.prior)
-    vqa.errorbar(x, [m for m, _ in stats], yerr=[s for _, s in stats], marker="o", capsize=4, label="model")
+    label = "model" if len(result.seeds) == 1 else f"mean of {len(result.seeds)} seeds"
+    vqa.errorbar(x, [m for m, _ in stats], yerr=[s for _, s in stats], marker="o", capsize=4, label=label)
+    if len(result.seeds) > 1:  # the seed spread, which the question-level error bars do not hold
+        for i, seed in enumerate(result.seeds):
+            vqa.scatter(x, [v.vqa_per_seed[i] for v in result.variants], marker="x", s=24, zorder=3,
+                        color=f"C{i + 2}", label=f"seed {seed}")
     vqa.axhspan(prior - prior_se, prior + prior_se, color="#bbbbbb", alpha=0.5)
     vqa.axhline(prior, color="#777777", linestyle="--", label="answer prior")
     vqa.set(title=f"VQA accuracy ({result.num_questions} questions, ±1 SE)", ylabel="accuracy")
@@ -162,13 +167,16 @@ def figure(result: DemoResult, path: Path) -> None:
 def summary(result: DemoResult) -> str:
     """The printed summary: where things are, the table, the timing, what it shows and cannot show."""
     prior, prior_se = mean_se(result.prior)
+    several = len(result.seeds) > 1
     lines = [f"summary: {result.out_dir / 'summary.json'}", f"figure: {result.figure}", f"report: {result.report}",
-             "", "images at  VQA (±SE)        caption loss: right  shuffled  text loss: before FT  after FT"]
+             "", "images at  VQA (±SE)        caption loss: right  shuffled  text loss: before FT  after FT"
+             + ("  VQA per seed" if several else "")]
     for v in result.variants:
         mean, se = mean_se(v.vqa)
+        per_seed = "  " + " ".join(f"{x:.3f}" for x in v.vqa_per_seed) if several else ""
         lines.append(f"{v.intro_percent:>8g}%  {mean:.3f} ± {se:.3f}  {v.after['caption_loss']:19.3f}  "
                      f"{v.after['caption_loss_shuffled_images']:8.3f}  {v.before['text_loss']:20.3f}  "
-                     f"{v.after['text_loss']:8.3f}")
+                     f"{v.after['text_loss']:8.3f}{per_seed}")
     lines += [f"answer prior (each kind's most common training answer): {prior:.3f} ± {prior_se:.3f}; "
               f"uniform text guess: {result.uniform_loss:.2f} nats",
               "time: " + ", ".join(f"{k} {clock(v)}" for k, v in result.timings.items())
