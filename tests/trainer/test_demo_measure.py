@@ -157,5 +157,6 @@ def test_several_seeds_are_shown_one_by_one(tmp_path: Path) -> None:
                         [0.0, 0.0], math.log(4097), [17, 18], 2)
     printed = summary(result)
     assert "VQA per seed" in printed and "0.250 0.750" in printed and "0.500 0.500" in printed
+    assert "the seeds' VQA differ by up to 0.500 (at 0%)" in printed
     figure(result, tmp_path / "f.png")
     assert (tmp_path / "f.png").read_bytes()[:4] == b"\x89PNG"

@@ -211,9 +211,18 @@ def findings(result: DemoResult) -> list[str]:
         f"{_text_cost(result)} The paper's shape (images before the end of text pre-training beat 100%): {shape}.",
         f"What it cannot show: {result.scope or 'tiny models'}, {len(result.seeds)} model seed(s); with "
         f"{result.num_questions} questions differences under ~2 SE are noise, and seed spread is not in the "
-        "error bars. The 0% point has seen only the image phase's text, so its text loss says how much text "
+        f"error bars{_seed_spread(result)}. The 0% point has seen only the image phase's text, so its text loss says how much text "
         "pre-training matters here, not how images interact with it at scale.",
     ]
+
+
+def _seed_spread(result: DemoResult) -> str:
+    """How far the seeds' VQA lie apart at the point where they differ most (or how to learn it)."""
+    if len(result.seeds) < 2:
+        return " (--seeds 2 measures it)"
+    widest = max(result.variants, key=lambda v: max(v.vqa_per_seed) - min(v.vqa_per_seed))
+    return (f": the seeds' VQA differ by up to {max(widest.vqa_per_seed) - min(widest.vqa_per_seed):.3f} "
+            f"(at {widest.intro_percent:g}%)")
 
 
 def _text_cost(result: DemoResult) -> str:
