@@ -79,6 +79,20 @@ def test_every_variant_was_measured_before_and_after_finetuning(demo: tuple[Path
         assert lines[-1]["batch"] == run["stop_batch"]
 
 
+def test_finished_runs_keep_only_the_checkpoints_still_read(demo: tuple[Path, str]) -> None:
+    """Interval checkpoints of finished runs are removed; branch points, fine-tuning starts and each run's
+    final checkpoint stay (the rerun test below reuses every run and measurement from them)."""
+    import yaml
+
+    out, printed = demo
+    assert "interval checkpoints of finished runs" in printed
+    sweep = json.loads((out / "sweeps" / "seed-17" / "sweep.json").read_text())
+    for run in sweep["runs"]:
+        config = yaml.safe_load(Path(run["config"]).read_text())
+        kept = {int(p.name[2:].split("-")[0]) for p in (Path(run["run_dir"]) / "checkpoints").glob("ba*-rank0.pt")}
+        assert kept == {*config["checkpoint"]["save_at"], run["stop_batch"]}, (run["id"], kept)
+
+
 def test_sweep_shared_the_trunk(demo: tuple[Path, str]) -> None:
     out, _ = demo
     plan = json.loads((out / "sweeps" / "seed-17" / "plan.json").read_text())

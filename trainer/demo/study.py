@@ -87,6 +87,10 @@ def run_demo(out_dir: str | Path = DEFAULT_OUT, *, scale: float = 1.0, questions
     lap("compile")
     for seed, sweep_dir in sweeps:
         _train(sweep_dir, seed, step)
+        removed, freed = prune_checkpoints(sweep_dir)
+        if removed:
+            step(f"  seed {seed}: removed {removed} interval checkpoints of finished runs ({freed / 1e6:,.0f} MB); "
+                 "kept each run's branch points, fine-tuning start and final one")
     lap("train")
     step("measure: every variant before and after fine-tuning (VQA, captions with right and shuffled images, text)")
     from trainer.demo.measure import vqa_rows
@@ -183,6 +187,38 @@ def finetune_checkpoints(sweep_dir: Path) -> dict[str, tuple[int, Path]]:
         folder = checkpoint.get("folder") or str(Path(owner.run_dir) / CHECKPOINTS)
         found[name] = batch, Path(folder) / f"ba{batch}-rank0.pt"
     return found
+
+
+def prune_checkpoints(sweep_dir: Path) -> tuple[int, int]:
+    """Remove the interval checkpoints of the sweep's finished runs; keep every run's ``save_at`` ones (branch
+    points, fine-tuning starts: children and the measurements read them) and its newest (its final one, which
+    ``latest`` points at). Interval checkpoints only serve to resume an interrupted run: the demo's were 2 GB.
+
+    Returns:
+        (files removed, bytes freed).
+    """
+    from mixture.run_dir import find_info
+    from trainer.sweep.records import read_sweep
+
+    runs = read_sweep(sweep_dir).runs
+    configs = {run.id: yaml.safe_load(Path(run.config).read_text()) or {} for run in runs}
+    branched_from = {Path(c["branch"]["checkpoint"]).resolve() for c in configs.values() if c.get("branch")}
+    removed, freed = 0, 0
+    for run in runs:
+        info = find_info(run.run_dir)
+        if info is None or info.status != "done":
+            continue  # a run that may still resume keeps everything
+        checkpoint = configs[run.id].get("checkpoint") or {}
+        folder = Path(checkpoint.get("folder") or Path(run.run_dir) / CHECKPOINTS)
+        keep = {*checkpoint.get("save_at", []), info.last_batch}
+        for path in folder.glob("ba*-rank*.pt"):
+            batch = path.name[2:].split("-", 1)[0]
+            if (batch.isdigit() and int(batch) not in keep and not path.is_symlink()
+                    and path.resolve() not in branched_from):
+                freed += path.stat().st_size
+                path.unlink()
+                removed += 1
+    return removed, freed
 
 
 def _run_training(runs: dict[str, SweepRun], run_id: str, batch: int) -> SweepRun:
