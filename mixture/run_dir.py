@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -35,6 +36,8 @@ RUN_JSON = "run.json"
 METRICS = "metrics.jsonl"
 RESULTS = "results.json"
 CHECKPOINTS = "checkpoints"
+CHECKPOINT_FILE = "ba{batch}-rank{rank}.pt"  # Composer's save_filename; latest-rank{rank}.pt links to the newest
+_CHECKPOINT_RE = re.compile(r"^ba(\d+)-rank\d+\.pt$")
 EXPORT = "export"
 TRAIN_LOG = "train.log"
 LOCK = ".lock"  # held by the trainer using the directory (mixture.run_lock); absent when none is
@@ -306,3 +309,14 @@ def truncate_metrics(run_dir: str | Path, batch: int) -> None:
     text = "".join(json.dumps(line) + "\n" for line in kept)
     if text != path.read_text():
         write_atomic(path, text, fault="metrics_rewrite")
+
+
+def checkpoint_file(batch: int | str, rank: int | str = 0) -> str:
+    """The name of a rank's checkpoint after ``batch`` batches (``ba120-rank0.pt``; ``"*"`` for either: a glob)."""
+    return CHECKPOINT_FILE.format(batch=batch, rank=rank)
+
+
+def checkpoint_batch(name: str) -> int | None:
+    """The batch of a checkpoint file's name (``ba120-rank0.pt`` -> 120); None for any other name."""
+    match = _CHECKPOINT_RE.match(name)
+    return int(match[1]) if match else None

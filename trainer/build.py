@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from mixture.errors import MixtureError
+from mixture.run_dir import CHECKPOINT_FILE
 from mixture.schedule import Schedule
 from mixture.sources import SAMPLE_INDEX
 from streaming_data.locations import is_remote, local_path
@@ -235,7 +236,7 @@ def trainer_args(ctx: RunContext, model: VLM, loader: Any, lr: list[float], eval
         "loggers": loggers, "progress_bar": False, "log_to_console": config.loggers.console,
         "console_log_interval": config.loggers.console_interval,
         "save_folder": ctx.checkpoint_folder, "save_interval": _save_when(config, ctx.stop_batch),
-        "save_filename": "ba{batch}-rank{rank}.pt", "save_num_checkpoints_to_keep": config.checkpoint.keep,
+        "save_filename": CHECKPOINT_FILE, "save_num_checkpoints_to_keep": config.checkpoint.keep,
         "save_overwrite": True, "autoresume": config.checkpoint.autoresume,
         "load_path": ctx.path(load), "device_train_microbatch_size": config.microbatch_size or ctx.device_batch_size,
     }

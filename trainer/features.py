@@ -1,11 +1,10 @@
 """Fit the model's feature standardisation (``model.feature_norm``) from the schedule's training images.
 
 The statistics come from the first ``num_images`` images of the schedule's image sources (image-caption
-sources first, then instruction sources with images; each in MDS order, every image of a sample with several),
-whatever the run's own start
-point: every run of a sweep shares the sources, so a trunk and its branches compute the same numbers (a
-branched or resumed run then loads them from the checkpoint anyway). Reading and encoding 512 32-px
-images takes about a second on one CPU core.
+sources first, then instruction sources with images; each in MDS order, every image of a sample with
+several), whatever the run's own start point: every run of a sweep shares the sources, so a trunk and its
+branches compute the same numbers (a branched or resumed run then loads them from the checkpoint anyway).
+Reading and encoding 512 32-px images takes about a second on one CPU core.
 """
 
 from __future__ import annotations

@@ -96,3 +96,12 @@ def test_the_module_imports_nothing_heavy() -> None:
     code = ("import sys, mixture.run_dir; bad = {'torch', 'composer', 'streaming', 'numpy', 'polars'} & "
             "set(sys.modules); assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
+
+
+def test_checkpoint_file_names_round_trip() -> None:
+    from mixture.run_dir import checkpoint_batch, checkpoint_file
+
+    assert checkpoint_file(120) == "ba120-rank0.pt" and checkpoint_file(7, 3) == "ba7-rank3.pt"
+    assert checkpoint_file("*", "*") == "ba*-rank*.pt"
+    assert [checkpoint_batch(checkpoint_file(b, r)) for b, r in ((0, 0), (120, 1), (10**9, 7))] == [0, 120, 10**9]
+    assert [checkpoint_batch(n) for n in ("latest-rank0.pt", "ba12-rank0.pt.tmp", "bax-rank0.pt", "ba1.pt")] == [None] * 4

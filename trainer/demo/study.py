@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from mixture.errors import MixtureError
-from mixture.run_dir import CHECKPOINTS
+from mixture.run_dir import checkpoint_batch, checkpoint_file
 from trainer.demo import clock, template
 
 if TYPE_CHECKING:
@@ -184,15 +184,14 @@ def finetune_checkpoints(sweep_dir: Path) -> dict[str, tuple[int, Path]]:
         if batch not in checkpoint.get("save_at", []):  # written once: a run being trained reads its config
             checkpoint["save_at"] = sorted(set(checkpoint.get("save_at", [])) | {batch})
             config_path.write_text(yaml.safe_dump(config, sort_keys=False))
-        folder = checkpoint.get("folder") or str(Path(owner.run_dir) / CHECKPOINTS)
-        found[name] = batch, Path(folder) / f"ba{batch}-rank0.pt"
+        found[name] = batch, Path(owner.checkpoint_folder(config)) / checkpoint_file(batch)
     return found
 
 
 def prune_checkpoints(sweep_dir: Path) -> tuple[int, int]:
     """Remove the interval checkpoints of the sweep's finished runs; keep every run's ``save_at`` ones (branch
-    points, fine-tuning starts: children and the measurements read them) and its newest (its final one, which
-    ``latest`` points at). Interval checkpoints only serve to resume an interrupted run: the demo's were 2 GB.
+    points, fine-tuning starts: children and the measurements read them), every checkpoint a run starts from,
+    and each run's newest (its final one, which ``latest`` points at). Interval checkpoints only serve to resume an interrupted run: the demo's were 2 GB.
 
     Returns:
         (files removed, bytes freed).
@@ -201,20 +200,17 @@ def prune_checkpoints(sweep_dir: Path) -> tuple[int, int]:
     from trainer.sweep.records import read_sweep
 
     runs = read_sweep(sweep_dir).runs
-    configs = {run.id: yaml.safe_load(Path(run.config).read_text()) or {} for run in runs}
-    branched_from = {Path(c["branch"]["checkpoint"]).resolve() for c in configs.values() if c.get("branch")}
+    started_from = {Path(run.checkpoint).resolve() for run in runs if run.checkpoint}  # what children read
     removed, freed = 0, 0
     for run in runs:
         info = find_info(run.run_dir)
         if info is None or info.status != "done":
             continue  # a run that may still resume keeps everything
-        checkpoint = configs[run.id].get("checkpoint") or {}
-        folder = Path(checkpoint.get("folder") or Path(run.run_dir) / CHECKPOINTS)
-        keep = {*checkpoint.get("save_at", []), info.last_batch}
-        for path in folder.glob("ba*-rank*.pt"):
-            batch = path.name[2:].split("-", 1)[0]
-            if (batch.isdigit() and int(batch) not in keep and not path.is_symlink()
-                    and path.resolve() not in branched_from):
+        config = yaml.safe_load(Path(run.config).read_text()) or {}
+        keep = {*(config.get("checkpoint") or {}).get("save_at", []), info.last_batch}
+        for path in Path(run.checkpoint_folder(config)).glob(checkpoint_file("*", "*")):
+            batch = checkpoint_batch(path.name)
+            if batch is not None and batch not in keep and not path.is_symlink() and path.resolve() not in started_from:
                 freed += path.stat().st_size
                 path.unlink()
                 removed += 1
@@ -269,7 +265,7 @@ def _measure_sweep(cache: Path, data: Any, sweep_dir: Path, num_questions: int, 
     found = []
     for name, entry in sweep.variants.items():
         run = runs[entry.run]
-        final = Path(run.run_dir) / CHECKPOINTS / f"ba{entry.batch}-rank0.pt"
+        final = Path(run.checkpoint_folder()) / checkpoint_file(entry.batch)
         start, checkpoint = before[name]
         record = {"name": name, "intro_percent": _percent(entry.values["intro"]), "batches": entry.batch,
                   "finetune_start_batch": start}

@@ -4,13 +4,11 @@ checkpoint, exported first into ``OUT/checkpoint_export`` (that needs the run co
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 from mixture import run_dir as rd
 from mixture.errors import MixtureError
 
-_CHECKPOINT = re.compile(r"^ba(\d+)-rank0\.pt$")
 _PROCESSOR_FILES = ("processor_config.json", "preprocessor_config.json")
 
 
@@ -27,7 +25,8 @@ def _checked_export(path: Path) -> Path:
 
 def latest_checkpoint(run_dir: Path) -> Path | None:
     """The run's rank-0 checkpoint with the most batches, if any."""
-    found = [(int(m[1]), p) for p in (run_dir / rd.CHECKPOINTS).glob("ba*-rank0.pt") if (m := _CHECKPOINT.match(p.name))]
+    found = [(batch, p) for p in (run_dir / rd.CHECKPOINTS).glob(rd.checkpoint_file("*"))
+             if (batch := rd.checkpoint_batch(p.name)) is not None]
     return max(found)[1] if found else None
 
 

@@ -18,11 +18,9 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-import yaml
-
 from mixture.errors import MixtureError
 from mixture.locations import is_url
-from mixture.run_dir import CHECKPOINTS, TRAIN_LOG
+from mixture.run_dir import TRAIN_LOG, checkpoint_batch
 from trainer.sweep.records import SweepRun, read_sweep, write_sweep
 from trainer.sweep.status import run_state, write_aliases
 
@@ -77,12 +75,11 @@ def run_sweep(sweep_dir: str | Path, nproc: int = 1, say: Say = print) -> list[s
 
 def _start_note(run: SweepRun, reached: int) -> str:
     """Where a run (re)starts, truthfully: its newest own checkpoint, else its parent's, else scratch."""
-    config = yaml.safe_load(Path(run.config).read_text()) or {}
-    folder = Path((config.get("checkpoint") or {}).get("folder") or Path(run.run_dir) / CHECKPOINTS)
+    folder = Path(run.checkpoint_folder())
     latest = folder / "latest-rank0.pt"
     origin = f"from {run.after} at batch {run.start_batch:,}" if run.after else "from scratch"
-    if not is_url(str(folder)) and latest.exists():
-        saved = int(latest.resolve().name.split("-")[0].removeprefix("ba"))
+    saved = checkpoint_batch(latest.resolve().name) if not is_url(str(folder)) and latest.exists() else None
+    if saved is not None:
         lost = ("" if reached <= saved else f"; batch {reached:,} is trained again" if reached == saved + 1
                 else f"; batches {saved + 1:,}-{reached:,} are trained again")
         return f"resuming from its checkpoint at batch {saved:,}{lost}"

@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from mixture.run_dir import CHECKPOINTS
+from mixture.run_dir import CHECKPOINTS, checkpoint_file
 from trainer.config import RunConfig, resolve_path
 from trainer.sweep.records import RUN_YAML, SWEEP_JSON, SweepFile, SweepRun, VariantEntry, read_sweep, run_path, write_sweep
 
@@ -102,7 +102,7 @@ def _derive(base: dict[str, Any], run: SweepRun, schedule: str, save_at: list[in
 
 
 def _checkpoint(folder: str, batch: int) -> str:
-    return f"{folder.rstrip('/')}/ba{batch}-rank0.pt"
+    return f"{folder.rstrip('/')}/{checkpoint_file(batch)}"
 
 
 def prepare_sweep(file: str | Path, base_config: str | Path, sweep_dir: str | Path | None = None,

@@ -59,6 +59,15 @@ class SweepRun:
     finishes: tuple[str, ...]
     fingerprint: str
 
+    def checkpoint_folder(self, config: dict[str, Any] | None = None) -> str:
+        """Where the run saves its checkpoints: its config's ``checkpoint.folder`` (local or remote), else
+        ``RUN_DIR/checkpoints``. ``config``: the run config already read (default: read ``self.config``)."""
+        import yaml
+
+        if config is None:
+            config = yaml.safe_load(Path(self.config).read_text()) or {}
+        return (config.get("checkpoint") or {}).get("folder") or str(Path(self.run_dir) / rd.CHECKPOINTS)
+
 
 @dataclass(frozen=True)
 class VariantEntry:
