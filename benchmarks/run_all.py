@@ -30,6 +30,7 @@ BENCHMARKS: dict[str, tuple[list[str], list[str]]] = {
     "ingest_text": (["bench_ingest_text.py", "--docs", "2000", "--repeats", "1"], []),
     "stats": (["bench_stats.py", "--rows", "200000", "--rounds", "1", "--dir", "/tmp/bench-stats-quick"], []),
     "serve": (["bench_serve.py", "--samples", "20000", "--rounds", "1", "--workers", "0"], []),
+    "train_kernels": (["bench_train_kernels.py", "--rounds", "2", "--steps", "5"], []),
 }
 
 
